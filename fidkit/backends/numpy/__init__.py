@@ -1,0 +1,1 @@
+"""The numpy runtime: a float64 reference interpreter of fidkit graphs (slow, exact, always installed)."""

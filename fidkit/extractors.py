@@ -1,0 +1,52 @@
+"""The built-in extractors, declared in one place; everything else looks them up by name."""
+
+from __future__ import annotations
+
+from .registry import ExtractorSpec, register_extractor
+
+#: The generic graph interpreters: every built-in network is a `fidkit.archs.spec.Graph`.
+GRAPH_BUILDERS = {
+    "torch": "fidkit.backends.torch.network:build",
+    "jax": "fidkit.backends.jax.network:build",
+    "tf": "fidkit.backends.tf.network:build",
+    "numpy": "fidkit.backends.numpy.network:build",
+}
+
+register_extractor(ExtractorSpec(
+    name="inception-tf2015",
+    feature_dim=2048,
+    logits_dim=1008,
+    input_size=(299, 299),
+    policy="legacy-tensorflow",
+    builders=GRAPH_BUILDERS,
+    weights=("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth",
+             "inception-2015-12-05.pt", "inception-2015-12-05.tgz"),
+    arch="fidkit.archs.inception:inception_tf2015",
+    description="The 2015 TensorFlow Inception graph that defines FID and IS (TTUR, pytorch-fid, "
+                "torch-fidelity, clean-fid): 2048-d pool3 features, 1008 logits.",
+))
+
+register_extractor(ExtractorSpec(
+    name="inception-torchvision",
+    feature_dim=2048,
+    logits_dim=1000,
+    input_size=(299, 299),
+    policy="torchvision",
+    builders=GRAPH_BUILDERS,
+    weights=("inception_v3_google-0cc3c7bd.pth",),
+    arch="fidkit.archs.inception:inception_torchvision",
+    description="torchvision's Inception v3 (IMAGENET1K_V1): 2048-d pool features, 1000 logits.",
+))
+
+register_extractor(ExtractorSpec(
+    name="mnist",
+    feature_dim=128,
+    logits_dim=10,
+    input_size=(28, 28),
+    policy="mnist",
+    builders=GRAPH_BUILDERS,
+    weights=("fidkit-mnist-v1.npz",),
+    arch="fidkit.archs.mnist:mnist_v1",
+    description="fidkit's own MNIST classifier, trained by scripts/train_mnist.py and shipped with the "
+                "package: the offline default.",
+))
