@@ -1,0 +1,344 @@
+"""Feature statistics with provenance: the mean and covariance that FID compares, and where they came from.
+
+The Fréchet Inception Distance (Heusel et al., "GANs Trained by a Two Time-Scale Update Rule Converge to
+a Local Nash Equilibrium", NeurIPS 2017) compares two Gaussians fitted to features. A `Stats` holds one
+such fit — sample count, mean and unbiased covariance in float64 — together with a `Provenance` that says
+which extractor, weights and resize policy produced the features, so that statistics computed under
+different conditions are never compared silently.
+
+Moments are accumulated with the pairwise update of Chan, Golub and LeVeque ("Algorithms for computing
+the sample variance: analysis and recommendations", The American Statistician 37(3), 1983): centred sums
+of squares are combined exactly, never the raw sum of outer products, which loses precision when the
+mean is large compared with the spread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .errors import FidkitWarning, InputError, ProvenanceMismatchError
+
+if TYPE_CHECKING:
+    from .registry import Extractor
+
+UNKNOWN = "unknown"
+FORMAT = "fidkit-stats-v1"
+
+#: Provenance fields that must agree for two statistics to be comparable, with their names in messages.
+_COMPARED = {
+    "extractor": "extractors",
+    "weights_sha256": "weights (SHA-256)",
+    "resize_policy": "resize policies",
+    "input_size": "network input sizes",
+}
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How features were computed; ``"unknown"`` where a file from another tool does not say."""
+
+    extractor: str = UNKNOWN
+    runtime: str = UNKNOWN
+    weights_sha256: str = UNKNOWN
+    weights_source: str = UNKNOWN
+    resize_policy: str = UNKNOWN
+    input_size: str = UNKNOWN
+    fidkit_version: str = UNKNOWN
+    description: str = ""
+
+    @classmethod
+    def from_extractor(cls, ex: Extractor, description: str = "") -> Provenance:
+        """Returns the provenance of features computed by extractor ``ex``."""
+        from . import __version__
+
+        h, w = ex.input_size
+        return cls(extractor=ex.name, runtime=ex.runtime,
+                   weights_sha256=ex.weights_sha256 or UNKNOWN,
+                   weights_source=ex.weights_source or UNKNOWN,
+                   resize_policy=ex.policy.name, input_size=f"{h}x{w}",
+                   fidkit_version=__version__, description=description)
+
+    @property
+    def unknown_fields(self) -> list[str]:
+        """Returns the compared fields whose value is unknown."""
+        return [f for f in _COMPARED if getattr(self, f) == UNKNOWN]
+
+    def to_json(self) -> str:
+        """Returns the provenance as a JSON object string."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str, where: str = "provenance") -> Provenance:
+        """Returns the provenance parsed from ``to_json`` output."""
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{where}: provenance is not valid JSON ({exc}); re-create the file "
+                             f"with `fidkit stats`") from None
+        if not isinstance(raw, dict):
+            raise InputError(f"{where}: provenance must be a JSON object, found {type(raw).__name__}")
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: str(v) for k, v in raw.items() if k in names})
+
+
+def _validate(n: int | None, mean: np.ndarray, cov: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    mean = np.asarray(mean)
+    cov = np.asarray(cov)
+    if mean.ndim != 1:
+        raise InputError(f"{where}: mean must be 1-D (d,), found shape {mean.shape}")
+    d = mean.shape[0]
+    if cov.shape != (d, d):
+        raise InputError(f"{where}: covariance must have shape {(d, d)} to match the mean, "
+                         f"found {cov.shape}")
+    for name, arr in (("mean", mean), ("covariance", cov)):
+        if not np.issubdtype(arr.dtype, np.floating) and not np.issubdtype(arr.dtype, np.integer):
+            raise InputError(f"{where}: {name} must be real numbers, found dtype {arr.dtype}")
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{where}: {name} contains NaN or infinity; recompute the statistics "
+                             f"from finite features")
+    if n is not None and (not isinstance(n, (int, np.integer)) or n < 2):
+        raise InputError(f"{where}: sample count must be an integer >= 2 (a covariance needs two "
+                         f"samples), found {n!r}")
+    mean = np.array(mean, dtype=np.float64)
+    cov = np.array(cov, dtype=np.float64)
+    mean.setflags(write=False)
+    cov.setflags(write=False)
+    return mean, cov
+
+
+@dataclass(frozen=True, eq=False)
+class Stats:
+    """Sample count, float64 mean (d,) and covariance (d, d) divided by n - 1, with their provenance.
+
+    ``n`` is None for statistics read from files that do not record it (pytorch-fid, TTUR, clean-fid);
+    such statistics can be compared but not merged.
+    """
+
+    n: int | None
+    mean: np.ndarray
+    cov: np.ndarray
+    provenance: Provenance = Provenance()
+
+    def __post_init__(self) -> None:
+        mean, cov = _validate(self.n, self.mean, self.cov, "Stats")
+        object.__setattr__(self, "mean", mean)
+        object.__setattr__(self, "cov", cov)
+        if self.n is not None:
+            object.__setattr__(self, "n", int(self.n))
+
+    def __repr__(self) -> str:
+        p = self.provenance
+        return (f"Stats(n={self.n}, d={self.dim}, extractor={p.extractor!r}, "
+                f"resize_policy={p.resize_policy!r})")
+
+    @property
+    def dim(self) -> int:
+        """Returns the feature dimension d."""
+        return int(self.mean.shape[0])
+
+    @classmethod
+    def from_features(cls, features: np.ndarray, provenance: Provenance = Provenance()) -> Stats:
+        """Returns the statistics of an (N, d) feature array, N >= 2."""
+        acc = StatsAccumulator(provenance)
+        acc.update(features)
+        return acc.stats()
+
+    def merge(self, other: Stats) -> Stats:
+        """Returns the statistics of the union of both samples (exact pooled moments)."""
+        if not isinstance(other, Stats):
+            raise InputError(f"Stats.merge: expected Stats, received {type(other).__name__}")
+        if self.n is None or other.n is None:
+            raise InputError("Stats.merge: statistics without a sample count (read from a pytorch-fid "
+                             "or clean-fid file) cannot be merged; recompute them with fidkit")
+        if self.dim != other.dim:
+            raise InputError(f"Stats.merge: feature dimensions differ ({self.dim} vs {other.dim})")
+        for name, label in _COMPARED.items():
+            va, vb = getattr(self.provenance, name), getattr(other.provenance, name)
+            if va != vb:
+                raise ProvenanceMismatchError(f"Stats.merge: the shards were computed with different "
+                                              f"{label} ({va} vs {vb}); merge only shards of one run")
+        n, mean, m2 = _combine(self.n, self.mean, self.cov * (self.n - 1),
+                               other.n, other.mean, other.cov * (other.n - 1))
+        return Stats(n, mean, m2 / (n - 1), self.provenance)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Returns ``path`` after writing the statistics there as .npz (atomically, via a temp file).
+
+        The file holds ``mu`` and ``sigma`` like pytorch-fid's, so other tools can read it too.
+        """
+        arrays = {"format": np.array(FORMAT), "mu": self.mean, "sigma": self.cov,
+                  "n": np.array(-1 if self.n is None else self.n, dtype=np.int64),
+                  "provenance": np.array(self.provenance.to_json())}
+        return _atomic_savez(Path(path), arrays)
+
+
+def _combine(na: int, ma: np.ndarray, m2a: np.ndarray, nb: int, mb: np.ndarray,
+             m2b: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """Returns (n, mean, centred sum of squares) of two pooled samples (Chan et al. 1983, eq. 2.1b)."""
+    n = na + nb
+    delta = mb - ma
+    mean = ma + delta * (nb / n)
+    m2 = m2a + m2b + np.outer(delta, delta) * (na * nb / n)
+    return n, mean, m2
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class StatsAccumulator:
+    """Streams (B, d) feature batches into running centred moments; memory O(d²) whatever N is."""
+
+    def __init__(self, provenance: Provenance = Provenance()) -> None:
+        self.provenance = provenance
+        self.n = 0
+        self._mean: np.ndarray | None = None
+        self._m2: np.ndarray | None = None
+
+    def update(self, batch: np.ndarray) -> StatsAccumulator:
+        """Returns self after adding the rows of a (B, d) feature batch."""
+        x = np.asarray(batch)
+        if x.ndim != 2:
+            raise InputError(f"StatsAccumulator.update: features must be 2-D (N, d), found shape {x.shape}")
+        if self._mean is not None and x.shape[1] != self._mean.shape[0]:
+            raise InputError(f"StatsAccumulator.update: batch has {x.shape[1]} features, earlier batches "
+                             f"had {self._mean.shape[0]}")
+        if x.shape[0] == 0:
+            return self
+        x = x.astype(np.float64, copy=False)
+        if not np.all(np.isfinite(x)):
+            raise InputError("StatsAccumulator.update: features contain NaN or infinity; check the "
+                             "images and the extractor")
+        nb = x.shape[0]
+        mb = x.mean(axis=0)
+        xc = x - mb
+        m2b = xc.T @ xc
+        if self._mean is None:
+            self.n, self._mean, self._m2 = nb, mb, m2b
+        else:
+            self.n, self._mean, self._m2 = _combine(self.n, self._mean, self._m2, nb, mb, m2b)
+        return self
+
+    def stats(self) -> Stats:
+        """Returns the statistics of every row added so far (needs at least two)."""
+        if self._mean is None or self.n < 2:
+            raise InputError(f"StatsAccumulator.stats: a covariance needs at least 2 feature rows, "
+                             f"received {self.n}; add more images")
+        return Stats(self.n, self._mean.copy(), self._m2 / (self.n - 1), self.provenance)
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such statistics file")
+    try:
+        # np.load leaks its own file handle when the zip directory is corrupt; own the handle.
+        with open(path, "rb") as fh:
+            data = np.load(fh, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise InputError(f"{path}: holds a single array of shape {data.shape}, not statistics; "
+                                 f"expected an .npz with 'mu' and 'sigma'")
+            with data:
+                return {k: data[k] for k in data.files}
+    except InputError:
+        raise
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise InputError(f"{path}: cannot read as .npz statistics ({type(exc).__name__}: {exc}); the "
+                         f"file is truncated or not a statistics file — recreate it with `fidkit stats`"
+                         ) from None
+
+
+def load(path: str | os.PathLike[str]) -> Stats:
+    """Returns the statistics stored at ``path``.
+
+    Reads fidkit's own files, pytorch-fid / TTUR ``mu``/``sigma`` .npz files, clean-fid's statistics
+    (``mu``/``sigma``) and clean-fid's KID feature files (``feats``); provenance is unknown for the
+    files of other tools. Never unpickles.
+    """
+    p = Path(path)
+    data = _read_npz(p)
+    where = str(p)
+    if "mu" in data and "sigma" in data:
+        n: Any = None
+        provenance = Provenance()
+        if "format" in data:
+            fmt = str(data["format"])
+            if fmt != FORMAT:
+                raise InputError(f"{where}: statistics format {fmt!r} is not supported by this fidkit "
+                                 f"(expects {FORMAT!r}); upgrade fidkit or recreate the file")
+            missing = [k for k in ("n", "provenance") if k not in data]
+            if missing:
+                raise InputError(f"{where}: fidkit statistics file lacks {', '.join(missing)}; "
+                                 f"recreate it with `fidkit stats`")
+            n = int(data["n"])
+            n = None if n < 0 else n
+            provenance = Provenance.from_json(str(data["provenance"]), where)
+        mean, cov = _validate(n, data["mu"], data["sigma"], where)
+        return Stats(n, mean, cov, provenance)
+    for key in ("feats", "features"):
+        if key in data:
+            feats = data[key]
+            if feats.ndim != 2:
+                raise InputError(f"{where}: '{key}' must be a 2-D (N, d) feature array, found shape "
+                                 f"{feats.shape}")
+            return Stats.from_features(feats)
+    raise InputError(f"{where}: not a statistics file: expected arrays 'mu' and 'sigma' (or 'feats'), "
+                     f"found {sorted(data) or 'no arrays'}")
+
+
+def check_compatible(a: Stats, b: Stats, allow_mismatch: bool = False) -> None:
+    """Returns None if ``a`` and ``b`` may be compared; raises ProvenanceMismatchError otherwise.
+
+    Extractor, weights digest, resize policy and input size must agree (the runtime may differ: that is
+    the point of fidkit). Unknown fields give a FidkitWarning; with ``allow_mismatch`` a difference
+    gives a FidkitWarning instead of the error.
+    """
+    if a.dim != b.dim:
+        raise InputError(f"the two statistics have different feature dimensions ({a.dim} vs {b.dim}); "
+                         f"they come from different extractors")
+    pa, pb = a.provenance, b.provenance
+    unknown = sorted(set(pa.unknown_fields) | set(pb.unknown_fields), key=list(_COMPARED).index)
+    for name, label in _COMPARED.items():
+        if name in unknown:
+            continue
+        va, vb = getattr(pa, name), getattr(pb, name)
+        if va == vb:
+            continue
+        msg = (f"the two statistics were computed with different {label} ({va} vs {vb}); scores "
+               f"across them are not comparable")
+        if not allow_mismatch:
+            raise ProvenanceMismatchError(msg + " — pass --allow-mismatch (allow_mismatch=True) to "
+                                                "compute anyway")
+        warnings.warn(msg, FidkitWarning, stacklevel=2)
+    if unknown:
+        warnings.warn(f"provenance unknown ({', '.join(unknown)}) for at least one of the statistics "
+                      f"(a file from another tool?); fidkit cannot check they were computed alike",
+                      FidkitWarning, stacklevel=2)
+
+
+def fid(a: Stats, b: Stats, *, allow_mismatch: bool = False, **kwargs: Any) -> float:
+    """Returns the Fréchet distance between two statistics after checking they are comparable.
+
+    Heusel et al. 2017; extra keyword arguments go to `fidkit.frechet.frechet_distance`.
+    """
+    from .frechet import frechet_distance
+
+    check_compatible(a, b, allow_mismatch=allow_mismatch)
+    return float(frechet_distance(a.mean, a.cov, b.mean, b.cov, **kwargs))

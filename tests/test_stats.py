@@ -1,0 +1,194 @@
+"""Statistics: streaming moments against numpy on the whole array, exact merges, files, provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+
+import numpy as np
+import pytest
+import scipy.linalg
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fidkit.errors import FidkitWarning, InputError, ProvenanceMismatchError
+from fidkit.stats import Provenance, Stats, StatsAccumulator, check_compatible, fid, load
+
+PROV = Provenance(extractor="mnist", runtime="numpy", weights_sha256="ab" * 32, weights_source="test",
+                  resize_policy="mnist", input_size="28x28", fidkit_version="0.1.0")
+
+
+def _rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
+
+
+def _features(n: int, d: int, seed: int = 0, offset: float = 0.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) + offset
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+def test_streaming_matches_numpy_on_whole_array(offset: float) -> None:
+    x = _features(257, 6, offset=offset)
+    acc = StatsAccumulator(PROV)
+    for lo, hi in [(0, 1), (1, 50), (50, 50), (50, 200), (200, 257)]:
+        acc.update(x[lo:hi].astype(np.float64))
+    s = acc.stats()
+    assert s.n == 257
+    assert s.mean.dtype == np.float64 and s.cov.dtype == np.float64
+    assert _rel(s.mean, x.mean(axis=0)) < 1e-13
+    assert _rel(s.cov, np.cov(x, rowvar=False)) < 1e-12
+
+
+def test_from_features_float32_is_accumulated_in_float64() -> None:
+    x = _features(100, 5).astype(np.float32)
+    s = Stats.from_features(x)
+    x64 = x.astype(np.float64)
+    assert _rel(s.cov, np.cov(x64, rowvar=False)) < 1e-12
+
+
+def test_merge_of_shards_equals_stats_of_whole() -> None:
+    x = _features(300, 8, seed=3, offset=50.0)
+    shards = [Stats.from_features(x[a:b], PROV) for a, b in [(0, 7), (7, 150), (150, 300)]]
+    merged = shards[0].merge(shards[1]).merge(shards[2])
+    whole = Stats.from_features(x, PROV)
+    assert merged.n == whole.n == 300
+    assert _rel(merged.mean, whole.mean) < 1e-12
+    assert _rel(merged.cov, whole.cov) < 1e-12
+    assert merged.provenance == PROV
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(2, 20), min_size=3, max_size=3), seed=st.integers(0, 2**31 - 1),
+       offset=st.floats(-1e3, 1e3))
+def test_merge_is_associative_and_exact(sizes: list[int], seed: int, offset: float) -> None:
+    x = _features(sum(sizes), 4, seed=seed, offset=offset)
+    cuts = np.cumsum([0, *sizes])
+    a, b, c = (Stats.from_features(x[cuts[i]:cuts[i + 1]]) for i in range(3))
+    left = a.merge(b).merge(c)
+    right = a.merge(b.merge(c))
+    whole = np.cov(x, rowvar=False)
+    for s in (left, right):
+        assert s.n == len(x)
+        np.testing.assert_allclose(s.mean, x.mean(axis=0), rtol=1e-12, atol=1e-12 * (1 + abs(offset)))
+        np.testing.assert_allclose(s.cov, whole, rtol=1e-10, atol=1e-12 * np.abs(whole).max())
+
+
+def test_merge_refuses_other_extractor_and_unknown_n(tmp_path) -> None:
+    x = _features(20, 3)
+    a = Stats.from_features(x, PROV)
+    b = Stats.from_features(x, dataclasses.replace(PROV, resize_policy="clean"))
+    with pytest.raises(ProvenanceMismatchError, match="resize policies"):
+        a.merge(b)
+    np.savez(tmp_path / "ref.npz", mu=a.mean, sigma=a.cov)
+    with pytest.raises(InputError, match="cannot be merged"):
+        a.merge(load(tmp_path / "ref.npz"))
+
+
+def test_stats_validates_and_is_immutable() -> None:
+    with pytest.raises(InputError, match="covariance must have shape"):
+        Stats(10, np.zeros(3), np.eye(4))
+    with pytest.raises(InputError, match="NaN"):
+        Stats(10, np.array([0.0, np.nan]), np.eye(2))
+    with pytest.raises(InputError, match="at least 2"):
+        StatsAccumulator().update(np.ones((1, 3))).stats()
+    with pytest.raises(InputError, match="2-D"):
+        StatsAccumulator().update(np.ones(3))
+    s = Stats.from_features(_features(10, 2))
+    with pytest.raises(ValueError):
+        s.mean[0] = 1.0
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.n = 3  # type: ignore[misc]
+
+
+def test_save_load_roundtrip_keeps_provenance(tmp_path) -> None:
+    s = Stats.from_features(_features(40, 5), PROV)
+    path = s.save(tmp_path / "sub" / "real.npz")
+    assert [p.name for p in path.parent.iterdir()] == ["real.npz"]  # no temp file left behind
+    t = load(path)
+    assert t.n == 40 and t.provenance == PROV
+    np.testing.assert_array_equal(t.mean, s.mean)
+    np.testing.assert_array_equal(t.cov, s.cov)
+
+
+@pytest.mark.peers
+def test_fidkit_file_is_readable_by_pytorch_fid(tmp_path) -> None:
+    fid_score = pytest.importorskip("pytorch_fid.fid_score")
+    s = Stats.from_features(_features(30, 4), PROV)
+    s.save(tmp_path / "s.npz")
+    mu, sigma = fid_score.compute_statistics_of_path(str(tmp_path / "s.npz"), None, 1, 4, "cpu")
+    np.testing.assert_array_equal(mu, s.mean)
+    np.testing.assert_array_equal(sigma, s.cov)
+
+
+def test_load_pytorch_fid_and_clean_fid_files(tmp_path) -> None:
+    x = _features(50, 4)
+    mu, sigma = x.mean(axis=0), np.cov(x, rowvar=False)
+    np.savez(tmp_path / "ttur.npz", mu=mu, sigma=sigma)               # pytorch-fid / TTUR
+    np.savez_compressed(tmp_path / "clean.npz", mu=mu, sigma=sigma)   # clean-fid make_custom_stats
+    np.savez_compressed(tmp_path / "kid.npz", feats=x)                 # clean-fid KID statistics
+    for name in ("ttur.npz", "clean.npz", "kid.npz"):
+        s = load(tmp_path / name)
+        assert s.provenance == Provenance()
+        np.testing.assert_allclose(s.mean, mu, rtol=1e-13)
+        np.testing.assert_allclose(s.cov, sigma, rtol=1e-12)
+    assert load(tmp_path / "ttur.npz").n is None
+    assert load(tmp_path / "kid.npz").n == 50
+
+
+def test_load_rejects_bad_files_naming_them(tmp_path) -> None:
+    good = Stats.from_features(_features(20, 64), PROV).save(tmp_path / "good.npz")
+    data = good.read_bytes()
+    (tmp_path / "trunc.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match="trunc.npz"):
+        load(tmp_path / "trunc.npz")
+    np.savez(tmp_path / "other.npz", weights=np.ones(3))
+    with pytest.raises(InputError, match=r"other.npz.*'mu' and 'sigma'"):
+        load(tmp_path / "other.npz")
+    np.savez(tmp_path / "pickled.npz", mu=np.array([object()]), sigma=np.eye(1))
+    with pytest.raises(InputError, match="pickled.npz"):
+        load(tmp_path / "pickled.npz")
+    with pytest.raises(InputError, match="missing.npz"):
+        load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "shape.npz", mu=np.zeros(3), sigma=np.eye(2))
+    with pytest.raises(InputError, match=r"shape.npz: covariance"):
+        load(tmp_path / "shape.npz")
+    with zipfile.ZipFile(tmp_path / "nozip.npz", "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    with pytest.raises(InputError, match="nozip.npz"):
+        load(tmp_path / "nozip.npz")
+
+
+@pytest.mark.parametrize(("field", "label"), [("extractor", "extractors"),
+                                              ("weights_sha256", "weights"),
+                                              ("resize_policy", "resize policies"),
+                                              ("input_size", "input sizes")])
+def test_check_compatible_names_the_differing_field(field: str, label: str) -> None:
+    x = _features(20, 3)
+    a = Stats.from_features(x, PROV)
+    b = Stats.from_features(x, dataclasses.replace(PROV, **{field: "other"}))
+    with pytest.raises(ProvenanceMismatchError, match=label):
+        check_compatible(a, b)
+    with pytest.warns(FidkitWarning, match=label):
+        check_compatible(a, b, allow_mismatch=True)
+
+
+def test_check_compatible_runtime_may_differ_unknown_warns() -> None:
+    x = _features(20, 3)
+    a = Stats.from_features(x, PROV)
+    check_compatible(a, Stats.from_features(x, dataclasses.replace(PROV, runtime="torch")))
+    with pytest.warns(FidkitWarning, match="provenance unknown"):
+        check_compatible(a, Stats.from_features(x))
+    with pytest.raises(InputError, match="feature dimensions"):
+        check_compatible(a, Stats.from_features(_features(20, 4), PROV))
+
+
+def test_fid_checks_provenance_then_matches_scipy() -> None:
+    pytest.importorskip("fidkit.frechet")
+    a = Stats.from_features(_features(60, 4, seed=1), PROV)
+    b = Stats.from_features(_features(60, 4, seed=2, offset=0.5), PROV)
+    covmean = scipy.linalg.sqrtm(a.cov @ b.cov).real
+    expected = np.sum((a.mean - b.mean) ** 2) + np.trace(a.cov + b.cov - 2 * covmean)
+    assert fid(a, b) == pytest.approx(expected, rel=1e-9)
+    with pytest.raises(ProvenanceMismatchError):
+        fid(a, Stats(b.n, b.mean, b.cov, dataclasses.replace(PROV, extractor="inception-tf2015")))
