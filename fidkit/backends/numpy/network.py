@@ -1,0 +1,230 @@
+"""The float64 reference interpreter of `fidkit.archs.spec.Graph`: what every other runtime is checked against.
+
+Semantics are those of the table in `fidkit.archs.spec` with PyTorch layouts: activations are NCHW,
+conv kernels (out, in, kh, kw), dense weights (out, in), explicit ((top, bottom), (left, right))
+padding, floor output sizes (no ceil mode). Everything is computed in float64 so the reference is
+limited by the weights, not by rounding. A convolution is a sum over kernel positions of one matrix
+product each, which needs no im2col buffer and keeps memory at the size of the activations.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ...archs.spec import Graph, Node
+from ...errors import InputError, WeightsError
+
+if TYPE_CHECKING:
+    from ...registry import ExtractorSpec, Forward
+    from ...resize import ResizePolicy
+    from ...weights import CanonicalWeights
+
+Params = Mapping[str, np.ndarray]
+
+
+def _out_size(size: int, pad: tuple[int, int], k: int, s: int) -> int:
+    return (size + pad[0] + pad[1] - k) // s + 1
+
+
+def _pad(x: np.ndarray, padding: Any, value: float) -> np.ndarray:
+    (pt, pb), (pl, pr) = padding
+    if pt == pb == pl == pr == 0:
+        return x
+    return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=value)
+
+
+def _windows(x: np.ndarray, kernel: Any, stride: Any) -> np.ndarray:
+    """Returns the (N, C, Ho, Wo, kh, kw) strided view of every pooling window of padded ``x``."""
+    kh, kw = kernel
+    sh, sw = stride
+    return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+
+
+def _input(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    (x,) = xs
+    if x.ndim != 4 or x.shape[-1] != node.attrs["channels"]:
+        raise InputError(f"graph input: expected NHWC images with {node.attrs['channels']} channels, "
+                         f"received shape {x.shape}")
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2), dtype=np.float64)
+
+
+def _bcast(v: np.ndarray, ndim: int) -> np.ndarray:
+    return v.reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def _channel_affine(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    (x,) = xs
+    scale = np.asarray(node.attrs["scale"], dtype=np.float64)
+    shift = np.asarray(node.attrs["shift"], dtype=np.float64)
+    return x * _bcast(scale, x.ndim) + _bcast(shift, x.ndim)
+
+
+def _conv2d(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    (x,) = xs
+    a = node.attrs
+    w = params[f"{node.name}.weight"]
+    kh, kw = a["kernel"]
+    sh, sw = a["stride"]
+    n, c, h, wd = x.shape
+    ho = _out_size(h, a["padding"][0], kh, sh)
+    wo = _out_size(wd, a["padding"][1], kw, sw)
+    xp = _pad(x, a["padding"], 0.0)
+    # out[o, n, i, j] = sum_{c, p, q} w[o, c, p, q] * xp[n, c, i*sh + p, j*sw + q]
+    out = np.zeros((w.shape[0], n, ho, wo), dtype=np.float64)
+    for p in range(kh):
+        for q in range(kw):
+            patch = xp[:, :, p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw]
+            out += np.tensordot(w[:, :, p, q], patch, axes=([1], [1]))
+    out = out.transpose(1, 0, 2, 3)
+    if a["bias"]:
+        out = out + _bcast(params[f"{node.name}.bias"], 4)
+    return np.ascontiguousarray(out)
+
+
+def _batchnorm(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    (x,) = xs
+    p = node.name
+    inv = params[f"{p}.weight"] / np.sqrt(params[f"{p}.running_var"] + node.attrs["eps"])
+    return (x - _bcast(params[f"{p}.running_mean"], x.ndim)) * _bcast(inv, x.ndim) \
+        + _bcast(params[f"{p}.bias"], x.ndim)
+
+
+def _relu(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    return np.maximum(xs[0], 0.0)
+
+
+def _maxpool2d(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    a = node.attrs
+    xp = _pad(xs[0], a["padding"], -np.inf)
+    return np.ascontiguousarray(_windows(xp, a["kernel"], a["stride"]).max(axis=(4, 5)))
+
+
+def _avgpool2d(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    (x,) = xs
+    a = node.attrs
+    kh, kw = a["kernel"]
+    sums = _windows(_pad(x, a["padding"], 0.0), a["kernel"], a["stride"]).sum(axis=(4, 5))
+    if a["count_include_pad"]:
+        return sums / (kh * kw)
+    ones = np.ones((1, 1) + x.shape[2:], dtype=np.float64)
+    counts = _windows(_pad(ones, a["padding"], 0.0), a["kernel"], a["stride"]).sum(axis=(4, 5))
+    return sums / counts
+
+
+def _concat(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(xs, axis=1)
+
+
+def _global_avgpool(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0].mean(axis=(2, 3))
+
+
+def _flatten(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0].reshape(xs[0].shape[0], -1)
+
+
+def _dense(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    y = xs[0] @ params[f"{node.name}.weight"].T
+    if node.attrs["bias"]:
+        y = y + params[f"{node.name}.bias"]
+    return y
+
+
+_OPS: dict[str, Callable[[Node, Params, list[np.ndarray]], np.ndarray]] = {
+    "input": _input, "channel_affine": _channel_affine, "conv2d": _conv2d, "batchnorm": _batchnorm,
+    "relu": _relu, "maxpool2d": _maxpool2d, "avgpool2d": _avgpool2d, "concat": _concat,
+    "global_avgpool": _global_avgpool, "flatten": _flatten, "dense": _dense,
+}
+
+
+def run_graph(graph: Graph, params: Params, images: np.ndarray) -> dict[str, np.ndarray]:
+    """Returns the graph's named outputs (float64; 4-D outputs NCHW) for NHWC input ``images``.
+
+    ``images`` is what the ``input`` node receives (already resized and normalised); ``params`` maps
+    ``f"{node}.{param}"`` to arrays in PyTorch layout.
+    """
+    wanted = set(graph.outputs.values())
+    consumers: dict[str, int] = {}
+    for node in graph.nodes:
+        for i in node.inputs:
+            consumers[i] = consumers.get(i, 0) + 1
+    values: dict[str, np.ndarray] = {}
+    for node in graph.nodes:
+        xs = [values[i] for i in node.inputs] if node.inputs else [np.asarray(images)]
+        values[node.name] = _OPS[node.op](node, params, xs)
+        for i in node.inputs:  # free activations nobody reads any more: Inception is memory-bound
+            consumers[i] -= 1
+            if consumers[i] == 0 and i not in wanted:
+                del values[i]
+    return {key: values[name] for key, name in graph.outputs.items()}
+
+
+def load_params(graph: Graph, path: str, where: str | None = None) -> dict[str, np.ndarray]:
+    """Returns the graph's parameters read from an .npz of named float32 arrays, as float64."""
+    where = where or str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = np.load(fh, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise WeightsError(f"{where}: holds one array, not named weights; expected an .npz "
+                                   f"with arrays named '<node>.<param>'")
+            names = set(data.files)
+            params: dict[str, np.ndarray] = {}
+            for key, shape in graph.param_shapes().items():
+                if key not in names:
+                    raise WeightsError(f"{where}: weights file lacks {key!r} (shape {shape}) needed by "
+                                       f"graph {graph.name!r}; convert the checkpoint with "
+                                       f"`fidkit weights convert`")
+                arr = data[key]
+                if arr.shape != shape:
+                    raise WeightsError(f"{where}: {key!r} has shape {arr.shape}, graph {graph.name!r} "
+                                       f"expects {shape}; the file is for another network")
+                params[key] = arr.astype(np.float64)
+    except WeightsError:
+        raise
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise WeightsError(f"{where}: cannot read weights as .npz ({type(exc).__name__}: {exc}); "
+                           f"re-download or re-convert the file") from None
+    return params
+
+
+def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
+          policy: ResizePolicy) -> Forward:
+    """Returns the numpy forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
+    from ...registry import load_object
+
+    if device != "cpu":
+        raise InputError(f"the numpy runtime runs on the CPU only, but device {device!r} was asked "
+                         f"for; pass --device cpu or choose another runtime")
+    if spec.arch is None:
+        raise InputError(f"extractor {spec.name!r} has no graph (spec.arch); the numpy runtime can only "
+                         f"run graph extractors")
+    if weights is None:
+        raise WeightsError(f"extractor {spec.name!r} needs weights, and none were resolved; pass "
+                           f"--weights FILE")
+    graph: Graph = load_object(spec.arch)()
+    params = load_params(graph, str(weights.path))
+    size = tuple(spec.input_size)
+    mean = getattr(policy, "mean", None)
+    std = getattr(policy, "std", None)
+    mean = None if mean is None else np.asarray(mean, dtype=np.float64)
+    std = None if std is None else np.asarray(std, dtype=np.float64)
+
+    def forward(images: np.ndarray) -> dict[str, np.ndarray]:
+        if tuple(images.shape[1:3]) != size:
+            from ...resize import resize
+
+            images = resize(images, policy, size)
+        x = np.asarray(images, dtype=np.float64)
+        if mean is not None:
+            x = x - mean
+        if std is not None:
+            x = x / std
+        return run_graph(graph, params, x)
+
+    return forward
