@@ -62,8 +62,8 @@ class MnistNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Returns (features, logits) of float32 NCHW RGB images on the 0..255 scale, 28x28."""
+        x = (x - MNIST_MEAN * 255.0) / (MNIST_STD * 255.0)  # the runtime's normalisation
         x = self.gray(x)
-        x = x * (1.0 / (MNIST_STD * 255.0)) + (-MNIST_MEAN / MNIST_STD)
         x = nn.functional.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 2)
         x = nn.functional.max_pool2d(torch.relu(self.bn2(self.conv2(x))), 2)
         feats = self.fc1(torch.flatten(x, 1))

@@ -3,15 +3,18 @@
 The weights (``fidkit/data/fidkit-mnist-v1.npz``) are trained by ``scripts/train_mnist.py``; their size,
 SHA-256 and test accuracy are in ``fidkit-mnist-v1.json`` beside them.
 
-Input: float32 RGB on the 0..255 scale, already resized to 28x28 by the ``mnist`` resize policy.
+Input: float32 RGB, resized to 28x28 by the ``mnist`` resize policy and normalised by the runtime
+with that policy's mean 0.1307*255 and std 0.3081*255 on every channel (the MNIST training set's
+pixel mean and standard deviation on the 0..1 scale, times 255).
 
-1. ``gray``: a fixed 1x1 convolution 3 -> 1 with weights (0.299, 0.587, 0.114), the ITU-R BT.601
-   luma of PIL's ``convert("L")``. They sum to 1 exactly in float32, so a grayscale image replicated on
-   three channels passes through unchanged. Stored in the weights file like any other parameter.
-2. ``normalize``: (x - 0.1307*255) / (0.3081*255), the MNIST training set's pixel mean and std.
-3. conv 5x5 (32) - batchnorm - relu - maxpool 2, conv 3x3 (64) - batchnorm - relu - maxpool 2:
+1. ``gray``: a fixed 1x1 convolution 3 -> 1 with weights (0.299, 0.587, 0.114), the ITU-R BT.601-2
+   luma of PIL's ``convert("L")``. They sum to 1 (exactly in float32, to 1 ulp in float64), so a
+   grayscale image replicated on three channels passes through unchanged up to rounding, and luma
+   commutes with the per-channel normalisation.
+   Stored in the weights file like any other parameter.
+2. conv 5x5 (32) - batchnorm - relu - maxpool 2, conv 3x3 (64) - batchnorm - relu - maxpool 2:
    (64, 7, 7).
-4. ``fc1``: dense 3136 -> 128, **the features** (taken before its relu); relu; ``fc2``: dense
+3. ``fc1``: dense 3136 -> 128, **the features** (taken before its relu); relu; ``fc2``: dense
    128 -> 10, **the logits**.
 
 Why 128 features, before the relu: 128 is wide enough to keep within-class variation (style, stroke
@@ -40,8 +43,6 @@ def mnist_v1() -> Graph:
     """Returns the graph of fidkit-mnist-v1: outputs 'features' (N, 128) and 'logits' (N, 10)."""
     g = GraphBuilder("fidkit-mnist-v1", channels=3)
     x = g.conv2d("gray", "input", 3, 1, (1, 1))
-    scale = 1.0 / (MNIST_STD * 255.0)
-    x = g.channel_affine("normalize", x, scale=(scale,), shift=(-MNIST_MEAN / MNIST_STD,))
     x = g.conv2d("conv1", x, 1, 32, (5, 5), padding=same_padding((5, 5)))
     x = g.batchnorm("bn1", x, 32, BN_EPS)
     x = g.relu("relu1", x)

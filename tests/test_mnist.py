@@ -1,0 +1,259 @@
+"""The shipped MNIST classifier: IDX reader, training reproducibility, weights file, accuracy, runtimes."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import require_runtime
+
+from fidkit.archs.mnist import LUMA_RGB, mnist_v1
+from fidkit.errors import InputError
+from fidkit.mnist_data import SHIPPED_DIR, load_mnist, read_idx, to_rgb, verify_sha256
+from fidkit.registry import get_spec
+
+REPO = Path(__file__).resolve().parent.parent
+WEIGHTS = REPO / "fidkit" / "data" / "fidkit-mnist-v1.npz"
+SIDECAR = WEIGHTS.with_suffix(".json")
+SHARED_MNIST = REPO.parent / "shared" / "data" / "mnist"
+
+
+def _train_module():
+    """Returns scripts/train_mnist.py imported as a module (it needs torch)."""
+    require_runtime("torch")
+    spec = importlib.util.spec_from_file_location("fidkit_train_mnist", REPO / "scripts" / "train_mnist.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _idx_bytes(arr: np.ndarray) -> bytes:
+    header = bytes([0, 0, 8, arr.ndim]) + np.array(arr.shape, dtype=">u4").tobytes()
+    return header + arr.astype(np.uint8).tobytes()
+
+
+# --- the IDX reader --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_read_idx_round_trip(tmp_path: Path, compress: bool) -> None:
+    arr = np.random.default_rng(0).integers(0, 256, size=(5, 28, 28), dtype=np.uint8)
+    raw = _idx_bytes(arr)
+    path = tmp_path / ("x.gz" if compress else "x")
+    path.write_bytes(gzip.compress(raw) if compress else raw)
+    np.testing.assert_array_equal(read_idx(path), arr)
+
+
+@pytest.mark.parametrize("mutate, words", [
+    (lambda b: b"\x01" + b[1:], "not an IDX file"),
+    (lambda b: b[:2] + b"\x0d" + b[3:], "type code"),
+    (lambda b: b[:-1], "truncated"),
+    (lambda b: b[:6], "truncated"),
+    (lambda b: b"", "not an IDX file"),
+])
+def test_read_idx_bad_header_names_the_file(tmp_path: Path, mutate, words: str) -> None:
+    path = tmp_path / "bad-images-idx3-ubyte"
+    path.write_bytes(mutate(_idx_bytes(np.zeros((2, 3, 3), np.uint8))))
+    with pytest.raises(InputError, match=words) as info:
+        read_idx(path)
+    assert str(path) in str(info.value)
+
+
+def test_read_idx_corrupt_gzip(tmp_path: Path) -> None:
+    path = tmp_path / "x.gz"
+    path.write_bytes(gzip.compress(_idx_bytes(np.zeros((2, 2), np.uint8)))[:-6])
+    with pytest.raises(InputError, match="x.gz"):
+        read_idx(path)
+
+
+def test_shipped_test_split() -> None:
+    images, labels = load_mnist("test")
+    assert images.shape == (10000, 28, 28) and images.dtype == np.uint8
+    assert labels.shape == (10000,)
+    assert set(np.unique(labels)) == set(range(10))
+    # The shipped copy is the shared one, byte for byte (SHA256SUMS is checked by load_mnist).
+    assert verify_sha256(SHIPPED_DIR / "t10k-images-idx3-ubyte.gz")
+
+
+def test_uncompressed_folder_and_sha_mismatch(tmp_path: Path) -> None:
+    images, labels = load_mnist("test")
+    (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx_bytes(images[:7]))
+    (tmp_path / "t10k-labels-idx1-ubyte").write_bytes(_idx_bytes(labels[:7]))
+    got, lab = load_mnist("test", tmp_path)
+    np.testing.assert_array_equal(got, images[:7])
+    np.testing.assert_array_equal(lab, labels[:7])
+    (tmp_path / "SHA256SUMS").write_text("0" * 64 + "  t10k-images-idx3-ubyte\n")
+    with pytest.raises(InputError, match="t10k-images-idx3-ubyte: SHA-256"):
+        load_mnist("test", tmp_path)
+    load_mnist("test", tmp_path, verify=False)
+
+
+def test_missing_files_and_train_not_shipped(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="train-images-idx3-ubyte"):
+        load_mnist("train", tmp_path)
+    with pytest.raises(InputError, match="not shipped"):
+        load_mnist("train")
+
+
+def test_train_split_when_available() -> None:
+    if not SHARED_MNIST.is_dir():
+        pytest.skip(f"{SHARED_MNIST} not present")
+    images, labels = load_mnist("train", SHARED_MNIST)
+    assert images.shape == (60000, 28, 28)
+    # README facts of the shared copy: pixel mean 0.1307, std 0.3081 on [0, 1].
+    assert abs(images.mean() / 255 - 0.1307) < 5e-5
+    assert abs(images.std() / 255 - 0.3081) < 5e-5
+    np.testing.assert_array_equal(np.bincount(labels)[:2], [5923, 6742])
+
+
+# --- the graph and the weights file -------------------------------------------------------------
+
+def test_graph_matches_spec_and_file() -> None:
+    g = mnist_v1()
+    spec = get_spec("mnist")
+    assert spec.arch == "fidkit.archs.mnist:mnist_v1"
+    assert set(g.outputs) == {"features", "logits"}
+    shapes = g.param_shapes()
+    assert shapes[f"{g.outputs['features']}.weight"][0] == spec.feature_dim
+    assert shapes[f"{g.outputs['logits']}.weight"][0] == spec.logits_dim
+    with np.load(WEIGHTS, allow_pickle=False) as z:
+        found = {k: tuple(z[k].shape) for k in z.files}
+        assert all(z[k].dtype == np.float32 for k in z.files)
+        gray = z["gray.weight"].reshape(3)
+    assert found == shapes
+    np.testing.assert_array_equal(gray, np.float32(LUMA_RGB))
+
+
+def test_sidecar_describes_the_file() -> None:
+    meta = json.loads(SIDECAR.read_text())
+    data = WEIGHTS.read_bytes()
+    assert meta["size_bytes"] == len(data) < 2_100_000
+    assert meta["sha256"] == hashlib.sha256(data).hexdigest()
+    assert meta["test_accuracy"] >= 0.99
+    assert meta["training_command"].startswith("python scripts/train_mnist.py")
+
+
+def test_luma_passes_grayscale_through() -> None:
+    w = np.float32(LUMA_RGB)
+    assert w.sum(dtype=np.float32) == 1 and abs(np.float64(LUMA_RGB).sum() - 1) <= 2.3e-16
+    x = (np.arange(256, dtype=np.float32) - np.float32(0.1307 * 255)) / np.float32(0.3081 * 255)
+    y = w[0] * x + w[1] * x + w[2] * x
+    np.testing.assert_allclose(y, x, rtol=2 * np.finfo(np.float32).eps, atol=1e-7)
+
+
+# --- training --------------------------------------------------------------------------------------
+
+@pytest.mark.torch
+def test_training_is_reproducible() -> None:
+    tm = _train_module()
+    images, labels = load_mnist("test")
+    digests = []
+    for _ in range(2):
+        model = tm.train(images[:2048], labels[:2048], seed=3, epochs=1, batch_size=32, max_steps=12)
+        digests.append(hashlib.sha256(tm.npz_bytes(tm.canonical_arrays(model))).hexdigest())
+    assert digests[0] == digests[1]
+    other = tm.train(images[:2048], labels[:2048], seed=4, epochs=1, batch_size=32, max_steps=12)
+    assert hashlib.sha256(tm.npz_bytes(tm.canonical_arrays(other))).hexdigest() != digests[0]
+
+
+@pytest.mark.torch
+def test_npz_bytes_reproducible_and_loadable(tmp_path: Path) -> None:
+    tm = _train_module()
+    arrays = {"b.weight": np.ones((2, 3), np.float32), "a.bias": np.arange(4, dtype=np.float32)}
+    data = tm.npz_bytes(arrays)
+    assert data == tm.npz_bytes(dict(reversed(list(arrays.items()))))
+    path = tmp_path / "w.npz"
+    tm.write_atomic(path, data)
+    with np.load(path, allow_pickle=False) as z:
+        assert sorted(z.files) == ["a.bias", "b.weight"]
+        np.testing.assert_array_equal(z["b.weight"], arrays["b.weight"])
+    assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_shipped_weights_accuracy_torch_twin() -> None:
+    """The training script's own torch module, loaded from the shipped file, reproduces the sidecar."""
+    import torch
+
+    tm = _train_module()
+    model = tm.MnistNet()
+    with np.load(WEIGHTS, allow_pickle=False) as z:
+        state = {k: torch.from_numpy(z[k]) for k in z.files}
+    model.load_state_dict(state, strict=False)
+    images, labels = load_mnist("test")
+    acc = tm.accuracy(model, images, labels)
+    assert acc >= 0.99
+    assert abs(acc - json.loads(SIDECAR.read_text())["test_accuracy"]) <= 2e-4
+
+
+# --- through the registered extractor, on every runtime ---------------------------------------------
+
+def _extractor(runtime: str):
+    from fidkit.registry import extractor
+
+    return extractor("mnist", runtime=runtime)
+
+
+@pytest.mark.slow
+def test_extractor_accuracy(runtime: str) -> None:
+    ex = _extractor(runtime)
+    images, labels = load_mnist("test")
+    n = 2000 if runtime == "numpy" else 10000
+    correct = 0
+    for i in range(0, n, 500):
+        logits = ex.logits(to_rgb(images[i:i + 500]))
+        correct += int((logits.argmax(1) == labels[i:i + 500]).sum())
+    assert correct / n >= 0.99 - (0.005 if n < 10000 else 0.0)
+    if n == 10000:
+        assert abs(correct / n - json.loads(SIDECAR.read_text())["test_accuracy"]) <= 2e-4
+
+
+def test_extractor_agrees_with_numpy_reference(runtime: str) -> None:
+    """Features and logits agree with the float64 reference to 1e-4 x their std, colour input too."""
+    images, _ = load_mnist("test")
+    rgb = to_rgb(images[:48])
+    rng = np.random.default_rng(0)
+    colour = rng.uniform(0, 255, size=(8, 28, 28, 3)).astype(np.float32)
+    batch = np.concatenate([rgb, colour])
+    ref = _extractor("numpy")(batch)
+    out = _extractor(runtime)(batch)
+    for key in ("features", "logits"):
+        scale = ref[key][:48].std()
+        err = np.abs(out[key].astype(np.float64) - ref[key]).max()
+        assert err <= 1e-4 * scale, f"{runtime} {key}: max error {err:.3g} > 1e-4 x std {scale:.3g}"
+
+
+def test_colour_input_is_luminance(runtime: str) -> None:
+    """An RGB image and its BT.601 luminance replicated on three channels give the same features."""
+    rng = np.random.default_rng(1)
+    colour = rng.uniform(0, 255, size=(4, 28, 28, 3)).astype(np.float32)
+    luma = (colour.astype(np.float64) @ np.array(LUMA_RGB)).astype(np.float32)
+    ex = _extractor(runtime)
+    a, b = ex.features(colour), ex.features(to_rgb(luma))
+    assert np.abs(a - b).max() <= 1e-4 * a.std()
+
+
+@pytest.mark.torch
+def test_extractor_matches_torch_twin() -> None:
+    """The graph interpreter and the training script's module compute the same network."""
+    import torch
+
+    tm = _train_module()
+    model = tm.MnistNet()
+    with np.load(WEIGHTS, allow_pickle=False) as z:
+        model.load_state_dict({k: torch.from_numpy(z[k]) for k in z.files}, strict=False)
+    model.eval()
+    images, _ = load_mnist("test")
+    rgb = to_rgb(images[:64])
+    with torch.no_grad():
+        feats, logits = model(torch.from_numpy(rgb).permute(0, 3, 1, 2).contiguous())
+    out = _extractor("numpy")(rgb)
+    assert np.abs(out["features"] - feats.numpy()).max() <= 1e-4 * out["features"].std()
+    assert np.abs(out["logits"] - logits.numpy()).max() <= 1e-4 * out["logits"].std()
