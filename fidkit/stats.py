@@ -303,22 +303,18 @@ def load(path: str | os.PathLike[str]) -> Stats:
                      f"found {sorted(data) or 'no arrays'}")
 
 
-def check_compatible(a: Stats, b: Stats, allow_mismatch: bool = False) -> None:
-    """Returns None if ``a`` and ``b`` may be compared; raises ProvenanceMismatchError otherwise.
+def check_provenance(a: Provenance, b: Provenance, allow_mismatch: bool = False) -> None:
+    """Returns None if features of provenance ``a`` and ``b`` may be compared; raises otherwise.
 
     Extractor, weights digest, resize policy and input size must agree (the runtime may differ: that is
-    the point of fidkit). Unknown fields give a FidkitWarning; with ``allow_mismatch`` a difference
-    gives a FidkitWarning instead of the error.
+    the point of fidkit). A difference raises ProvenanceMismatchError naming the field, or with
+    ``allow_mismatch`` gives a FidkitWarning; unknown fields give a FidkitWarning.
     """
-    if a.dim != b.dim:
-        raise InputError(f"the two statistics have different feature dimensions ({a.dim} vs {b.dim}); "
-                         f"they come from different extractors")
-    pa, pb = a.provenance, b.provenance
-    unknown = sorted(set(pa.unknown_fields) | set(pb.unknown_fields), key=list(_COMPARED).index)
+    unknown = [f for f in _COMPARED if f in set(a.unknown_fields) | set(b.unknown_fields)]
     for name, label in _COMPARED.items():
         if name in unknown:
             continue
-        va, vb = getattr(pa, name), getattr(pb, name)
+        va, vb = getattr(a, name), getattr(b, name)
         if va == vb:
             continue
         msg = (f"the two statistics were computed with different {label} ({va} vs {vb}); scores "
@@ -326,11 +322,19 @@ def check_compatible(a: Stats, b: Stats, allow_mismatch: bool = False) -> None:
         if not allow_mismatch:
             raise ProvenanceMismatchError(msg + " — pass --allow-mismatch (allow_mismatch=True) to "
                                                 "compute anyway")
-        warnings.warn(msg, FidkitWarning, stacklevel=2)
+        warnings.warn(msg, FidkitWarning, stacklevel=3)
     if unknown:
-        warnings.warn(f"provenance unknown ({', '.join(unknown)}) for at least one of the statistics "
-                      f"(a file from another tool?); fidkit cannot check they were computed alike",
-                      FidkitWarning, stacklevel=2)
+        warnings.warn(f"provenance unknown ({', '.join(unknown)}) for at least one of the inputs "
+                      f"(a file from another tool, or bare arrays?); fidkit cannot check they were "
+                      f"computed alike", FidkitWarning, stacklevel=3)
+
+
+def check_compatible(a: Stats, b: Stats, allow_mismatch: bool = False) -> None:
+    """Returns None if statistics ``a`` and ``b`` may be compared; raises otherwise (see check_provenance)."""
+    if a.dim != b.dim:
+        raise InputError(f"the two statistics have different feature dimensions ({a.dim} vs {b.dim}); "
+                         f"they come from different extractors")
+    check_provenance(a.provenance, b.provenance, allow_mismatch)
 
 
 def fid(a: Stats, b: Stats, *, allow_mismatch: bool = False, **kwargs: Any) -> float:

@@ -1,0 +1,371 @@
+"""Images to features to scores: decoding runs ahead of the network on worker threads.
+
+`compute_features` and `compute_stats` read any input `fidkit.images.open_source` accepts, decode and
+resize batches on threads that stay a bounded number of batches ahead of the extractor (so decoding
+overlaps the forward pass without unbounded memory), and return numpy results with provenance.
+`score` is the one-call Python API behind ``fidkit score``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import FidkitError, InputError
+from .registry import Extractor
+from .stats import Provenance, Stats, StatsAccumulator, _atomic_savez, check_provenance
+
+#: Batches decoded ahead of the network: enough to hide decode jitter, few enough to bound memory.
+PREFETCH = 2
+DEFAULT_BATCH_SIZE = 50
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
+FEATURES_FORMAT = "fidkit-features-v1"
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureResult:
+    """Features (N, d), logits (N, k) or None, input names, provenance, and the files skipped."""
+
+    features: np.ndarray
+    logits: np.ndarray | None
+    names: list[str]
+    provenance: Provenance = Provenance()
+    skipped: list[str] = field(default_factory=list)
+
+    def stats(self) -> Stats:
+        """Returns the statistics of the features, with this result's provenance."""
+        return Stats.from_features(self.features, self.provenance)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Returns ``path`` after writing features, logits, names and provenance there as .npz."""
+        arrays: dict[str, np.ndarray] = {
+            "format": np.array(FEATURES_FORMAT), "features": self.features,
+            "names": np.array([str(n) for n in self.names]),
+            "provenance": np.array(self.provenance.to_json())}
+        if self.logits is not None:
+            arrays["logits"] = self.logits
+        return _atomic_savez(Path(path), arrays)
+
+
+def _prefetch(batches: Iterator[Any], depth: int = PREFETCH) -> Iterator[Any]:
+    """Yields the items of ``batches``, produced on a background thread at most ``depth`` ahead."""
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in batches:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("done", None))
+        except BaseException as exc:  # handed to the consumer, raised there with its traceback
+            q.put(("error", exc))
+
+    thread = threading.Thread(target=produce, name="fidkit-decode", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "done":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a producer waiting on a full queue, then let it finish
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                thread.join(timeout=0.05)
+
+
+def _open(source: Any, *, value_range: Any = None, layout: str | None = None, skip_bad: bool = False,
+          seed: int | None = None, num: int | None = None) -> Any:
+    if hasattr(source, "iter_batches"):
+        return source
+    from .images import open_source
+
+    return open_source(source, value_range=value_range, layout=layout, skip_bad=skip_bad, seed=seed, num=num)
+
+
+def _as_extractor(ex: Extractor | str, runtime: str | None = None, weights: str | None = None,
+                  device: str = "cpu", resize: str | None = None) -> Extractor:
+    if isinstance(ex, Extractor):
+        return ex
+    if ":" in ex:  # a user's own model, "package.module:attribute"
+        from .adapters import load_extractor
+
+        return load_extractor(ex)
+    from .registry import extractor
+
+    return extractor(ex, runtime, weights=weights, device=device, policy=resize)
+
+
+def _batches(src: Any, ex: Extractor, batch_size: int, workers: int,
+             progress: bool) -> Iterator[tuple[dict[str, np.ndarray], list[str]]]:
+    if batch_size < 1:
+        raise InputError(f"batch size must be at least 1, received {batch_size}")
+    from tqdm import tqdm
+
+    with tqdm(total=len(src), unit="img", file=sys.stderr, disable=not progress,
+              desc=f"{ex.name} ({ex.runtime})") as bar:
+        for images, names in _prefetch(iter(src.iter_batches(batch_size, ex.policy, ex.input_size,
+                                                             workers))):
+            out = ex(images)
+            bar.update(len(names))
+            yield out, list(names)
+
+
+def compute_features(source: Any, extractor: Extractor | str = "mnist", *,
+                     batch_size: int = DEFAULT_BATCH_SIZE, workers: int = DEFAULT_WORKERS,
+                     progress: bool = True, value_range: Any = None, layout: str | None = None,
+                     skip_bad: bool = False, seed: int | None = None,
+                     num: int | None = None) -> FeatureResult:
+    """Returns the features and logits of every image of ``source``, in input order, with provenance.
+
+    ``source`` is anything `fidkit.images.open_source` accepts (folder, zip, array file, array, tensor,
+    generator) or an already opened source; ``extractor`` an `Extractor` or a registered name.
+    """
+    ex = _as_extractor(extractor)
+    src = _open(source, value_range=value_range, layout=layout, skip_bad=skip_bad, seed=seed, num=num)
+    feats: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
+    names: list[str] = []
+    for out, batch_names in _batches(src, ex, batch_size, workers, progress):
+        feats.append(np.asarray(out["features"]))
+        if "logits" in out:
+            logits.append(np.asarray(out["logits"]))
+        names.extend(str(n) for n in batch_names)
+    if not feats:
+        raise InputError(f"{source!r}: no images to compute features from")
+    return FeatureResult(np.concatenate(feats), np.concatenate(logits) if logits else None, names,
+                         Provenance.from_extractor(ex), list(getattr(src, "skipped", [])))
+
+
+def compute_stats(source: Any, extractor: Extractor | str = "mnist", *,
+                  batch_size: int = DEFAULT_BATCH_SIZE, workers: int = DEFAULT_WORKERS,
+                  progress: bool = True, value_range: Any = None, layout: str | None = None,
+                  skip_bad: bool = False, seed: int | None = None, num: int | None = None) -> Stats:
+    """Returns the feature statistics of ``source``, streamed: memory O(d²) however many images."""
+    ex = _as_extractor(extractor)
+    src = _open(source, value_range=value_range, layout=layout, skip_bad=skip_bad, seed=seed, num=num)
+    acc = StatsAccumulator(Provenance.from_extractor(ex))
+    for out, _ in _batches(src, ex, batch_size, workers, progress):
+        acc.update(out["features"])
+    return acc.stats()
+
+
+def load_features(path: str | os.PathLike[str]) -> FeatureResult:
+    """Returns the features stored in a .npy (2-D array) or .npz (``features`` or clean-fid ``feats``)."""
+    p = Path(path)
+    arrays = _read_arrays(p)
+    if arrays is None or not any(k in arrays for k in ("features", "feats", "arr_0")):
+        raise InputError(f"{p}: not a features file: expected a 2-D .npy or an .npz with a 'features' "
+                         f"array; compute features with `fidkit features`")
+    feats = arrays.get("features", arrays.get("feats", arrays.get("arr_0")))
+    if feats.ndim != 2:
+        raise InputError(f"{p}: features must be 2-D (N, d), found shape {feats.shape}")
+    logits = arrays.get("logits")
+    names = [str(n) for n in arrays["names"]] if "names" in arrays else [str(i) for i in range(len(feats))]
+    prov = Provenance.from_json(str(arrays["provenance"]), str(p)) if "provenance" in arrays else Provenance()
+    return FeatureResult(feats, logits, names, prov)
+
+
+def _read_arrays(p: Path) -> dict[str, np.ndarray] | None:
+    """Returns the arrays of an .npy ({'arr_0': a}) or .npz file, or None if it is neither."""
+    try:
+        with open(p, "rb") as fh:
+            data = np.load(fh, allow_pickle=False)
+            if isinstance(data, np.ndarray):
+                return {"arr_0": data}
+            with data:
+                return {k: data[k] for k in data.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+        return None
+
+
+@dataclass(frozen=True, eq=False)
+class Operand:
+    """One side of a comparison: whatever of stats, features, logits it provides, and its size."""
+
+    label: str
+    stats: Stats | None = None
+    features: FeatureResult | None = None
+
+    @property
+    def provenance(self) -> Provenance:
+        if self.features is not None:
+            return self.features.provenance
+        return self.stats.provenance if self.stats is not None else Provenance()
+
+    @property
+    def n(self) -> int | None:
+        if self.features is not None:
+            return len(self.features.features)
+        return self.stats.n if self.stats is not None else None
+
+    def get_stats(self) -> Stats:
+        if self.stats is not None:
+            return self.stats
+        if self.features is None:
+            raise FidkitError(f"{self.label}: holds neither statistics nor features")
+        return self.features.stats()
+
+    def need_features(self, metric: str) -> FeatureResult:
+        if self.features is None:
+            raise InputError(f"{self.label}: {metric} needs features, but only mean/covariance "
+                             f"statistics were given; pass images or a features file")
+        return self.features
+
+    def need_logits(self, metric: str) -> np.ndarray:
+        logits = self.need_features(metric).logits
+        if logits is None:
+            raise InputError(f"{self.label}: {metric} needs logits, and this features file has none; "
+                             f"recompute with `fidkit features` or pass images")
+        return logits
+
+
+def classify(value: Any) -> str:
+    """Returns 'stats', 'features' or 'images': what kind of input ``value`` is."""
+    if isinstance(value, Stats):
+        return "stats"
+    if isinstance(value, FeatureResult):
+        return "features"
+    if isinstance(value, np.ndarray):
+        return "features" if value.ndim == 2 else "images"
+    if isinstance(value, (str, os.PathLike)):
+        p = Path(value)
+        if p.suffix.lower() in (".npz", ".npy") and p.is_file():
+            arrays = _read_arrays(p)
+            if arrays is None:
+                raise InputError(f"{p}: cannot read as a numpy array file; the file is truncated or "
+                                 f"not .npy/.npz")
+            if "mu" in arrays and "sigma" in arrays:
+                return "stats"
+            if any(k in arrays for k in ("features", "feats")):
+                return "features"
+            if len(arrays) == 1 and next(iter(arrays.values())).ndim == 2:
+                return "features"
+    return "images"
+
+
+def operand(value: Any, extractor: Extractor | str, label: str, *, with_features: bool = True,
+            **pipeline: Any) -> Operand:
+    """Returns ``value`` as an `Operand`: statistics and/or features, computing them from images.
+
+    Images go through `compute_features` (or `compute_stats` when ``with_features`` is False) with
+    ``extractor`` and the ``pipeline`` keywords; files are read by kind (see `classify`).
+    """
+    kind = classify(value)
+    if kind == "stats":
+        return Operand(label, stats=value if isinstance(value, Stats) else _load_stats(value))
+    if kind == "features":
+        if isinstance(value, FeatureResult):
+            return Operand(label, features=value)
+        if isinstance(value, np.ndarray):
+            return Operand(label, features=FeatureResult(value, None, [str(i) for i in range(len(value))]))
+        return Operand(label, features=load_features(value))
+    ex = _as_extractor(extractor)
+    if with_features:
+        return Operand(label, features=compute_features(value, ex, **pipeline))
+    return Operand(label, stats=compute_stats(value, ex, **pipeline))
+
+
+def _load_stats(path: Any) -> Stats:
+    from .stats import load
+
+    return load(path)
+
+
+def _metric_fns() -> dict[str, Any]:
+    from .frechet import frechet_distance
+    from .inception_score import inception_score
+    from .kid import kid
+    from .prdc import density_coverage, precision_recall
+
+    return {"fid": frechet_distance, "kid": kid, "is": inception_score, "pr": precision_recall,
+            "dc": density_coverage}
+
+
+METRICS = ("fid", "kid", "is", "pr", "dc")
+
+
+def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "pr"),
+          extractor: Extractor | str = "mnist", runtime: str | None = None, *,
+          weights: str | None = None, resize: str | None = None, device: str = "cpu",
+          batch_size: int = DEFAULT_BATCH_SIZE, workers: int = DEFAULT_WORKERS, progress: bool = False,
+          allow_mismatch: bool = False, value_range: Any = None, skip_bad: bool = False,
+          is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000,
+          k: int = 3) -> dict[str, Any]:
+    """Returns {metric: value} comparing ``fake`` with ``real``: the one-call API.
+
+    ``real`` and ``fake`` may be image inputs (folder, zip, array file, array), feature arrays or files,
+    or statistics (`Stats` or .npz) where the metric allows it: FID needs statistics, KID and
+    precision/recall (Kynkäänniemi et al. 2019) / density/coverage (Naeem et al. 2020) need features,
+    IS (Salimans et al. 2016) needs the logits of ``fake`` only. Values: ``fid`` a float, ``kid`` and
+    ``is`` {"mean", "std"}, ``pr`` {"precision", "recall"}, ``dc`` {"density", "coverage"}; plus
+    ``n_real``, ``n_fake`` and the ``provenance`` used.
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise InputError(f"unknown metrics {unknown}; expected some of {list(METRICS)}")
+    ex: Extractor | str = extractor
+    kinds = [classify(v) for v in (real, fake)]
+    if "images" in kinds:
+        ex = _as_extractor(extractor, runtime, weights, device, resize)
+    pipe = {"batch_size": batch_size, "workers": workers, "progress": progress,
+            "value_range": value_range, "skip_bad": skip_bad}
+    need_real_features = any(m in metrics for m in ("kid", "pr", "dc"))
+    need_fake_features = need_real_features or "is" in metrics
+    a = operand(real, ex, "real", with_features=need_real_features, **pipe)
+    b = operand(fake, ex, "fake", with_features=need_fake_features, **pipe)
+    check_provenance(a.provenance, b.provenance, allow_mismatch)
+    fns = _metric_fns()
+    result: dict[str, Any] = {}
+    if "fid" in metrics:
+        sa, sb = a.get_stats(), b.get_stats()
+        if sa.dim != sb.dim:
+            raise InputError(f"real and fake have different feature dimensions ({sa.dim} vs {sb.dim})")
+        result["fid"] = float(fns["fid"](sa.mean, sa.cov, sb.mean, sb.cov))
+    if "kid" in metrics:
+        mean, std = fns["kid"](a.need_features("KID").features, b.need_features("KID").features,
+                               subsets=kid_subsets, subset_size=kid_subset_size)
+        result["kid"] = {"mean": float(mean), "std": float(std)}
+    if "is" in metrics:
+        mean, std = fns["is"](b.need_logits("IS"), splits=is_splits)
+        result["is"] = {"mean": float(mean), "std": float(std)}
+    for name, keys in (("pr", ("precision", "recall")), ("dc", ("density", "coverage"))):
+        if name in metrics:
+            out = fns[name](a.need_features(name).features, b.need_features(name).features, k=k)
+            result[name] = dict(zip(keys, (float(v) for v in _pair(out, keys)), strict=True))
+    result["n_real"], result["n_fake"] = a.n, b.n
+    result["provenance"] = json.loads(b.provenance.to_json())
+    return result
+
+
+def _pair(out: Any, keys: tuple[str, str]) -> tuple[Any, Any]:
+    """Returns the two numbers of a metric result given as a tuple, a dict or an object."""
+    if isinstance(out, dict):
+        return out[keys[0]], out[keys[1]]
+    if hasattr(out, keys[0]):
+        return getattr(out, keys[0]), getattr(out, keys[1])
+    first, second = out
+    return first, second
+

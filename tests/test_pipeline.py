@@ -1,0 +1,197 @@
+"""The image -> features pipeline: order, streaming stats, decode overlapping the network, files, score()."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from fidkit.archs.mnist import mnist_v1
+from fidkit.backends.numpy.network import build
+from fidkit.errors import FidkitWarning, InputError, ProvenanceMismatchError
+from fidkit.pipeline import (
+    PREFETCH,
+    FeatureResult,
+    _prefetch,
+    classify,
+    compute_features,
+    compute_stats,
+    load_features,
+    score,
+)
+from fidkit.registry import Extractor, get_spec
+from fidkit.stats import Stats
+
+
+class ArraySource:
+    """A minimal source over an in-memory NHWC array, with hooks to observe the decode thread."""
+
+    def __init__(self, images: np.ndarray, on_batch=None, fail_at: int | None = None) -> None:
+        self.images = images
+        self.names = [f"img{i:03d}" for i in range(len(images))]
+        self.skipped: list[str] = []
+        self.on_batch = on_batch
+        self.fail_at = fail_at
+        self.produced = 0
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def iter_batches(self, batch_size, policy, size, workers):
+        for k, lo in enumerate(range(0, len(self.images), batch_size)):
+            if k == self.fail_at:
+                raise InputError(f"{self.names[lo]}: cannot decode (truncated PNG)")
+            if self.on_batch is not None:
+                self.on_batch(k)
+            self.produced += 1
+            yield self.images[lo:lo + batch_size].astype(np.float32), self.names[lo:lo + batch_size]
+
+
+def _policy():
+    try:
+        from fidkit.resize import get_policy
+    except ImportError:  # until fidkit/resize.py lands: the mnist policy's normalisation only
+        return SimpleNamespace(name="mnist", mean=(0.1307 * 255,) * 3, std=(0.3081 * 255,) * 3)
+    return get_policy("mnist")
+
+
+@pytest.fixture(scope="module")
+def mnist_numpy(tmp_path_factory) -> Extractor:
+    """The mnist graph on the numpy runtime with seeded synthetic weights."""
+    graph = mnist_v1()
+    rng = np.random.default_rng(7)
+    params = {k: (rng.uniform(0.5, 1.5, s) if k.endswith("running_var") else rng.standard_normal(s) * 0.1)
+              .astype(np.float32) for k, s in graph.param_shapes().items()}
+    path = tmp_path_factory.mktemp("w") / "w.npz"
+    np.savez(path, **params)
+    spec = get_spec("mnist")
+    policy = _policy()
+    forward = build(spec=spec, weights=SimpleNamespace(path=path), device="cpu", policy=policy)
+    return Extractor(spec, "numpy", "cpu", policy, "f" * 64, forward, weights_source="w.npz")
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0, 255, (n, 28, 28, 3)).astype(np.float32)
+
+
+def test_features_in_input_order_equal_one_big_batch(mnist_numpy) -> None:
+    x = _images(23)
+    res = compute_features(ArraySource(x), mnist_numpy, batch_size=5, progress=False)
+    whole = mnist_numpy(x)
+    # equal up to BLAS blocking, which depends on the batch size
+    np.testing.assert_allclose(res.features, whole["features"], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(res.logits, whole["logits"], rtol=1e-12, atol=1e-13)
+    assert res.names == [f"img{i:03d}" for i in range(23)]
+    assert res.provenance.extractor == "mnist" and res.provenance.runtime == "numpy"
+    assert res.provenance.weights_sha256 == "f" * 64 and res.provenance.input_size == "28x28"
+
+
+def test_streaming_stats_equal_stats_of_all_features(mnist_numpy) -> None:
+    x = _images(30, seed=1)
+    s = compute_stats(ArraySource(x), mnist_numpy, batch_size=7, progress=False)
+    ref = mnist_numpy(x)["features"].astype(np.float64)
+    assert s.n == 30
+    np.testing.assert_allclose(s.mean, ref.mean(axis=0), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(s.cov, np.cov(ref, rowvar=False), rtol=1e-10, atol=1e-12)
+    assert s.provenance.resize_policy == "mnist"
+
+
+def test_decode_runs_ahead_of_the_network(mnist_numpy) -> None:
+    second_decoded = threading.Event()
+
+    def on_batch(k: int) -> None:
+        if k == 1:
+            second_decoded.set()
+
+    seen = []
+
+    def forward(images):
+        if not seen:  # while batch 0 is in the network, batch 1 must be decoding already
+            seen.append(second_decoded.wait(timeout=10))
+        return mnist_numpy._forward(images)
+
+    ex = Extractor(mnist_numpy.spec, "numpy", "cpu", mnist_numpy.policy, "f" * 64, forward)
+    compute_features(ArraySource(_images(12), on_batch=on_batch), ex, batch_size=4, progress=False)
+    assert seen == [True]
+
+
+def test_prefetch_is_bounded_and_stops_with_its_consumer() -> None:
+    produced = []
+
+    def gen():
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    it = _prefetch(gen())
+    first = next(it)
+    time.sleep(0.2)
+    assert first == 0 and len(produced) <= PREFETCH + 2  # queue + one in hand + one being put
+    it.close()
+    n = len(produced)
+    time.sleep(0.2)
+    assert len(produced) == n  # the decode thread stopped when the consumer went away
+    assert not any(t.name == "fidkit-decode" and t.is_alive() for t in threading.enumerate())
+
+
+def test_decode_errors_reach_the_caller(mnist_numpy) -> None:
+    with pytest.raises(InputError, match="img004: cannot decode"):
+        compute_features(ArraySource(_images(12), fail_at=1), mnist_numpy, batch_size=4, progress=False)
+    with pytest.raises(InputError, match="batch size"):
+        compute_stats(ArraySource(_images(4)), mnist_numpy, batch_size=0, progress=False)
+
+
+def test_features_file_roundtrip_and_classify(tmp_path, mnist_numpy) -> None:
+    res = compute_features(ArraySource(_images(6)), mnist_numpy, batch_size=4, progress=False)
+    path = res.save(tmp_path / "f.npz")
+    back = load_features(path)
+    np.testing.assert_array_equal(back.features, res.features)
+    np.testing.assert_array_equal(back.logits, res.logits)
+    assert back.names == res.names and back.provenance == res.provenance
+    np.save(tmp_path / "f.npy", res.features)
+    np.testing.assert_array_equal(load_features(tmp_path / "f.npy").features, res.features)
+    np.savez(tmp_path / "cf.npz", feats=res.features)  # clean-fid's KID statistics
+    res.stats().save(tmp_path / "s.npz")
+    np.save(tmp_path / "img.npy", _images(2))
+    (tmp_path / "dir").mkdir()
+    assert [classify(tmp_path / n) for n in ("f.npz", "f.npy", "cf.npz", "s.npz", "img.npy", "dir")] == \
+        ["features", "features", "features", "stats", "images", "images"]
+    assert classify(res.features) == "features" and classify(_images(2)) == "images"
+    with pytest.raises(InputError, match="not a features file"):
+        load_features(tmp_path / "s.npz")
+
+
+def test_score_with_features_matches_the_metric_functions(mnist_numpy) -> None:
+    frechet = pytest.importorskip("fidkit.frechet")
+    kid_mod = pytest.importorskip("fidkit.kid")
+    is_mod = pytest.importorskip("fidkit.inception_score")
+    prdc_mod = pytest.importorskip("fidkit.prdc")
+    real = compute_features(ArraySource(_images(20, 1)), mnist_numpy, batch_size=10, progress=False)
+    fake = compute_features(ArraySource(_images(20, 2) * 0.5), mnist_numpy, batch_size=10, progress=False)
+    out = score(real, fake, metrics=("fid", "kid", "is", "pr"), kid_subset_size=10, is_splits=2)
+    sr, sf = real.stats(), fake.stats()
+    assert out["fid"] == pytest.approx(frechet.frechet_distance(sr.mean, sr.cov, sf.mean, sf.cov), rel=1e-12)
+    kid_mean, _ = kid_mod.kid(real.features, fake.features, subset_size=10)
+    assert out["kid"]["mean"] == pytest.approx(kid_mean, rel=1e-12)
+    is_mean, _ = is_mod.inception_score(fake.logits, splits=2)
+    assert out["is"]["mean"] == pytest.approx(is_mean, rel=1e-12)
+    assert 0 <= out["pr"]["precision"] <= 1 and out["n_real"] == out["n_fake"] == 20
+    assert out["provenance"]["extractor"] == "mnist"
+    _ = prdc_mod
+
+
+def test_score_checks_provenance_and_what_each_metric_needs(mnist_numpy) -> None:
+    pytest.importorskip("fidkit.frechet")
+    real = compute_features(ArraySource(_images(10, 1)), mnist_numpy, batch_size=10, progress=False)
+    stats_only = real.stats()
+    with pytest.raises(InputError, match="KID needs features"):
+        score(stats_only, real, metrics=("kid",))
+    other = Stats(stats_only.n, stats_only.mean, stats_only.cov,
+                  type(stats_only.provenance)(**{**vars(stats_only.provenance), "resize_policy": "clean"}))
+    with pytest.raises(ProvenanceMismatchError, match="resize policies"):
+        score(other, real, metrics=("fid",))
+    with pytest.warns(FidkitWarning, match="provenance unknown"):
+        score(real.features, FeatureResult(real.features, None, []), metrics=("fid",))
