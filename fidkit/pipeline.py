@@ -252,6 +252,9 @@ def classify(value: Any) -> str:
         return "features" if value.ndim == 2 else "images"
     if isinstance(value, (str, os.PathLike)):
         p = Path(value)
+        if not p.exists():
+            raise InputError(f"{p}: no such file or folder; expected images (folder, zip, image array), "
+                             f"features (.npy/.npz) or statistics (.npz)")
         if p.suffix.lower() in (".npz", ".npy") and p.is_file():
             arrays = _read_arrays(p)
             if arrays is None:
