@@ -297,14 +297,16 @@ def _load_stats(path: Any) -> Stats:
     return load(path)
 
 
-def _metric_fns() -> dict[str, Any]:
-    from .frechet import frechet_distance
-    from .inception_score import inception_score
-    from .kid import kid
-    from .prdc import density_coverage, precision_recall
+def _metric(name: str) -> Any:
+    """Returns the function computing ``name``, imported only when that metric is asked for."""
+    from .registry import load_object
 
-    return {"fid": frechet_distance, "kid": kid, "is": inception_score, "pr": precision_recall,
-            "dc": density_coverage}
+    return load_object(_METRIC_FUNCTIONS[name])
+
+
+_METRIC_FUNCTIONS = {"fid": "fidkit.frechet:frechet_distance", "kid": "fidkit.kid:kid",
+                     "is": "fidkit.inception_score:inception_score",
+                     "pr": "fidkit.prdc:precision_recall", "dc": "fidkit.prdc:density_coverage"}
 
 
 METRICS = ("fid", "kid", "is", "pr", "dc")
@@ -331,32 +333,38 @@ def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "p
         raise InputError(f"unknown metrics {unknown}; expected some of {list(METRICS)}")
     ex: Extractor | str = extractor
     kinds = [classify(v) for v in (real, fake)]
+    need_real_features = any(m in metrics for m in ("kid", "pr", "dc"))
+    need_fake_features = need_real_features or "is" in metrics
+    for label, kind, needed in (("real", kinds[0], need_real_features), ("fake", kinds[1], need_fake_features)):
+        if needed and kind == "stats":  # say so before spending minutes on the other side's images
+            wants = [m for m in metrics if m != "fid" and (label == "fake" or m != "is")]
+            raise InputError(f"{label}: {', '.join(wants)} need features, but only mean/covariance "
+                             f"statistics were given; pass images or a features file")
     if "images" in kinds:
         ex = _as_extractor(extractor, runtime, weights, device, resize)
     pipe = {"batch_size": batch_size, "workers": workers, "progress": progress,
             "value_range": value_range, "skip_bad": skip_bad}
-    need_real_features = any(m in metrics for m in ("kid", "pr", "dc"))
-    need_fake_features = need_real_features or "is" in metrics
     a = operand(real, ex, "real", with_features=need_real_features, **pipe)
     b = operand(fake, ex, "fake", with_features=need_fake_features, **pipe)
     check_provenance(a.provenance, b.provenance, allow_mismatch)
-    fns = _metric_fns()
     result: dict[str, Any] = {}
     if "fid" in metrics:
         sa, sb = a.get_stats(), b.get_stats()
         if sa.dim != sb.dim:
             raise InputError(f"real and fake have different feature dimensions ({sa.dim} vs {sb.dim})")
-        result["fid"] = float(fns["fid"](sa.mean, sa.cov, sb.mean, sb.cov))
+        result["fid"] = float(_metric("fid")(sa.mean, sa.cov, sb.mean, sb.cov))
     if "kid" in metrics:
-        mean, std = fns["kid"](a.need_features("KID").features, b.need_features("KID").features,
-                               subsets=kid_subsets, subset_size=kid_subset_size)
+        fa, fb = a.need_features("KID").features, b.need_features("KID").features
+        mean, std = _metric("kid")(fa, fb, subsets=kid_subsets, subset_size=kid_subset_size)
         result["kid"] = {"mean": float(mean), "std": float(std)}
     if "is" in metrics:
-        mean, std = fns["is"](b.need_logits("IS"), splits=is_splits)
+        logits = b.need_logits("IS")
+        mean, std = _metric("is")(logits, splits=is_splits)
         result["is"] = {"mean": float(mean), "std": float(std)}
     for name, keys in (("pr", ("precision", "recall")), ("dc", ("density", "coverage"))):
         if name in metrics:
-            out = fns[name](a.need_features(name).features, b.need_features(name).features, k=k)
+            fa, fb = a.need_features(name).features, b.need_features(name).features
+            out = _metric(name)(fa, fb, k=k)
             result[name] = dict(zip(keys, (float(v) for v in _pair(out, keys)), strict=True))
     result["n_real"], result["n_fake"] = a.n, b.n
     result["provenance"] = json.loads(b.provenance.to_json())

@@ -1,0 +1,172 @@
+"""The command line, in-process through main(argv) and once as a real process."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from fidkit.archs.mnist import mnist_v1
+from fidkit.cli import main
+from fidkit.stats import Provenance, Stats, load
+
+PROV = Provenance(extractor="mnist", runtime="numpy", weights_sha256="ab" * 32, weights_source="test",
+                  resize_policy="mnist", input_size="28x28", fidkit_version="0.1.0")
+
+
+def _features(n: int, d: int, seed: int, scale: float = 1.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) * scale
+
+
+def _fid_scipy(a: Stats, b: Stats) -> float:
+    covmean = scipy.linalg.sqrtm(a.cov @ b.cov).real
+    return float(np.sum((a.mean - b.mean) ** 2) + np.trace(a.cov + b.cov - 2 * covmean))
+
+
+@pytest.fixture
+def stats_files(tmp_path):
+    a = Stats.from_features(_features(40, 5, 1), PROV)
+    b = Stats.from_features(_features(40, 5, 2, 1.5), PROV)
+    return a, b, a.save(tmp_path / "a.npz"), b.save(tmp_path / "b.npz")
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fid_of_two_stats_files(capsys, stats_files) -> None:
+    a, b, pa, pb = stats_files
+    code, out, err = _run(capsys, "fid", pa, pb, "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["fid"] == pytest.approx(_fid_scipy(a, b), rel=1e-9)
+    assert res["provenance"]["extractor"] == "mnist"
+    code, out, _ = _run(capsys, "fid", pa, pb)
+    assert code == 0 and out.startswith("FID") and "resize policy mnist" in out
+
+
+def test_peer_files_warn_about_unknown_provenance(capsys, tmp_path, stats_files) -> None:
+    a, b, pa, _ = stats_files
+    np.savez(tmp_path / "ttur.npz", mu=b.mean, sigma=b.cov)
+    code, out, err = _run(capsys, "fid", pa, tmp_path / "ttur.npz", "--json")
+    assert code == 0
+    assert "fidkit: warning: provenance unknown" in err
+    assert json.loads(out)["fid"] == pytest.approx(_fid_scipy(a, b), rel=1e-9)
+
+
+def test_mismatched_provenance_is_a_one_line_error(capsys, tmp_path, stats_files) -> None:
+    a, b, pa, _ = stats_files
+    other = Stats(b.n, b.mean, b.cov, dataclasses.replace(PROV, resize_policy="clean")).save(tmp_path / "c.npz")
+    code, out, err = _run(capsys, "fid", pa, other)
+    assert code == 2 and out == ""
+    assert err.startswith("fidkit: ") and "resize policies (mnist vs clean)" in err
+    assert "--allow-mismatch" in err and "Traceback" not in err and err.count("\n") == 1
+    code, out, err = _run(capsys, "fid", pa, other, "--allow-mismatch", "--json")
+    assert code == 0 and "fidkit: warning:" in err and "fid" in json.loads(out)
+
+
+def test_user_errors_exit_2_without_traceback(capsys, tmp_path, stats_files) -> None:
+    _, _, pa, _ = stats_files
+    (tmp_path / "broken.npz").write_bytes(pa.read_bytes()[:100])
+    for argv, needle in [(("fid", pa, tmp_path / "broken.npz"), "broken.npz"),
+                         (("fid", pa, tmp_path / "nothing"), "nothing: no such file"),
+                         (("kid", pa, pa), "kid need features")]:
+        code, out, err = _run(capsys, *argv)
+        assert code == 2, err
+        assert err.startswith("fidkit: ") and needle in err and "Traceback" not in err
+    code, _, err = _run(capsys, "fid", pa)  # usage error from argparse
+    assert code == 2 and "usage:" in err
+    code, _, err = _run(capsys, "score", pa, pa, "--batch-size", "0")
+    assert code == 2 and "positive integer" in err
+
+
+def test_stats_from_features_file_and_back(capsys, tmp_path) -> None:
+    x = _features(30, 6, 3)
+    np.save(tmp_path / "f.npy", x)
+    code, out, err = _run(capsys, "stats", tmp_path / "f.npy", "-o", tmp_path / "s.npz", "--json")
+    assert code == 0, err
+    s = load(tmp_path / "s.npz")
+    assert json.loads(out)["n"] == 30 == s.n
+    np.testing.assert_allclose(s.cov, np.cov(x, rowvar=False), rtol=1e-12)
+
+
+def test_kid_and_pr_on_feature_files(capsys, tmp_path) -> None:
+    kid_mod = pytest.importorskip("fidkit.kid")
+    prdc_mod = pytest.importorskip("fidkit.prdc")
+    x, y = _features(30, 4, 1), _features(30, 4, 2, 1.2)
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "y.npz", features=y)
+    code, out, err = _run(capsys, "kid", tmp_path / "x.npy", tmp_path / "y.npz", "--subset-size", "10",
+                          "--json")
+    assert code == 0, err
+    assert json.loads(out)["kid"]["mean"] == pytest.approx(kid_mod.kid(x, y, subset_size=10)[0], rel=1e-12)
+    code, out, err = _run(capsys, "pr", tmp_path / "x.npy", tmp_path / "y.npz", "--json")
+    assert code == 0, err
+    p, r = _pair(prdc_mod.precision_recall(x, y, k=3))
+    assert json.loads(out)["pr"] == {"precision": p, "recall": r}
+
+
+def _pair(res):
+    if isinstance(res, dict):
+        return res["precision"], res["recall"]
+    if hasattr(res, "precision"):
+        return res.precision, res.recall
+    return tuple(res)
+
+
+def test_extractors_lists_the_registry(capsys) -> None:
+    code, out, _ = _run(capsys, "extractors", "--json")
+    assert code == 0
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["mnist"]["feature_dim"] == 128 and rows["mnist"]["policy"] == "mnist"
+    assert "inception-tf2015" in rows
+
+
+@pytest.fixture
+def mnist_weights(tmp_path):
+    graph = mnist_v1()
+    rng = np.random.default_rng(7)
+    params = {k: (rng.uniform(0.5, 1.5, s) if k.endswith("running_var") else rng.standard_normal(s) * 0.1)
+              .astype(np.float32) for k, s in graph.param_shapes().items()}
+    np.savez(tmp_path / "w.npz", **params)
+    return tmp_path / "w.npz"
+
+
+def test_images_through_the_numpy_runtime(capsys, tmp_path, mnist_weights) -> None:
+    pytest.importorskip("fidkit.images")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "real.npy", rng.integers(0, 256, (12, 28, 28, 3), dtype=np.uint8))
+    np.save(tmp_path / "fake.npy", rng.integers(0, 128, (12, 28, 28, 3), dtype=np.uint8))
+    opts = ["--runtime", "numpy", "--weights", mnist_weights, "--batch-size", "5", "--no-progress"]
+    code, out, err = _run(capsys, "stats", tmp_path / "real.npy", "-o", tmp_path / "real_stats.npz", *opts)
+    assert code == 0, err
+    assert "resize policy mnist (the extractor's canonical policy)" in err
+    code, out, err = _run(capsys, "features", tmp_path / "fake.npy", "-o", tmp_path / "fake_f.npz", *opts)
+    assert code == 0, err
+    code, out, err = _run(capsys, "fid", tmp_path / "real.npy", tmp_path / "fake.npy", "--json", *opts)
+    assert code == 0, err
+    direct = json.loads(out)["fid"]
+    code, out, err = _run(capsys, "fid", tmp_path / "real_stats.npz", tmp_path / "fake_f.npz", "--json")
+    assert code == 0, err
+    assert json.loads(out)["fid"] == pytest.approx(direct, rel=1e-9)
+    s = load(tmp_path / "real_stats.npz")
+    assert s.n == 12 and s.provenance.runtime == "numpy" and s.provenance.resize_policy == "mnist"
+
+
+def test_real_process_prints_json_and_exit_codes(tmp_path, stats_files) -> None:
+    _, _, pa, pb = stats_files
+    ok = subprocess.run([sys.executable, "-m", "fidkit", "fid", str(pa), str(pb), "--json"],
+                        capture_output=True, text=True, check=False)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["fid"] > 0
+    bad = subprocess.run([sys.executable, "-m", "fidkit", "fid", str(pa), str(tmp_path / "missing.npz")],
+                         capture_output=True, text=True, check=False)
+    assert bad.returncode == 2 and bad.stderr.startswith("fidkit: ") and "Traceback" not in bad.stderr
