@@ -1,0 +1,226 @@
+"""The torch interpreter of `fidkit.archs.spec.Graph`: an ``nn.Module`` in eval mode, NCHW, float32, TF32 off.
+
+Parameter nodes become real ``nn.Conv2d`` / ``nn.BatchNorm2d`` / ``nn.Linear`` modules nested at their
+dotted node names, so ``module.state_dict()`` keys are the canonical parameter names (plus BatchNorm's
+``num_batches_tracked``): the pytorch-fid and torchvision state dicts load into it unchanged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...archs.spec import Graph, Node
+from ...errors import BackendUnavailableError, InputError, WeightsError
+
+if TYPE_CHECKING:
+    import torch
+
+    from ...registry import ExtractorSpec, Forward
+    from ...resize import ResizePolicy
+    from ...weights import CanonicalWeights
+
+
+def _torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailableError(f"the torch runtime needs 'torch' ({exc}): "
+                                      f"pip install 'fidkit[torch]'") from None
+    return torch
+
+
+def resolve_device(device: str) -> torch.device:
+    """Returns the torch device for 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when visible, else CPU)."""
+    torch = _torch()
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"device {device!r} was asked for, but torch sees no CUDA device; "
+                                      f"pass --device cpu (or auto)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise InputError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
+    return torch.device(device)
+
+
+@contextlib.contextmanager
+def no_tf32() -> Iterator[None]:
+    """Disables TF32 in cuDNN convolutions and CUDA matmuls for the duration, then restores the flags."""
+    torch = _torch()
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def _symmetric(padding: Any) -> tuple[int, int] | None:
+    (t, b), (lft, r) = padding
+    return (t, lft) if (t == b and lft == r) else None
+
+
+def _module_for(node: Node) -> Any:
+    nn = _torch().nn
+    a = node.attrs
+    if node.op == "conv2d":
+        pad = _symmetric(a["padding"]) or (0, 0)
+        return nn.Conv2d(a["in_channels"], a["out_channels"], tuple(a["kernel"]), tuple(a["stride"]),
+                         pad, bias=a["bias"])
+    if node.op == "batchnorm":
+        return nn.BatchNorm2d(a["channels"], eps=a["eps"])
+    if node.op == "dense":
+        return nn.Linear(a["in_features"], a["out_features"], bias=a["bias"])
+    return None
+
+
+def _pad(x: torch.Tensor, padding: Any, value: float) -> torch.Tensor:
+    (t, b), (lft, r) = padding
+    return _torch().nn.functional.pad(x, (lft, r, t, b), value=value)
+
+
+def _pool(F: Any, node: Node, x: torch.Tensor) -> torch.Tensor:
+    a = node.attrs
+    k, s = tuple(a["kernel"]), tuple(a["stride"])
+    sym = _symmetric(a["padding"])
+    native = sym is not None and sym[0] <= k[0] // 2 and sym[1] <= k[1] // 2
+    if node.op == "maxpool2d":
+        if native:
+            return F.max_pool2d(x, k, s, sym)
+        return F.max_pool2d(_pad(x, a["padding"], float("-inf")), k, s)
+    if native:
+        return F.avg_pool2d(x, k, s, sym, count_include_pad=a["count_include_pad"])
+    total = F.avg_pool2d(_pad(x, a["padding"], 0.0), k, s) * (k[0] * k[1])
+    if a["count_include_pad"]:
+        return total / (k[0] * k[1])
+    ones = _pad(x.new_ones((1, 1, *x.shape[2:])), a["padding"], 0.0)
+    return total / (F.avg_pool2d(ones, k, s) * (k[0] * k[1]))
+
+
+def graph_module(graph: Graph) -> torch.nn.Module:
+    """Returns an ``nn.Module`` running ``graph`` (NCHW in, dict of named outputs out), parameters unset."""
+    torch = _torch()
+    F = torch.nn.functional
+
+    class GraphModule(torch.nn.Module):
+        """Runs a fidkit graph; submodules sit at the dotted node names of the parameter nodes."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.graph = graph
+            for node in graph.nodes:
+                mod = _module_for(node)
+                if mod is None:
+                    continue
+                *path, leaf = node.name.split(".")
+                parent: torch.nn.Module = self
+                for part in path:
+                    if not hasattr(parent, part):
+                        parent.add_module(part, torch.nn.Module())
+                    parent = getattr(parent, part)
+                parent.add_module(leaf, mod)
+            self._modules_by_node = {n.name: self.get_submodule(n.name) for n in graph.nodes
+                                     if _module_for(n) is not None}
+            self._last_use = {i: n.name for n in graph.nodes for i in n.inputs}
+            self._wanted = set(graph.outputs.values())
+
+        def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+            values: dict[str, torch.Tensor] = {}
+            for node in self.graph.nodes:
+                values[node.name] = self._node(node, x if node.op == "input"
+                                               else [values[i] for i in node.inputs])
+                for i in node.inputs:
+                    if self._last_use[i] == node.name and i not in self._wanted:
+                        del values[i]
+            return {key: values[name] for key, name in self.graph.outputs.items()}
+
+        def _node(self, node: Node, xs: Any) -> torch.Tensor:
+            op, a = node.op, node.attrs
+            if op == "input":
+                return xs
+            x = xs[0]
+            if op == "channel_affine":
+                scale = x.new_tensor(a["scale"]).view(1, -1, 1, 1)
+                return x * scale + x.new_tensor(a["shift"]).view(1, -1, 1, 1)
+            if op == "conv2d":
+                if _symmetric(a["padding"]) is None:
+                    x = _pad(x, a["padding"], 0.0)
+                return self._modules_by_node[node.name](x)
+            if op in ("batchnorm", "dense"):
+                return self._modules_by_node[node.name](x)
+            if op == "relu":
+                return F.relu(x)
+            if op in ("maxpool2d", "avgpool2d"):
+                return _pool(F, node, x)
+            if op == "concat":
+                return torch.cat(xs, dim=1)
+            if op == "global_avgpool":
+                return x.mean(dim=(2, 3))
+            if op == "flatten":
+                return torch.flatten(x, 1)
+            raise InputError(f"graph {self.graph.name!r}: node {node.name!r} has op {op!r}, which the "
+                             f"torch runtime does not implement")
+
+    return GraphModule()
+
+
+def load_module(graph: Graph, params: Mapping[str, np.ndarray], where: str = "weights") -> torch.nn.Module:
+    """Returns `graph_module(graph)` with ``params`` (canonical names, torch layouts) loaded, in eval mode."""
+    torch = _torch()
+    module = graph_module(graph)
+    state = {k: torch.from_numpy(np.ascontiguousarray(params[k], dtype=np.float32))
+             for k in graph.param_shapes()}
+    missing, _ = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing:
+        raise WeightsError(f"{where}: no value for {missing[0]!r} needed by graph {graph.name!r}; "
+                           f"convert the checkpoint with `fidkit weights convert`")
+    return module.eval().requires_grad_(False)
+
+
+def _channel_vector(value: Any, name: str) -> np.ndarray:
+    arr = np.asarray(0.0 if value is None else value, dtype=np.float32)
+    if arr.size not in (1, 3):
+        raise InputError(f"resize policy {name}: expected a scalar or 3 per-channel values, received {arr}")
+    return np.broadcast_to(arr.reshape(-1), (3,)).copy()
+
+
+def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
+          policy: ResizePolicy) -> Forward:
+    """Returns the torch forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
+    torch = _torch()
+    from ...backends.numpy.network import load_params
+    from ...registry import load_object
+
+    if spec.arch is None:
+        raise InputError(f"extractor {spec.name!r} has no graph (spec.arch); the torch graph runtime "
+                         f"cannot run it")
+    if weights is None:
+        raise WeightsError(f"extractor {spec.name!r} needs weights, and none were resolved; pass "
+                           f"--weights FILE")
+    graph: Graph = load_object(spec.arch)()
+    dev = resolve_device(device)
+    module = load_module(graph, load_params(graph, str(weights.path)), str(weights.path)).to(dev)
+    size = tuple(spec.input_size)
+    mean = torch.from_numpy(_channel_vector(getattr(policy, "mean", None), "mean")).view(1, 3, 1, 1).to(dev)
+    std_np = getattr(policy, "std", None)
+    std = torch.from_numpy(_channel_vector(1.0 if std_np is None else std_np, "std")).view(1, 3, 1, 1).to(dev)
+
+    def forward(images: np.ndarray) -> dict[str, np.ndarray]:
+        with torch.inference_mode(), no_tf32():
+            x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(dev)
+            x = x.permute(0, 3, 1, 2).contiguous()
+            if tuple(x.shape[2:]) != size:
+                from .resize import resize_batch
+
+                x = resize_batch(x, policy, size)
+            x = (x - mean) / std
+            out = module(x)
+            return {k: v.float().cpu().numpy() for k, v in out.items()}
+
+    forward.module = module  # type: ignore[attr-defined]
+    return forward
