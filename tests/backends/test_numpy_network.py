@@ -169,27 +169,46 @@ def _random_params(graph) -> dict[str, np.ndarray]:
     return params
 
 
-def test_mnist_graph_matches_a_torch_module(tmp_path) -> None:
+def _small_net():
+    """A graph using every op, as an Inception-like block would: stem, two branches, concat, heads."""
+    g = GraphBuilder("small", 3)
+    x = g.channel_affine("norm", "input", (1 / 64, 1 / 32, 1 / 16), (-1.0, -2.0, 0.5))
+    x = g.conv2d("stem", x, 3, 8, (3, 3), stride=(2, 2), padding=((0, 1), (1, 0)), bias=True)
+    x = g.batchnorm("stem_bn", x, 8, 1e-3)
+    x = g.relu("stem_relu", x)
+    a = g.conv2d("a", x, 8, 6, (1, 3), padding=((0, 0), (1, 1)))
+    b = g.avgpool2d("b_pool", x, (3, 3), (1, 1), ((1, 1), (1, 1)), count_include_pad=False)
+    b = g.conv2d("b", b, 8, 4, (1, 1))
+    m = g.maxpool2d("m", x, (3, 3), (1, 1), ((1, 1), (1, 1)))
+    x = g.concat("cat", [a, b, m])
+    feats = g.global_avgpool("gap", x)
+    y = g.maxpool2d("down", x, (2, 2), (2, 2))
+    y = g.flatten("flat", y)
+    logits = g.dense("fc", y, 18 * 4 * 4, 5)
+    return g.build(features=feats, logits=logits)
+
+
+def test_small_network_matches_a_torch_module(tmp_path) -> None:
     torch, F = _torch()
-    graph = mnist_v1()
+    graph = _small_net()
     params = _random_params(graph)
     np.savez(tmp_path / "w.npz", **params)
-    x = RNG.uniform(0, 255, (3, 28, 28, 3))
+    x = RNG.uniform(0, 255, (3, 17, 16, 3))
     got = run_graph(graph, load_params(graph, str(tmp_path / "w.npz")), x)
     T = {k: torch.from_numpy(v.astype(np.float64)) for k, v in params.items()}
-
-    def bn(t, name):
-        return F.batch_norm(t, T[f"{name}.running_mean"], T[f"{name}.running_var"], T[f"{name}.weight"],
-                            T[f"{name}.bias"], training=False, eps=1e-5)
-
-    t = F.conv2d(torch.from_numpy(x).permute(0, 3, 1, 2), T["gray.weight"])
-    t = (t / (0.3081 * 255.0)) - 0.1307 / 0.3081
-    t = F.max_pool2d(F.relu(bn(F.conv2d(t, T["conv1.weight"], padding=2), "bn1")), 2)
-    t = F.max_pool2d(F.relu(bn(F.conv2d(t, T["conv2.weight"], padding=1), "bn2")), 2)
-    feats = F.linear(torch.flatten(t, 1), T["fc1.weight"], T["fc1.bias"])
-    logits = F.linear(F.relu(feats), T["fc2.weight"], T["fc2.bias"])
-    np.testing.assert_allclose(got["features"], feats.numpy(), rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(got["logits"], logits.numpy(), rtol=1e-10, atol=1e-10)
+    t = torch.from_numpy(x).permute(0, 3, 1, 2)
+    t = t * torch.tensor([1 / 64, 1 / 32, 1 / 16]).view(1, 3, 1, 1) + torch.tensor([-1.0, -2.0, 0.5]).view(1, 3, 1, 1)
+    t = F.conv2d(F.pad(t, (1, 0, 0, 1)), T["stem.weight"], T["stem.bias"], stride=2)
+    t = F.relu(F.batch_norm(t, T["stem_bn.running_mean"], T["stem_bn.running_var"], T["stem_bn.weight"],
+                            T["stem_bn.bias"], training=False, eps=1e-3))
+    a = F.conv2d(t, T["a.weight"], padding=(0, 1))
+    b = F.conv2d(F.avg_pool2d(t, 3, 1, 1, count_include_pad=False), T["b.weight"])
+    m = F.max_pool2d(t, 3, 1, 1)
+    t = torch.cat([a, b, m], dim=1)
+    feats = t.mean(dim=(2, 3))
+    logits = F.linear(torch.flatten(F.max_pool2d(t, 2, 2), 1), T["fc.weight"], T["fc.bias"])
+    np.testing.assert_allclose(got["features"], feats.numpy(), rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(got["logits"], logits.numpy(), rtol=1e-11, atol=1e-12)
 
 
 def test_load_params_names_missing_and_mismatched_keys(tmp_path) -> None:
