@@ -1,0 +1,430 @@
+"""Resize policies: everything between the pixels of an image and the tensor a network sees, as a value.
+
+The same images and weights give FIDs 3-5% apart between pytorch-fid and torch-fidelity only because
+they resize and normalise differently, and aliased resizing moves FID further (Parmar, Zhang and Zhu,
+"On Aliased Resizing and Surprising Subtleties in GAN Evaluation", CVPR 2022). fidkit names each choice
+as a `ResizePolicy`, records its name in every statistic, and implements each in numpy here, exactly as
+its library does:
+
+* ``pil``: Pillow's ``Image.resize`` (``ImagingResample``): a separable, always antialiased filter whose
+  support widens with the downscale factor; the horizontal pass runs first (since Pillow 13 the vertical
+  one when the height shrinks much more). On float32 (mode ``F``) the
+  weights and sums are double and the intermediate image is float32; on uint8 images the weights are
+  fixed-point integers with 22 fractional bits and each pass rounds and clamps to uint8.
+* ``tf1``: TensorFlow 1's ``resize_bilinear(align_corners=False)`` without half-pixel centres: the source
+  coordinate of output pixel ``i`` is ``i * in / out`` in float32.
+* ``torch``: ``torch.nn.functional.interpolate(align_corners=False)``: half-pixel centres; without
+  antialias a 2-tap bilinear (source clamped at 0) or a 4-tap Keys cubic with a = -0.75; with antialias
+  the same filters as Pillow (a = -0.5 for bicubic).
+
+Every resampling is expressed as per-axis taps (source index, weight) computed once per (in, out) size;
+the runtime fast paths in ``fidkit.backends.<runtime>.resize`` apply the same taps on device.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from .errors import InputError
+
+if TYPE_CHECKING:
+    from .images import ValueRange
+
+#: Fractional bits of Pillow's fixed-point weights on 8-bit images (``PRECISION_BITS`` in Resample.c).
+PIL_PRECISION_BITS = 32 - 8 - 2
+#: First Pillow version that may run the vertical pass first (see `_pil_vertical_first`).
+PIL_VERTICAL_FIRST_SINCE = (13, 0)
+
+Triple = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class ResizePolicy:
+    """How images become network input: quantization, resampling library and filter, normalisation.
+
+    The network sees ``(resize(x) - mean) / std`` with ``x`` on the 0..255 scale.
+    """
+
+    name: str
+    library: Literal["pil", "tf1", "torch"]
+    filter: Literal["bicubic", "bilinear"]
+    antialias: bool
+    quantize_input: bool
+    quantize_output: bool
+    mean: Triple
+    std: Triple
+    description: str
+    #: clamp the resized image to [0, 255] (clean-fid clips Pillow's bicubic overshoot)
+    clip: bool = False
+
+    def __post_init__(self) -> None:
+        key = (self.library, self.filter, self.antialias)
+        if key not in _KERNELS:
+            raise InputError(f"resize policy {self.name!r}: library={self.library!r}, filter={self.filter!r}, "
+                             f"antialias={self.antialias} is not implemented; supported: "
+                             f"{sorted(_KERNELS)}")
+        for label, value in (("mean", self.mean), ("std", self.std)):
+            if len(value) != 3:
+                raise InputError(f"resize policy {self.name!r}: {label} must have 3 entries, got {value!r}")
+        if min(self.std) <= 0:
+            raise InputError(f"resize policy {self.name!r}: std must be positive, got {self.std!r}")
+
+    @property
+    def integer_path(self) -> bool:
+        """Whether resizing runs Pillow's fixed-point uint8 arithmetic (Pillow on uint8 images)."""
+        return self.library == "pil" and self.quantize_output
+
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """Returns ``(images - mean) / std`` in float32, for NHWC images on the 0..255 scale."""
+        mean = np.asarray(self.mean, np.float32)
+        std = np.asarray(self.std, np.float32)
+        return ((np.asarray(images, np.float32) - mean) / std).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- filters
+
+
+def _triangle(x: np.ndarray) -> np.ndarray:
+    x = np.abs(x)
+    return np.where(x < 1.0, 1.0 - x, 0.0)
+
+
+def _keys_cubic(a: float):
+    def f(x: np.ndarray) -> np.ndarray:
+        x = np.abs(x)
+        near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+        far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+        return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+    return f
+
+
+#: (filter function, support in input pixels at scale 1) for the antialiased separable resamplers.
+_FILTERS = MappingProxyType({"bilinear": (_triangle, 1.0), "bicubic": (_keys_cubic(-0.5), 2.0)})
+
+
+def _antialiased_taps(in_size: int, out_size: int, filter_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's ``precompute_coeffs`` (and torch's antialiased interpolate): windows and weights."""
+    fn, base_support = _FILTERS[filter_name]
+    scale = in_size / out_size
+    filterscale = max(scale, 1.0)
+    support = base_support * filterscale
+    ksize = int(math.ceil(support)) * 2 + 1
+    centers = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
+    # C's (int) cast truncates toward zero, then the window is clipped to the image
+    xmin = np.maximum(np.trunc(centers - support + 0.5).astype(np.int64), 0)
+    xmax = np.minimum(np.trunc(centers + support + 0.5).astype(np.int64), in_size) - xmin
+    j = np.arange(ksize, dtype=np.int64)
+    valid = j[None, :] < xmax[:, None]
+    w = fn((j[None, :] + xmin[:, None] - centers[:, None] + 0.5) * (1.0 / filterscale))
+    w = np.where(valid, w, 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    w = np.divide(w, total, out=w, where=total != 0)
+    idx = np.minimum(xmin[:, None] + j[None, :], in_size - 1)
+    return idx, w
+
+
+def _tf1_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """TF1 ``resize_bilinear`` (no half-pixel centres): coordinates in float32 as TensorFlow computes them."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    src = np.arange(out_size, dtype=np.float32) * scale
+    lo_f = np.floor(src)
+    lo = np.maximum(lo_f.astype(np.int64), 0)
+    hi = np.minimum(np.ceil(src).astype(np.int64), in_size - 1)
+    lerp = (src - lo_f).astype(np.float64)
+    return np.stack([lo, hi], axis=1), np.stack([1.0 - lerp, lerp], axis=1)
+
+
+def _torch_source_coords(in_size: int, out_size: int) -> np.ndarray:
+    """torch's half-pixel source coordinates in float32: ``scale * (i + 0.5) - 0.5`` as one fused
+    multiply-add (what torch's compiled CPU kernels compute), rounded once to float32."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    dst = np.arange(out_size, dtype=np.float32) + np.float32(0.5)
+    return (np.float64(scale) * dst.astype(np.float64) - 0.5).astype(np.float32)
+
+
+def _torch_bilinear_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``F.interpolate(mode='bilinear', align_corners=False)``: half-pixel, source clamped at 0, float32."""
+    src = np.maximum(_torch_source_coords(in_size, out_size), np.float32(0.0))
+    lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    lam = np.clip(src - lo.astype(np.float32), np.float32(0.0), np.float32(1.0))
+    hi = np.minimum(lo + 1, in_size - 1)
+    w = np.stack([np.float32(1.0) - lam, lam], axis=1).astype(np.float64)
+    return np.stack([lo, hi], axis=1), w
+
+
+def _torch_bicubic_taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``F.interpolate(mode='bicubic', align_corners=False)``: Keys a = -0.75, 4 taps, border replicated."""
+    src = _torch_source_coords(in_size, out_size)
+    base = np.floor(src)
+    t = (src - base).astype(np.float64)
+    offsets = np.arange(-1, 3)
+    idx = np.clip(base.astype(np.int64)[:, None] + offsets[None, :], 0, in_size - 1)
+    w = _keys_cubic(-0.75)(t[:, None] - offsets[None, :])
+    return idx, w
+
+
+def _torch_antialiased_taps(in_size: int, out_size: int, filter_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """torch's antialiased interpolate on float32: Pillow's windows, with the centre and the filter
+    argument rounded to float32 where torch's kernel stores them (the rest in float64)."""
+    fn, base_support = _FILTERS[filter_name]
+    f32 = np.float32
+    scale = f32(in_size) / f32(out_size)
+    support = f32(base_support) * scale if scale >= 1.0 else f32(base_support)
+    invscale = f32(1.0) / scale if scale >= 1.0 else f32(1.0)
+    ksize = int(math.ceil(support)) * 2 + 1
+    centers = (np.float64(scale) * (np.arange(out_size) + 0.5)).astype(f32)
+    xmin = np.maximum(np.trunc((centers - support).astype(np.float64) + 0.5).astype(np.int64), 0)
+    xmax = np.minimum(np.trunc((centers + support).astype(np.float64) + 0.5).astype(np.int64), in_size) - xmin
+    j = np.arange(ksize, dtype=np.int64)
+    offset = ((j[None, :] + xmin[:, None]).astype(f32) - centers[:, None]).astype(np.float64) + 0.5
+    arg = (offset * np.float64(invscale)).astype(f32).astype(np.float64)
+    w = np.where(j[None, :] < xmax[:, None], fn(arg), 0.0).astype(f32)
+    total = np.cumsum(w, axis=1, dtype=f32)[:, -1:]  # torch sums the weights in float32, in order
+    w = np.divide(w, total, out=w, where=total != 0).astype(np.float64)
+    idx = np.minimum(xmin[:, None] + j[None, :], in_size - 1)
+    return idx, w
+
+
+_KERNELS: Mapping[tuple[str, str, bool], Any] = MappingProxyType({
+    ("pil", "bilinear", True): lambda i, o: _antialiased_taps(i, o, "bilinear"),
+    ("pil", "bicubic", True): lambda i, o: _antialiased_taps(i, o, "bicubic"),
+    ("torch", "bilinear", True): lambda i, o: _torch_antialiased_taps(i, o, "bilinear"),
+    ("torch", "bicubic", True): lambda i, o: _torch_antialiased_taps(i, o, "bicubic"),
+    ("torch", "bilinear", False): _torch_bilinear_taps,
+    ("torch", "bicubic", False): _torch_bicubic_taps,
+    ("tf1", "bilinear", False): _tf1_bilinear_taps,
+})
+
+
+@lru_cache(maxsize=256)
+def _cached_taps(kernel: tuple[str, str, bool], in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    idx, w = _KERNELS[kernel](in_size, out_size)
+    idx = np.ascontiguousarray(idx, dtype=np.int64)
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    idx.flags.writeable = False
+    w.flags.writeable = False
+    return idx, w
+
+
+def taps(policy: ResizePolicy, in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Returns (index, weight), each (out_size, k): output ``i`` is ``sum_j weight[i, j] * x[index[i, j]]``.
+
+    Weights are float64, or Pillow's fixed-point integers (int64) when the policy runs Pillow's uint8 path.
+    """
+    kernel = (policy.library, policy.filter, policy.antialias)
+    if policy.integer_path:
+        return _cached_fixed_taps(kernel, int(in_size), int(out_size))
+    return _cached_taps(kernel, int(in_size), int(out_size))
+
+
+@lru_cache(maxsize=256)
+def _cached_fixed_taps(kernel: tuple[str, str, bool], in_size: int,
+                       out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pillow's ``normalize_coeffs_8bpc``: weights rounded half away from zero to 22 fractional bits."""
+    idx, w = _cached_taps(kernel, in_size, out_size)
+    fixed = np.trunc(w * float(1 << PIL_PRECISION_BITS) + np.where(w < 0, -0.5, 0.5)).astype(np.int64)
+    fixed.flags.writeable = False
+    return idx, fixed
+
+
+# ---------------------------------------------------------------------------------------------- resize
+
+
+def _apply_taps(x: np.ndarray, idx: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
+    """Returns the weighted sum of ``x`` gathered along ``axis`` at ``idx`` (float64 or int64)."""
+    shape = [1] * x.ndim
+    shape[axis] = idx.shape[0]
+    acc = None
+    for j in range(idx.shape[1]):
+        term = np.take(x, idx[:, j], axis=axis) * w[:, j].reshape(shape)
+        acc = term if acc is None else acc + term
+    return acc
+
+
+def _pil_uint8_pass(x: np.ndarray, idx: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
+    acc = _apply_taps(x, idx, w, axis) + (1 << (PIL_PRECISION_BITS - 1))
+    return np.clip(acc >> PIL_PRECISION_BITS, 0, 255)
+
+
+def _check_size(size: Any) -> tuple[int, int]:
+    try:
+        h, w = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise InputError(f"size must be (height, width), received {size!r}") from None
+    if h < 1 or w < 1:
+        raise InputError(f"size must be positive, received {size!r}")
+    return h, w
+
+
+def resize(images: np.ndarray, policy: ResizePolicy | str, size: tuple[int, int]) -> np.ndarray:
+    """Returns ``images`` (NHWC, 0..255 scale) resized to ``size`` (h, w) exactly as the policy's library does.
+
+    The numpy reference: float64 arithmetic with the library's own coordinates (equal to the library to
+    1e-4 on the 0..255 scale), or Pillow's fixed-point uint8 arithmetic when the policy quantizes its
+    output (bit-exact; non-integer input is first rounded to uint8 levels, which is all Pillow can take).
+    Clipping applies when the policy clips. Input quantization is not applied here (see `quantize`).
+    Returns float32; identity (a float32 copy) when the size already matches.
+    """
+    policy = get_policy(policy) if isinstance(policy, str) else policy
+    out_h, out_w = _check_size(size)
+    x = np.asarray(images)
+    if x.ndim != 4:
+        raise InputError(f"resize: expected NHWC images (4 dimensions), received shape {x.shape}")
+    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
+        raise InputError(f"resize: expected a real-valued array, received dtype {x.dtype}")
+    _, in_h, in_w, _ = x.shape
+    if (in_h, in_w) == (out_h, out_w):
+        return np.array(x, dtype=np.float32)
+    passes = [(2, in_w, out_w), (1, in_h, out_h)]
+    if policy.library == "pil" and _pil_vertical_first(in_h, in_w, out_h, out_w):
+        passes.reverse()
+    passes = [p for p in passes if p[1] != p[2]]
+    if policy.integer_path:
+        y = np.clip(np.rint(x), 0, 255).astype(np.int64)
+        for axis, n_in, n_out in passes:
+            y = _pil_uint8_pass(y, *taps(policy, n_in, n_out), axis=axis)
+        return y.astype(np.float32)
+    y = x.astype(np.float64)
+    for i, (axis, n_in, n_out) in enumerate(passes):
+        y = _apply_taps(y, *taps(policy, n_in, n_out), axis=axis)
+        if i == 0 and policy.library == "pil":  # Pillow stores the first pass as a float32 image
+            y = y.astype(np.float32).astype(np.float64)
+    if policy.quantize_output:
+        y = np.rint(y)
+    if policy.clip or policy.quantize_output:
+        y = np.clip(y, 0.0, 255.0)
+    return y.astype(np.float32)
+
+
+@lru_cache(maxsize=1)
+def _pillow_version() -> tuple[int, ...]:
+    from importlib.metadata import version
+
+    return tuple(int(p) for p in version("pillow").split(".")[:2] if p.isdigit())
+
+
+def _pil_vertical_first(in_h: int, in_w: int, out_h: int, out_w: int) -> bool:
+    """Whether Pillow runs the vertical pass first: since Pillow 13, when the height shrinks by more
+    than twice as many pixels as the width (python-pillow/Pillow#9549); always horizontal first before.
+    The order decides the intermediate rounding of the uint8 path, so it is reproduced."""
+    return (_pillow_version() >= PIL_VERTICAL_FIRST_SINCE and out_h < in_h
+            and in_h - out_h > 2 * (in_w - out_w))
+
+
+def quantize(images: np.ndarray) -> np.ndarray:
+    """Returns float32 ``images`` on the 0..255 scale rounded to the nearest uint8 level and clamped.
+
+    This is what saving a float image as an 8-bit PNG does (``np.rint``: halves go to even); a policy with
+    ``quantize_input`` applies it to float input before resizing (clean-fid's argument).
+    """
+    return np.clip(np.rint(np.asarray(images, dtype=np.float32)), 0.0, 255.0).astype(np.float32)
+
+
+def preprocess(images: Any, policy: ResizePolicy | str, size: tuple[int, int] = (299, 299),
+               value_range: ValueRange | str | None = None, *, layout: str | None = None) -> np.ndarray:
+    """Returns the network input before normalisation: float32 NHWC on the 0..255 scale at ``size``.
+
+    ``images`` is anything `fidkit.images.open_source` accepts (array, tensor, folder, zip, .npy/.npz).
+    Applies the policy's colour and value-range conversion, input quantization and resize (the numpy
+    reference), so what a policy does can be inspected and compared exactly; ``policy.normalize`` then
+    gives what the network sees.
+    """
+    from .images import open_source
+
+    policy = get_policy(policy) if isinstance(policy, str) else policy
+    size = _check_size(size)
+    source = open_source(images, value_range=value_range, layout=layout)
+    out = [resize(batch, policy, size) for batch, _ in source.iter_batches(64, policy, size)]
+    return np.concatenate(out, axis=0)
+
+
+# ---------------------------------------------------------------------------------------------- registry
+
+_PILLOW_DOC = "Image.resize on float32 (mode F) per channel"
+
+_POLICIES: dict[str, ResizePolicy] = {}
+
+
+def register_policy(policy: ResizePolicy, *, replace: bool = False) -> ResizePolicy:
+    """Returns ``policy`` after adding it to the registry under its name."""
+    if policy.name in _POLICIES and not replace and _POLICIES[policy.name] != policy:
+        raise InputError(f"resize policy {policy.name!r} is already registered; pass replace=True")
+    _POLICIES[policy.name] = policy
+    return policy
+
+
+def get_policy(name: str | ResizePolicy) -> ResizePolicy:
+    """Returns the registered policy called ``name`` (a policy passes through unchanged)."""
+    if isinstance(name, ResizePolicy):
+        return name
+    try:
+        return _POLICIES[name]
+    except KeyError:
+        raise InputError(f"unknown resize policy {name!r}; available: {', '.join(sorted(_POLICIES))}") from None
+
+
+def available_policies() -> list[str]:
+    """Returns the names of all registered resize policies, sorted."""
+    return sorted(_POLICIES)
+
+
+#: The registry, read-only: policy name -> `ResizePolicy`.
+POLICIES: Mapping[str, ResizePolicy] = MappingProxyType(_POLICIES)
+
+_IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+_IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+register_policy(ResizePolicy(
+    name="clean", library="pil", filter="bicubic", antialias=True, quantize_input=True,
+    quantize_output=False, clip=True, mean=(128.0,) * 3, std=(128.0,) * 3,
+    description="clean-fid's 'clean' mode (Parmar et al., CVPR 2022): float input is first rounded to "
+                "uint8 levels, as a saved PNG would be; each channel is resized as a float32 image "
+                "(Pillow mode F) with Pillow's antialiased bicubic (Keys a = -0.5, support 2 x the "
+                "downscale factor), clamped to [0, 255], then (x - 128) / 128 as in the 2015 Inception "
+                "graph."))
+
+register_policy(ResizePolicy(
+    name="legacy-tensorflow", library="tf1", filter="bilinear", antialias=False, quantize_input=True,
+    quantize_output=False, mean=(128.0,) * 3, std=(128.0,) * 3,
+    description="The original TF1 FID graph (Heusel et al., NeurIPS 2017, TTUR) as torch-fidelity "
+                "reproduces it: uint8 input, tf.compat.v1.image.resize_bilinear(align_corners=False, "
+                "half_pixel_centers=False) in float32 (source pixel = i * in / out, no antialiasing), "
+                "then (x - 128) / 128."))
+
+register_policy(ResizePolicy(
+    name="legacy-pytorch", library="torch", filter="bilinear", antialias=False, quantize_input=False,
+    quantize_output=False, mean=(127.5,) * 3, std=(127.5,) * 3,
+    description="pytorch-fid (Seitzer): images on [0, 1] (float input used as is), "
+                "F.interpolate(mode='bilinear', align_corners=False) to 299 x 299 (half-pixel centres, "
+                "no antialiasing), then 2x - 1, i.e. (x - 127.5) / 127.5 on the 0..255 scale."))
+
+register_policy(ResizePolicy(
+    name="pil-bilinear", library="pil", filter="bilinear", antialias=True, quantize_input=True,
+    quantize_output=True, mean=(127.5,) * 3, std=(127.5,) * 3,
+    description="The PyTorch-Ignite FID/IS tutorial: each image as an 8-bit PIL image, "
+                "Image.resize(BILINEAR) (antialiased triangle filter, Pillow's fixed-point uint8 "
+                "arithmetic, so the result is uint8), then ToTensor and (x - 127.5) / 127.5."))
+
+register_policy(ResizePolicy(
+    name="torchvision", library="torch", filter="bilinear", antialias=True, quantize_input=False,
+    quantize_output=False, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
+    description="torchvision's Inception v3 (IMAGENET1K_V1): torchvision.transforms.functional.resize "
+                "on tensors (F.interpolate bilinear with antialias=True, the same filter as Pillow) "
+                "straight to the input size, without the classification crop (FID needs the whole "
+                "image), then ImageNet mean/std (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) x 255."))
+
+register_policy(ResizePolicy(
+    name="mnist", library="pil", filter="bilinear", antialias=True, quantize_input=False,
+    quantize_output=False, mean=(0.1307 * 255,) * 3, std=(0.3081 * 255,) * 3,
+    description="fidkit's MNIST classifier (28 x 28 input): Pillow's antialiased bilinear on float32 per "
+                "channel (Image.resize BILINEAR, mode F), no quantization, then the MNIST training "
+                "mean/std 0.1307/0.3081 (x 255) on every channel; the graph converts to luminance with "
+                "ITU-R 601-2 weights (0.299, 0.587, 0.114), which sum to 1, so normalising first is the "
+                "same."))
