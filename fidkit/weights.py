@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import sys
@@ -47,6 +48,10 @@ if TYPE_CHECKING:
 #: Version tag mixed into every canonical digest, so a change of the digest recipe changes every digest.
 _DIGEST_TAG = b"fidkit-canonical-weights-v1\n"
 _CHUNK = 1 << 20
+
+
+class _DigestMismatch(WeightsError):
+    """A file fails its published digest: never retried from another source, always reported."""
 
 
 @dataclass(frozen=True)
@@ -336,7 +341,7 @@ def download(entry: WeightsFile, *, progress: bool = True, timeout: float = 60.0
             _fetch(entry.url, tmp, entry.name, progress=progress, timeout=timeout)
             sha = sha256_file(tmp)
             if _matches_pin(entry, sha) is False:
-                raise WeightsError(f"{entry.name}: downloaded from {entry.url} with SHA-256 {sha}, expected "
+                raise _DigestMismatch(f"{entry.name}: downloaded from {entry.url} with SHA-256 {sha}, expected "
                                    f"{_expected(entry)}; nothing was kept — retry, or report a changed file")
     return final
 
@@ -363,7 +368,7 @@ def _fetch(url: str, dest: Path, name: str, *, progress: bool, timeout: float) -
         raise
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise WeightsError(f"{name}: cannot download {url} ({_reason(exc)})") from None
-    except Exception as exc:  # http.client.IncompleteRead and friends: a broken transfer
+    except http.client.HTTPException as exc:  # IncompleteRead and friends: a broken transfer
         raise WeightsError(f"{name}: download from {url} was interrupted ({type(exc).__name__}); "
                            f"nothing was kept — retry") from None
 
@@ -380,7 +385,7 @@ def _verify_or_raise(entry: WeightsFile, path: Path) -> str:
     """Returns the file's SHA-256 after checking it against ``entry``'s pin; deletes nothing."""
     sha = sha256_file(path)
     if _matches_pin(entry, sha) is False:
-        raise WeightsError(f"{path}: SHA-256 is {sha}, expected {_expected(entry)} for {entry.name}; fidkit "
+        raise _DigestMismatch(f"{path}: SHA-256 is {sha}, expected {_expected(entry)} for {entry.name}; fidkit "
                            f"did not touch it — delete it to download a fresh copy, or pass it explicitly "
                            f"(weights=/--weights) to use it as unofficial weights")
     return sha
@@ -495,9 +500,9 @@ def locate(names: tuple[str, ...], *, download_missing: bool = True,
                 continue
             try:
                 return entry, download(entry, progress=progress)
+            except _DigestMismatch:
+                raise
             except WeightsError as exc:
-                if "SHA-256" in str(exc):
-                    raise
                 errors.append(str(exc))
     first = next((e for e in entries if e.url is not None), entries[0])
     why = f" ({errors[0]})" if errors else " (FIDKIT_OFFLINE is set)" if _offline() else ""

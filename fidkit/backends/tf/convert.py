@@ -49,6 +49,8 @@ def _read_graph_bytes(path: str) -> bytes:
             if f is None:
                 raise WeightsError(f"{path}: cannot read {member.name}; the archive may be corrupt")
             return f.read()
+    except WeightsError:
+        raise
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise WeightsError(f"{path}: cannot read the archive ({type(exc).__name__}); it may be truncated — "
                            f"download it again") from None
@@ -58,8 +60,9 @@ def graph_consts(path: str) -> tuple[dict[str, np.ndarray], dict[str, object]]:
     """Returns (Const node name -> array, node name -> NodeDef) of a GraphDef ``.pb`` or its ``.tgz``."""
     tf = _tf()
     graph_def = tf.compat.v1.GraphDef()
+    data = _read_graph_bytes(path)
     try:
-        graph_def.ParseFromString(_read_graph_bytes(path))
+        graph_def.ParseFromString(data)
     except Exception as exc:  # protobuf's DecodeError is not exported in a stable place
         raise WeightsError(f"{path}: not a TensorFlow GraphDef ({type(exc).__name__}); expected "
                            f"{GRAPH_MEMBER} or inception-2015-12-05.tgz") from None
