@@ -3,8 +3,8 @@
 Semantics are those of the table in `fidkit.archs.spec` with PyTorch layouts: activations are NCHW,
 conv kernels (out, in, kh, kw), dense weights (out, in), explicit ((top, bottom), (left, right))
 padding, floor output sizes (no ceil mode). Everything is computed in float64 so the reference is
-limited by the weights, not by rounding. A convolution is a sum over kernel positions of one matrix
-product each, which needs no im2col buffer and keeps memory at the size of the activations.
+limited by the weights, not by rounding. A convolution is one matrix product over im2col patches,
+done a few images at a time so the patch buffer stays bounded.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ if TYPE_CHECKING:
 
 Params = Mapping[str, np.ndarray]
 
-
-def _out_size(size: int, pad: tuple[int, int], k: int, s: int) -> int:
-    return (size + pad[0] + pad[1] - k) // s + 1
+#: Upper bound on the im2col buffer of one convolution chunk: big enough for BLAS, small for memory.
+_IM2COL_BYTES = 32 << 20
 
 
 def _pad(x: np.ndarray, padding: Any, value: float) -> np.ndarray:
@@ -38,11 +37,21 @@ def _pad(x: np.ndarray, padding: Any, value: float) -> np.ndarray:
     return np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)), constant_values=value)
 
 
-def _windows(x: np.ndarray, kernel: Any, stride: Any) -> np.ndarray:
-    """Returns the (N, C, Ho, Wo, kh, kw) strided view of every pooling window of padded ``x``."""
+def _pool(x: np.ndarray, kernel: Any, stride: Any, reduce: Callable[..., np.ndarray]) -> np.ndarray:
+    """Returns ``reduce`` folded over every kernel offset of padded ``x`` (N, C, H, W): a strided pool."""
     kh, kw = kernel
     sh, sw = stride
-    return sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
+    ho = (x.shape[2] - kh) // sh + 1
+    wo = (x.shape[3] - kw) // sw + 1
+
+    def tap(p: int, q: int) -> np.ndarray:
+        return x[:, :, p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw]
+
+    offsets = [(p, q) for p in range(kh) for q in range(kw)]
+    out = tap(*offsets[0]).copy()
+    for p, q in offsets[1:]:
+        reduce(out, tap(p, q), out=out)
+    return out
 
 
 def _input(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
@@ -68,22 +77,24 @@ def _conv2d(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
     (x,) = xs
     a = node.attrs
     w = params[f"{node.name}.weight"]
-    kh, kw = a["kernel"]
+    o, c, kh, kw = w.shape
     sh, sw = a["stride"]
-    n, c, h, wd = x.shape
-    ho = _out_size(h, a["padding"][0], kh, sh)
-    wo = _out_size(wd, a["padding"][1], kw, sw)
-    xp = _pad(x, a["padding"], 0.0)
-    # out[o, n, i, j] = sum_{c, p, q} w[o, c, p, q] * xp[n, c, i*sh + p, j*sw + q]
-    out = np.zeros((w.shape[0], n, ho, wo), dtype=np.float64)
-    for p in range(kh):
-        for q in range(kw):
-            patch = xp[:, :, p:p + sh * (ho - 1) + 1:sh, q:q + sw * (wo - 1) + 1:sw]
-            out += np.tensordot(w[:, :, p, q], patch, axes=([1], [1]))
-    out = out.transpose(1, 0, 2, 3)
+    (pt, pb), (pl, pr) = a["padding"]
+    # im2col in NHWC order, one GEMM per chunk of images: out[n, i, j, :] = cols[n, i, j, (c, p, q)] @ W
+    xh = x.transpose(0, 2, 3, 1)
+    if pt or pb or pl or pr:
+        xh = np.pad(xh, ((0, 0), (pt, pb), (pl, pr), (0, 0)))
+    win = sliding_window_view(xh, (kh, kw), axis=(1, 2))[:, ::sh, ::sw]  # (N, Ho, Wo, C, kh, kw)
+    n, ho, wo = win.shape[:3]
+    wm = w.reshape(o, c * kh * kw).T
+    step = max(1, _IM2COL_BYTES // max(1, ho * wo * c * kh * kw * 8))
+    out = np.empty((n, o, ho, wo), dtype=np.float64)
+    for i in range(0, n, step):
+        cols = win[i:i + step].reshape(-1, c * kh * kw)
+        out[i:i + step] = (cols @ wm).reshape(-1, ho, wo, o).transpose(0, 3, 1, 2)
     if a["bias"]:
-        out = out + _bcast(params[f"{node.name}.bias"], 4)
-    return np.ascontiguousarray(out)
+        out += _bcast(params[f"{node.name}.bias"], 4)
+    return out
 
 
 def _batchnorm(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
@@ -100,19 +111,18 @@ def _relu(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
 
 def _maxpool2d(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
     a = node.attrs
-    xp = _pad(xs[0], a["padding"], -np.inf)
-    return np.ascontiguousarray(_windows(xp, a["kernel"], a["stride"]).max(axis=(4, 5)))
+    return _pool(_pad(xs[0], a["padding"], -np.inf), a["kernel"], a["stride"], np.maximum)
 
 
 def _avgpool2d(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
     (x,) = xs
     a = node.attrs
     kh, kw = a["kernel"]
-    sums = _windows(_pad(x, a["padding"], 0.0), a["kernel"], a["stride"]).sum(axis=(4, 5))
+    sums = _pool(_pad(x, a["padding"], 0.0), a["kernel"], a["stride"], np.add)
     if a["count_include_pad"]:
         return sums / (kh * kw)
     ones = np.ones((1, 1) + x.shape[2:], dtype=np.float64)
-    counts = _windows(_pad(ones, a["padding"], 0.0), a["kernel"], a["stride"]).sum(axis=(4, 5))
+    counts = _pool(_pad(ones, a["padding"], 0.0), a["kernel"], a["stride"], np.add)
     return sums / counts
 
 
