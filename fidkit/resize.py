@@ -253,7 +253,7 @@ def _pil_uint8_pass(x: np.ndarray, idx: np.ndarray, w: np.ndarray, axis: int) ->
     return np.clip(acc >> PIL_PRECISION_BITS, 0, 255)
 
 
-def _check_size(size: Any) -> tuple[int, int]:
+def check_size(size: Any) -> tuple[int, int]:
     try:
         h, w = (int(s) for s in size)
     except (TypeError, ValueError):
@@ -273,7 +273,7 @@ def resize(images: np.ndarray, policy: ResizePolicy | str, size: tuple[int, int]
     Returns float32; identity (a float32 copy) when the size already matches.
     """
     policy = get_policy(policy) if isinstance(policy, str) else policy
-    out_h, out_w = _check_size(size)
+    out_h, out_w = check_size(size)
     x = np.asarray(images)
     if x.ndim != 4:
         raise InputError(f"resize: expected NHWC images (4 dimensions), received shape {x.shape}")
@@ -282,10 +282,8 @@ def resize(images: np.ndarray, policy: ResizePolicy | str, size: tuple[int, int]
     _, in_h, in_w, _ = x.shape
     if (in_h, in_w) == (out_h, out_w):
         return np.array(x, dtype=np.float32)
-    passes = [(2, in_w, out_w), (1, in_h, out_h)]
-    if policy.library == "pil" and _pil_vertical_first(in_h, in_w, out_h, out_w):
-        passes.reverse()
-    passes = [p for p in passes if p[1] != p[2]]
+    passes = [(1 if axis == "h" else 2, n_in, n_out)
+              for axis, n_in, n_out in resize_plan(policy, (in_h, in_w), (out_h, out_w))]
     if policy.integer_path:
         y = np.clip(np.rint(x), 0, 255).astype(np.int64)
         for axis, n_in, n_out in passes:
@@ -301,6 +299,37 @@ def resize(images: np.ndarray, policy: ResizePolicy | str, size: tuple[int, int]
     if policy.clip or policy.quantize_output:
         y = np.clip(y, 0.0, 255.0)
     return y.astype(np.float32)
+
+
+def resize_plan(policy: ResizePolicy, in_hw: tuple[int, int],
+                out_hw: tuple[int, int]) -> list[tuple[str, int, int]]:
+    """Returns the separable passes, in the library's order, as ("h" | "w", in_size, out_size).
+
+    A pass whose size does not change is left out (Pillow skips it; the other libraries' weights are
+    the identity there).
+    """
+    (in_h, in_w), (out_h, out_w) = in_hw, out_hw
+    passes = [("w", in_w, out_w), ("h", in_h, out_h)]
+    if policy.library == "pil" and _pil_vertical_first(in_h, in_w, out_h, out_w):
+        passes.reverse()
+    return [p for p in passes if p[1] != p[2]]
+
+
+def resize_matrix(policy: ResizePolicy, in_size: int, out_size: int) -> np.ndarray:
+    """Returns the dense (out_size, in_size) float64 matrix of one pass: ``y = M @ x`` along that axis.
+
+    Not defined for Pillow's uint8 path (its rounding is per pass in fixed point; use `taps`).
+    """
+    return _cached_matrix((policy.library, policy.filter, policy.antialias), int(in_size), int(out_size))
+
+
+@lru_cache(maxsize=256)
+def _cached_matrix(kernel: tuple[str, str, bool], in_size: int, out_size: int) -> np.ndarray:
+    idx, w = _cached_taps(kernel, in_size, out_size)
+    m = np.zeros((out_size, in_size), dtype=np.float64)
+    np.add.at(m, (np.repeat(np.arange(out_size), idx.shape[1]), idx.ravel()), w.ravel())
+    m.flags.writeable = False
+    return m
 
 
 @lru_cache(maxsize=1)
@@ -339,7 +368,7 @@ def preprocess(images: Any, policy: ResizePolicy | str, size: tuple[int, int] = 
     from .images import open_source
 
     policy = get_policy(policy) if isinstance(policy, str) else policy
-    size = _check_size(size)
+    size = check_size(size)
     source = open_source(images, value_range=value_range, layout=layout)
     out = [resize(batch, policy, size) for batch, _ in source.iter_batches(64, policy, size)]
     return np.concatenate(out, axis=0)
