@@ -15,7 +15,6 @@ sums on different machines; within one file every runtime reads the same numbers
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -178,22 +177,10 @@ def synthetic_weights(graph: Graph, *, seed: int = 0, size: tuple[int, int] = (2
     return {k: params[k] for k in expected}
 
 
-def save_weights(weights: Mapping[str, np.ndarray], path: str | os.PathLike[str]) -> Path:
-    """Returns ``path`` after writing ``weights`` there as a canonical .npz of float32 arrays, atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{k: np.ascontiguousarray(v, dtype=np.float32) for k, v in weights.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def write_synthetic_weights(graph: Graph, path: str | os.PathLike[str], *, seed: int = 0,
                             size: tuple[int, int] = (299, 299), n_images: int = 2) -> Path:
     """Returns ``path`` after saving `synthetic_weights` of ``graph`` there (canonical .npz, atomic write)."""
-    return save_weights(synthetic_weights(graph, seed=seed, size=size, n_images=n_images), path)
+    from ..weights import save_canonical
+
+    save_canonical(synthetic_weights(graph, seed=seed, size=size, n_images=n_images), path)
+    return Path(path)

@@ -182,13 +182,6 @@ def load_module(graph: Graph, params: Mapping[str, np.ndarray], where: str = "we
     return module.eval().requires_grad_(False)
 
 
-def _channel_vector(value: Any, name: str) -> np.ndarray:
-    arr = np.asarray(0.0 if value is None else value, dtype=np.float32)
-    if arr.size not in (1, 3):
-        raise InputError(f"resize policy {name}: expected a scalar or 3 per-channel values, received {arr}")
-    return np.broadcast_to(arr.reshape(-1), (3,)).copy()
-
-
 def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
           policy: ResizePolicy) -> Forward:
     """Returns the torch forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
@@ -206,9 +199,8 @@ def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
     dev = resolve_device(device)
     module = load_module(graph, load_params(graph, str(weights.path)), str(weights.path)).to(dev)
     size = tuple(spec.input_size)
-    mean = torch.from_numpy(_channel_vector(getattr(policy, "mean", None), "mean")).view(1, 3, 1, 1).to(dev)
-    std_np = getattr(policy, "std", None)
-    std = torch.from_numpy(_channel_vector(1.0 if std_np is None else std_np, "std")).view(1, 3, 1, 1).to(dev)
+    mean = torch.tensor(policy.mean, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(policy.std, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
 
     def forward(images: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode(), no_tf32():

@@ -1,0 +1,167 @@
+"""The JAX interpreter of `fidkit.archs.spec.Graph`: a pure function of (params, images), jitted, NHWC.
+
+Parameters are converted once from the canonical torch layouts (conv (O, I, kh, kw) -> HWIO, dense
+(out, in) -> (in, out)); every convolution and matmul runs at ``Precision.HIGHEST`` so that no backend
+silently drops to bfloat16 or TF32 passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...archs.spec import Graph, Node
+from ...errors import BackendUnavailableError, InputError, WeightsError
+
+if TYPE_CHECKING:
+    from ...registry import ExtractorSpec, Forward
+    from ...resize import ResizePolicy
+    from ...weights import CanonicalWeights
+
+
+def _jax() -> Any:
+    try:
+        import jax
+    except ImportError as exc:
+        raise BackendUnavailableError(f"the jax runtime needs 'jax' ({exc}): pip install 'fidkit[jax]'") from None
+    return jax
+
+
+def resolve_device(device: str) -> Any:
+    """Returns the jax device for 'cpu', 'cuda' / 'gpu' or 'auto' (a GPU when one is visible, else CPU)."""
+    jax = _jax()
+    if device == "cpu":
+        return jax.devices("cpu")[0]
+    if device not in ("auto", "cuda", "gpu") and not device.startswith("cuda:"):
+        raise InputError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if gpus:
+        index = int(device.split(":")[1]) if device.startswith("cuda:") else 0
+        return gpus[index]
+    if device == "auto":
+        return jax.devices("cpu")[0]
+    raise BackendUnavailableError(f"device {device!r} was asked for, but jax sees no GPU (is jax[cuda] "
+                                  f"installed?); pass --device cpu (or auto)")
+
+
+def to_jax_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Returns float32 parameters in JAX layouts: conv kernels HWIO, dense (in, out), others unchanged."""
+    out: dict[str, np.ndarray] = {}
+    ops = {n.name: n.op for n in graph.nodes}
+    for key in graph.param_shapes():
+        node, _, name = key.rpartition(".")
+        arr = np.asarray(params[key], dtype=np.float32)
+        if name == "weight" and ops[node] == "conv2d":
+            arr = arr.transpose(2, 3, 1, 0)
+        elif name == "weight" and ops[node] == "dense":
+            arr = arr.T
+        out[key] = np.ascontiguousarray(arr)
+    return out
+
+
+def _pool(lax: Any, jnp: Any, node: Node, x: Any) -> Any:
+    a = node.attrs
+    k, s = tuple(a["kernel"]), tuple(a["stride"])
+    dims, strides = (1, *k, 1), (1, *s, 1)
+    pads = ((0, 0), *(tuple(p) for p in a["padding"]), (0, 0))
+    if node.op == "maxpool2d":
+        return lax.reduce_window(x, -jnp.inf, lax.max, dims, strides, pads)
+    total = lax.reduce_window(x, 0.0, lax.add, dims, strides, pads)
+    if a["count_include_pad"]:
+        return total / (k[0] * k[1])
+    ones = jnp.ones((1, *x.shape[1:3], 1), x.dtype)
+    return total / lax.reduce_window(ones, 0.0, lax.add, dims, strides, pads)
+
+
+def apply(graph: Graph, params: Mapping[str, Any], x: Any) -> dict[str, Any]:
+    """Returns the graph's named outputs for NHWC input ``x``; pure, so it can be jitted or vmapped."""
+    jax = _jax()
+    jnp, lax = jax.numpy, jax.lax
+    hi = lax.Precision.HIGHEST
+    last_use = {i: n.name for n in graph.nodes for i in n.inputs}
+    wanted = set(graph.outputs.values())
+    values: dict[str, Any] = {}
+    for node in graph.nodes:
+        a, n, op = node.attrs, node.name, node.op
+        xs = [values[i] for i in node.inputs]
+        if op == "input":
+            y = x
+        elif op == "channel_affine":
+            y = xs[0] * jnp.asarray(a["scale"], jnp.float32) + jnp.asarray(a["shift"], jnp.float32)
+        elif op == "conv2d":
+            y = lax.conv_general_dilated(xs[0], params[f"{n}.weight"], tuple(a["stride"]),
+                                         tuple(tuple(p) for p in a["padding"]),
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=hi)
+            if a["bias"]:
+                y = y + params[f"{n}.bias"]
+        elif op == "batchnorm":
+            inv = params[f"{n}.weight"] * lax.rsqrt(params[f"{n}.running_var"] + a["eps"])
+            y = (xs[0] - params[f"{n}.running_mean"]) * inv + params[f"{n}.bias"]
+        elif op == "relu":
+            y = jnp.maximum(xs[0], 0.0)
+        elif op in ("maxpool2d", "avgpool2d"):
+            y = _pool(lax, jnp, node, xs[0])
+        elif op == "concat":
+            y = jnp.concatenate(xs, axis=-1)
+        elif op == "global_avgpool":
+            y = jnp.mean(xs[0], axis=(1, 2))
+        elif op == "flatten":
+            v = xs[0]
+            y = jnp.transpose(v, (0, 3, 1, 2)).reshape(v.shape[0], -1) if v.ndim == 4 else v
+        elif op == "dense":
+            y = jnp.matmul(xs[0], params[f"{n}.weight"], precision=hi)
+            if a["bias"]:
+                y = y + params[f"{n}.bias"]
+        else:
+            raise InputError(f"graph {graph.name!r}: node {n!r} has op {op!r}, which the jax runtime "
+                             f"does not implement")
+        values[n] = y
+        for i in node.inputs:
+            if last_use[i] == n and i not in wanted:
+                del values[i]
+    return {key: values[name] for key, name in graph.outputs.items()}
+
+
+def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
+          policy: ResizePolicy) -> Forward:
+    """Returns the jax forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
+    jax = _jax()
+    from ...backends.numpy.network import load_params
+    from ...registry import load_object
+
+    if spec.arch is None:
+        raise InputError(f"extractor {spec.name!r} has no graph (spec.arch); the jax graph runtime "
+                         f"cannot run it")
+    if weights is None:
+        raise WeightsError(f"extractor {spec.name!r} needs weights, and none were resolved; pass "
+                           f"--weights FILE")
+    graph: Graph = load_object(spec.arch)()
+    dev = resolve_device(device)
+    params = jax.device_put(to_jax_params(graph, load_params(graph, str(weights.path))), dev)
+    size = tuple(spec.input_size)
+    mean = np.asarray(policy.mean, np.float32)
+    std = np.asarray(policy.std, np.float32)
+    net = jax.jit(partial(apply, graph))
+
+    @jax.jit
+    def normalize(x: Any) -> Any:
+        return (x - mean) / std
+
+    def forward(images: np.ndarray) -> dict[str, np.ndarray]:
+        x = jax.device_put(np.ascontiguousarray(images, dtype=np.float32), dev)
+        if tuple(x.shape[1:3]) != size:
+            from .resize import resize_batch
+
+            x = resize_batch(x, policy, size)
+        out = net(params, normalize(x))
+        return {k: np.asarray(v, dtype=np.float32) for k, v in out.items()}
+
+    forward.apply = net  # type: ignore[attr-defined]
+    forward.params = params  # type: ignore[attr-defined]
+    return forward

@@ -1,0 +1,239 @@
+"""The TensorFlow interpreter of `fidkit.archs.spec.Graph`: a ``tf.function`` over NHWC, float32, TF32 off.
+
+Parameters become non-trainable ``tf.Variable``s in TF layouts (conv kernels HWIO, dense (in, out)),
+converted once from the canonical torch layouts. `keras_model` wraps the same interpreter as a Keras
+model for Keras users (TensorFlow backend).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ...archs.spec import Graph, Node
+from ...errors import BackendUnavailableError, InputError, WeightsError
+
+if TYPE_CHECKING:
+    from ...registry import ExtractorSpec, Forward
+    from ...resize import ResizePolicy
+    from ...weights import CanonicalWeights
+
+
+def _tf() -> Any:
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise BackendUnavailableError(f"the tf runtime needs 'tensorflow' ({exc}): "
+                                      f"pip install 'fidkit[tf]'") from None
+    return tf
+
+
+def resolve_device(device: str) -> str:
+    """Returns the TF device string for 'cpu', 'cuda' / 'gpu' or 'auto' (a GPU when visible, else CPU)."""
+    tf = _tf()
+    if device == "cpu":
+        return "/CPU:0"
+    if device not in ("auto", "cuda", "gpu") and not device.startswith("cuda:"):
+        raise InputError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
+    if tf.config.list_physical_devices("GPU"):
+        index = int(device.split(":")[1]) if device.startswith("cuda:") else 0
+        return f"/GPU:{index}"
+    if device == "auto":
+        return "/CPU:0"
+    raise BackendUnavailableError(f"device {device!r} was asked for, but TensorFlow sees no GPU; "
+                                  f"pass --device cpu (or auto)")
+
+
+def to_tf_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Returns float32 parameters in TF layouts: conv kernels HWIO, dense (in, out), others unchanged."""
+    out: dict[str, np.ndarray] = {}
+    ops = {n.name: n.op for n in graph.nodes}
+    for key in graph.param_shapes():
+        node, _, name = key.rpartition(".")
+        arr = np.asarray(params[key], dtype=np.float32)
+        if name == "weight" and ops[node] == "conv2d":
+            arr = arr.transpose(2, 3, 1, 0)
+        elif name == "weight" and ops[node] == "dense":
+            arr = arr.T
+        out[key] = np.ascontiguousarray(arr)
+    return out
+
+
+def _is_same(padding: Any, kernel: Any, stride: Any, size: Any) -> bool:
+    """Returns whether explicit ``padding`` equals what TF's 'SAME' pads for this input size."""
+    for (before, after), k, s, n in zip(padding, kernel, stride, size, strict=True):
+        if n is None:
+            return False
+        total = max((-(-n // s) - 1) * s + k - n, 0)
+        if (before, after) != (total // 2, total - total // 2):
+            return False
+    return True
+
+
+def _pad(tf: Any, x: Any, padding: Any, value: float) -> Any:
+    (t, b), (lft, r) = padding
+    if t == b == lft == r == 0:
+        return x
+    return tf.pad(x, [[0, 0], [t, b], [lft, r], [0, 0]], constant_values=value)
+
+
+def _pool(tf: Any, node: Node, x: Any) -> Any:
+    a = node.attrs
+    k, s, pad = list(a["kernel"]), list(a["stride"]), a["padding"]
+    same = _is_same(pad, k, s, x.shape[1:3])
+    if node.op == "maxpool2d":
+        if same:
+            return tf.nn.max_pool2d(x, k, s, "SAME")
+        return tf.nn.max_pool2d(_pad(tf, x, pad, float("-inf")), k, s, "VALID")
+    if not a["count_include_pad"]:
+        if same:  # TF's own SAME average already leaves the padding out of the count
+            return tf.nn.avg_pool2d(x, k, s, "SAME")
+        total = tf.nn.avg_pool2d(_pad(tf, x, pad, 0.0), k, s, "VALID") * float(k[0] * k[1])
+        ones = _pad(tf, tf.ones([1, x.shape[1], x.shape[2], 1], x.dtype), pad, 0.0)
+        return total / (tf.nn.avg_pool2d(ones, k, s, "VALID") * float(k[0] * k[1]))
+    return tf.nn.avg_pool2d(_pad(tf, x, pad, 0.0), k, s, "VALID")
+
+
+def apply(graph: Graph, params: Mapping[str, Any], x: Any) -> dict[str, Any]:
+    """Returns the graph's named outputs for NHWC input ``x`` (params in `to_tf_params` layouts)."""
+    tf = _tf()
+    last_use = {i: n.name for n in graph.nodes for i in n.inputs}
+    wanted = set(graph.outputs.values())
+    values: dict[str, Any] = {}
+    for node in graph.nodes:
+        a, n, op = node.attrs, node.name, node.op
+        xs = [values[i] for i in node.inputs]
+        if op == "input":
+            y = x
+        elif op == "channel_affine":
+            y = xs[0] * tf.constant(a["scale"], tf.float32) + tf.constant(a["shift"], tf.float32)
+        elif op == "conv2d":
+            (t, b), (lft, r) = a["padding"]
+            pad = "VALID" if t == b == lft == r == 0 else [[0, 0], [t, b], [lft, r], [0, 0]]
+            y = tf.nn.conv2d(xs[0], params[f"{n}.weight"], [1, *a["stride"], 1], pad)
+            if a["bias"]:
+                y = y + params[f"{n}.bias"]
+        elif op == "batchnorm":
+            inv = params[f"{n}.weight"] * tf.math.rsqrt(params[f"{n}.running_var"] + a["eps"])
+            y = (xs[0] - params[f"{n}.running_mean"]) * inv + params[f"{n}.bias"]
+        elif op == "relu":
+            y = tf.nn.relu(xs[0])
+        elif op in ("maxpool2d", "avgpool2d"):
+            y = _pool(tf, node, xs[0])
+        elif op == "concat":
+            y = tf.concat(xs, axis=-1)
+        elif op == "global_avgpool":
+            y = tf.reduce_mean(xs[0], axis=[1, 2])
+        elif op == "flatten":
+            v = xs[0]
+            y = tf.reshape(tf.transpose(v, [0, 3, 1, 2]), [-1, int(np.prod(v.shape[1:]))]) \
+                if v.shape.rank == 4 else v
+        elif op == "dense":
+            y = tf.matmul(xs[0], params[f"{n}.weight"])
+            if a["bias"]:
+                y = y + params[f"{n}.bias"]
+        else:
+            raise InputError(f"graph {graph.name!r}: node {n!r} has op {op!r}, which the tf runtime "
+                             f"does not implement")
+        values[n] = y
+        for i in node.inputs:
+            if last_use[i] == n and i not in wanted:
+                del values[i]
+    return {key: values[name] for key, name in graph.outputs.items()}
+
+
+def graph_module(graph: Graph, params: Mapping[str, np.ndarray], size: tuple[int, int],
+                 mean: Any, std: Any) -> Any:
+    """Returns a ``tf.Module`` whose ``__call__`` (a tf.function) maps 0..255 NHWC images of ``size`` to outputs."""
+    tf = _tf()
+    tf_params = to_tf_params(graph, params)
+
+    class GraphModule(tf.Module):
+        """A fidkit graph as a tf.Module: non-trainable variables, one traced function per batch shape."""
+
+        def __init__(self) -> None:
+            super().__init__(name=graph.name.replace("-", "_"))
+            self.params = {k: tf.Variable(v, trainable=False, name=k.replace(".", "/"))
+                           for k, v in tf_params.items()}
+            self.mean = tf.constant(np.asarray(mean, np.float32))
+            self.std = tf.constant(np.asarray(std, np.float32))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, *size, 3], tf.float32)])
+        def __call__(self, x: Any) -> dict[str, Any]:
+            return apply(graph, self.params, (x - self.mean) / self.std)
+
+    return GraphModule()
+
+
+def keras_model(graph: Graph, params: Mapping[str, np.ndarray], size: tuple[int, int],
+                mean: Any, std: Any) -> Any:
+    """Returns a Keras model (TensorFlow backend): 0..255 NHWC images of ``size`` -> dict of graph outputs.
+
+    Its weights are non-trainable Keras variables named by the canonical parameter names, so it saves,
+    loads and composes like any Keras model.
+    """
+    _tf()
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise BackendUnavailableError(f"keras_model runs fidkit's TensorFlow interpreter and needs the "
+                                      f"Keras 'tensorflow' backend; KERAS_BACKEND is "
+                                      f"{keras.backend.backend()!r}")
+    tf_params = to_tf_params(graph, params)
+    mean32 = np.asarray(mean, np.float32)
+    std32 = np.asarray(std, np.float32)
+
+    class GraphLayer(keras.layers.Layer):
+        """Runs a fidkit graph on (x - mean) / std; its weights are the graph's parameters."""
+
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(name=graph.name.replace("-", "_"), trainable=False, **kwargs)
+            self.graph_params = {
+                k: self.add_weight(name=k, shape=v.shape, initializer=keras.initializers.Constant(v),
+                                   trainable=False)
+                for k, v in tf_params.items()}
+
+        def call(self, x: Any) -> dict[str, Any]:
+            tf = _tf()
+            values = {k: tf.convert_to_tensor(v) for k, v in self.graph_params.items()}
+            return apply(graph, values, (x - mean32) / std32)
+
+    inputs = keras.Input(shape=(*size, 3), dtype="float32", name="images")
+    return keras.Model(inputs, GraphLayer()(inputs), name=graph.name.replace("-", "_"))
+
+
+def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
+          policy: ResizePolicy) -> Forward:
+    """Returns the tf forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
+    tf = _tf()
+    from ...backends.numpy.network import load_params
+    from ...registry import load_object
+
+    if spec.arch is None:
+        raise InputError(f"extractor {spec.name!r} has no graph (spec.arch); the tf graph runtime "
+                         f"cannot run it")
+    if weights is None:
+        raise WeightsError(f"extractor {spec.name!r} needs weights, and none were resolved; pass "
+                           f"--weights FILE")
+    graph: Graph = load_object(spec.arch)()
+    dev = resolve_device(device)
+    if dev.startswith("/GPU"):
+        tf.config.experimental.enable_tensor_float32_execution(False)
+    size = tuple(spec.input_size)
+    with tf.device(dev):
+        module = graph_module(graph, load_params(graph, str(weights.path)), size, policy.mean, policy.std)
+
+    def forward(images: np.ndarray) -> dict[str, np.ndarray]:
+        with tf.device(dev):
+            x = tf.convert_to_tensor(np.ascontiguousarray(images, dtype=np.float32))
+            if tuple(x.shape[1:3]) != size:
+                from .resize import resize_batch
+
+                x = resize_batch(x, policy, size)
+            out = module(x)
+        return {k: v.numpy() for k, v in out.items()}
+
+    forward.module = module  # type: ignore[attr-defined]
+    return forward
