@@ -326,8 +326,9 @@ def _lock(path: Path, timeout: float = 3600.0) -> filelock.FileLock:
 def download(entry: WeightsFile, *, progress: bool = True, timeout: float = 60.0) -> Path:
     """Returns the path of ``entry`` in fidkit's cache, downloading and verifying it first if it is absent.
 
-    The body streams into a temp file in the cache folder, is checked against the published digest and only
-    then renamed into place; an interrupted or corrupt transfer leaves no file behind. A file lock makes two
+    The body streams into a temp file in the cache folder (a broken transfer is resumed with HTTP Range), is
+    checked against the published digest and only then renamed into place; a transfer that cannot be
+    completed, or a corrupt one, leaves no file behind. A file lock makes two
     processes filling the cache at once download it once.
     """
     if entry.url is None:
@@ -346,31 +347,49 @@ def download(entry: WeightsFile, *, progress: bool = True, timeout: float = 60.0
     return final
 
 
-def _fetch(url: str, dest: Path, name: str, *, progress: bool, timeout: float) -> None:
+def _fetch(url: str, dest: Path, name: str, *, progress: bool, timeout: float, attempts: int = 3) -> None:
+    """Streams ``url`` into ``dest``; a transfer that breaks mid-body is resumed with an HTTP Range request
+    (or restarted where the server ignores Range), at most ``attempts`` times in all."""
     from tqdm.auto import tqdm
 
-    req = urllib.request.Request(url, headers={"User-Agent": "fidkit"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp, open(dest, "wb") as out:
-            total = resp.headers.get("Content-Length")
-            expected = int(total) if total is not None else None
-            got = 0
-            with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-                      file=sys.stderr, disable=not progress, leave=False) as bar:
-                while chunk := resp.read(_CHUNK):
-                    out.write(chunk)
-                    got += len(chunk)
-                    bar.update(len(chunk))
-            if expected is not None and got != expected:
-                raise WeightsError(f"{name}: download from {url} stopped after {got} of {expected} bytes; "
-                                   f"nothing was kept — retry")
-    except WeightsError:
-        raise
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise WeightsError(f"{name}: cannot download {url} ({_reason(exc)})") from None
-    except http.client.HTTPException as exc:  # IncompleteRead and friends: a broken transfer
-        raise WeightsError(f"{name}: download from {url} was interrupted ({type(exc).__name__}); "
-                           f"nothing was kept — retry") from None
+    have, total = 0, None
+    with tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr,
+              disable=not progress, leave=False) as bar:
+        for _ in range(attempts):
+            headers = {"User-Agent": "fidkit"}
+            if have:
+                headers["Range"] = f"bytes={have}-"
+            try:
+                resp = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
+            except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+                raise WeightsError(f"{name}: cannot download {url} ({_reason(exc)})") from None
+            with resp:
+                resumed = have > 0 and resp.status == 206 and \
+                    resp.headers.get("Content-Range", "").startswith(f"bytes {have}-")
+                if not resumed:
+                    have = 0
+                    bar.reset()
+                length = resp.headers.get("Content-Length")
+                total = have + int(length) if length is not None else None
+                bar.total = total
+                bar.refresh()
+                broken = False
+                with open(dest, "ab" if resumed else "wb") as out:
+                    while True:
+                        try:
+                            chunk = resp.read(_CHUNK)
+                        except (OSError, http.client.HTTPException):  # the body broke off: resume it
+                            broken = True
+                            break
+                        if not chunk:
+                            break
+                        out.write(chunk)
+                        have += len(chunk)
+                        bar.update(len(chunk))
+            if not broken and (total is None or have == total):
+                return
+    raise WeightsError(f"{name}: download from {url} was interrupted {attempts} times (last after {have} of "
+                       f"{total if total is not None else '?'} bytes); nothing was kept — retry later")
 
 
 def _reason(exc: BaseException) -> str:

@@ -177,14 +177,12 @@ def test_full_size_pytorch_fid_file_loads_in_peers_and_converts_exactly(tmp_path
     """pytorch-fid and torch-fidelity load the synthetic file strictly (so its keys and shapes are theirs);
     fidkit's conversion equals the state dict their models hold."""
     require_runtime("torch")
-    import torch
     from pytorch_fid.inception import fid_inception_v3
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     canonical = _canonical(tiny=False, bn_weight_one=False)
     hub = tmp_path / "torch" / "hub" / "checkpoints"
     path = _write_state_dict(hub / PFID, canonical)
-    torch.set_num_threads(1)
     peer = fid_inception_v3()  # reads $TORCH_HOME/hub/checkpoints/<name>, load_state_dict(strict=True)
     peer_state = {k: v.numpy() for k, v in peer.state_dict().items() if not k.endswith("num_batches_tracked")}
     fidelity = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"],

@@ -36,12 +36,17 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 class _Server:
-    """A bounded HTTP server on 127.0.0.1 serving bytes by path; mode per path: ok, truncate, slow."""
+    """A bounded HTTP server on 127.0.0.1 serving bytes by path, honouring ``Range: bytes=N-``.
+
+    Mode per path: ok; slow; truncate (every response stops halfway and the socket closes); truncate-once
+    (the first response only); no-range (ignores Range, first response truncated).
+    """
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
         self.modes: dict[str, str] = {}
         self.requests: list[str] = []
+        self.ranges: list[str | None] = []
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -49,26 +54,37 @@ class _Server:
 
             def do_GET(self) -> None:  # noqa: N802  (http.server's name)
                 server.requests.append(self.path)
+                server.ranges.append(self.headers.get("Range"))
                 body = server.files.get(self.path)
                 if body is None:
                     self.send_error(404)
                     return
                 mode = server.modes.get(self.path, "ok")
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                start = 0
+                rng = self.headers.get("Range")
+                if rng and mode != "no-range" and rng.startswith("bytes=") and rng.endswith("-"):
+                    start = int(rng[len("bytes="):-1])
+                    self.send_response(206)
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+                else:
+                    self.send_response(200)
+                part = body[start:]
+                self.send_header("Content-Length", str(len(part)))
                 self.end_headers()
-                if mode == "truncate":
-                    self.wfile.write(body[: len(body) // 2])
+                truncate = mode == "truncate" or (mode in ("truncate-once", "no-range")
+                                                  and len(server.requests) == 1)
+                if truncate:
+                    self.wfile.write(part[: len(part) // 2])
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 if mode == "slow":
-                    for i in range(0, len(body), 4096):
-                        self.wfile.write(body[i:i + 4096])
+                    for i in range(0, len(part), 4096):
+                        self.wfile.write(part[i:i + 4096])
                         time.sleep(0.01)
                     return
-                self.wfile.write(body)
+                self.wfile.write(part)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -328,12 +344,35 @@ def test_interrupted_transfer_leaves_no_file(tmp_path: Path, monkeypatch: pytest
     server.files["/w.npz"] = data
     server.modes["/w.npz"] = "truncate"
     _register(monkeypatch, _entry("w.npz", server.url("/w.npz"), data))
-    with pytest.raises(WeightsError, match="w.npz") as exc:
+    with pytest.raises(WeightsError, match="interrupted 3 times") as exc:
         W.download(W.WEIGHTS_FILES["w.npz"], progress=False)
-    assert "retry" in str(exc.value)
+    assert "w.npz" in str(exc.value) and "retry" in str(exc.value)
+    assert len(server.requests) == 3
     assert _leftovers(W.cache_dir(), "w.npz") == []
     server.modes["/w.npz"] = "ok"  # a clean retry then works
     assert W.download(W.WEIGHTS_FILES["w.npz"], progress=False).read_bytes() == data
+
+
+@pytest.mark.parametrize("mode", ["truncate-once", "no-range"])
+def test_broken_transfer_is_resumed_with_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               server: _Server, mode: str) -> None:
+    data = _npz_bytes(tmp_path, _arrays()) * 8
+    server.files["/w.npz"] = data
+    server.modes["/w.npz"] = mode
+    _register(monkeypatch, _entry("w.npz", server.url("/w.npz"), data))
+    path = W.download(W.WEIGHTS_FILES["w.npz"], progress=False)
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
+    assert len(server.requests) == 2 and server.ranges[0] is None
+    assert server.ranges[1] is not None and int(server.ranges[1][len("bytes="):-1]) > 0
+    assert _leftovers(W.cache_dir(), "w.npz") == ["w.npz"]
+
+
+def test_http_error_is_reported_without_retry(monkeypatch: pytest.MonkeyPatch, server: _Server) -> None:
+    _register(monkeypatch, _entry("w.npz", server.url("/missing.npz"), b"x"))
+    with pytest.raises(WeightsError, match="HTTP 404"):
+        W.download(W.WEIGHTS_FILES["w.npz"], progress=False)
+    assert server.requests == ["/missing.npz"]
+    assert _leftovers(W.cache_dir(), "w.npz") == []
 
 
 def _closed_port() -> int:
