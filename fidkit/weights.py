@@ -67,6 +67,9 @@ class WeightsFile:
     runtime: str | None
     bundled: bool = False
     note: str = ""
+    #: Digest of the canonical content once converted, where known: lets an already converted ``.npz``
+    #: passed explicitly count as official, and checks the converter on the real file.
+    canonical_digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -479,15 +482,23 @@ def to_canonical(source: str | os.PathLike[str], source_sha256: str | None = Non
     out = canonical_dir() / f"{sha}.npz"
     sidecar = out.with_suffix(".json")
     with _lock(out):
-        if out.is_file() and sidecar.is_file():
-            meta = json.loads(sidecar.read_text())
-            if meta.get("source_sha256") == sha and isinstance(meta.get("digest"), str):
-                return out, meta["digest"]
+        meta = _read_sidecar(sidecar)
+        if (out.is_file() and meta.get("source_sha256") == sha and isinstance(meta.get("digest"), str)
+                and meta.get("size") == out.stat().st_size):
+            return out, meta["digest"]
         digest = save_canonical(convert(src, fmt), out)
         with _atomic_path(sidecar) as tmp:
             tmp.write_text(json.dumps({"source": src.name, "source_sha256": sha, "format": fmt,
-                                       "digest": digest}, indent=1))
+                                       "digest": digest, "size": out.stat().st_size}, indent=1))
     return out, digest
+
+
+def _read_sidecar(path: Path) -> dict:
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return meta if isinstance(meta, dict) else {}
 
 
 # ----------------------------------------------------------------------------------------- resolve
@@ -546,8 +557,8 @@ def resolve_weights(names: tuple[str, ...], explicit: str | None) -> CanonicalWe
             raise WeightsError(f"weights file {explicit} does not exist; expected one of "
                                f"{', '.join(names) or 'a canonical .npz'} (see `fidkit weights where`)")
         sha = sha256_file(path)
-        official = _official(entries, path, sha)
         canon, digest = to_canonical(path, sha)
+        official = _official(entries, path, sha, digest)
         if not official:
             warnings.warn(f"weights {path} (SHA-256 {sha[:12]}…) match no official file of "
                           f"{', '.join(names) or 'this extractor'}; using them as unofficial weights, "
@@ -556,18 +567,20 @@ def resolve_weights(names: tuple[str, ...], explicit: str | None) -> CanonicalWe
     entry, path = locate(tuple(names))
     sha = _verify_or_raise(entry, path)
     canon, digest = to_canonical(path, sha)
-    official = _matches_pin(entry, sha) is not False
-    if _matches_pin(entry, sha) is None and not entry.bundled:
+    if entry.canonical_digest and digest != entry.canonical_digest:
+        raise WeightsError(f"{path}: converts to canonical digest {digest}, expected {entry.canonical_digest} "
+                           f"for {entry.name}; the converter or the file changed — report it to fidkit")
+    pin = _matches_pin(entry, sha)
+    if pin is None and not entry.bundled:
         warnings.warn(f"{path}: {entry.name} has no published SHA-256 to check against; using it as found "
                       f"(SHA-256 {sha[:12]}…, canonical digest {digest[:12]}…)", FidkitWarning, stacklevel=2)
-        official = False
-    return CanonicalWeights(str(canon), digest, entry.name, official, sha)
+    return CanonicalWeights(str(canon), digest, entry.name, bool(pin) or entry.bundled, sha)
 
 
-def _official(entries: list[WeightsFile], path: Path, sha: str) -> bool:
-    """Returns whether an explicit file is one of the registered files, by digest."""
+def _official(entries: list[WeightsFile], path: Path, sha: str, digest: str) -> bool:
+    """Returns whether an explicit file is one of the registered files, by file or canonical digest."""
     for entry in entries:
-        if _matches_pin(entry, sha):
+        if _matches_pin(entry, sha) or (entry.canonical_digest and entry.canonical_digest == digest):
             return True
         if entry.bundled:
             bundled = _bundled_dir() / entry.name

@@ -590,3 +590,41 @@ def test_importing_weights_and_converters_imports_no_framework() -> None:
             "print(sorted(m for m in ('torch', 'tensorflow', 'jax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_canonical_digest_pin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registered canonical digest makes an already converted file official and checks conversions."""
+    from dataclasses import replace
+
+    data = _npz_bytes(tmp_path, _arrays())
+    source = replace(_entry("src.pth", None, b"some other source file"),
+                     canonical_digest=_reference_digest(_arrays()))
+    _register(monkeypatch, source)
+    converted = tmp_path / "converted.npz"
+    converted.write_bytes(data)
+    cw = W.resolve_weights(("src.pth",), str(converted))
+    assert cw.official and cw.digest == source.canonical_digest
+    wrong = replace(_entry("w.npz", None, data), canonical_digest="0" * 64)
+    _register(monkeypatch, wrong)
+    W.cache_dir().mkdir(parents=True)
+    (W.cache_dir() / "w.npz").write_bytes(data)
+    with pytest.raises(WeightsError, match="expected 0000"):
+        W.resolve_weights(("w.npz",), None)
+
+
+def test_a_damaged_conversion_cache_is_rebuilt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    def fake_convert(source: str | os.PathLike[str], fmt: str | None = None) -> dict[str, np.ndarray]:
+        calls.append(fmt)
+        return _arrays()
+
+    monkeypatch.setattr(W, "convert", fake_convert)
+    src = tmp_path / "x.pb"
+    src.write_bytes(b"graph")
+    out, digest = W.to_canonical(src)
+    out.with_suffix(".json").write_text("{not json")
+    assert W.to_canonical(src) == (out, digest) and len(calls) == 2
+    out.write_bytes(out.read_bytes()[:100])  # truncated by hand: the recorded size no longer matches
+    assert W.to_canonical(src) == (out, digest) and len(calls) == 3
+    assert W.canonical_digest(W.load_canonical(out)) == digest
