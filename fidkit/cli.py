@@ -8,7 +8,6 @@ purpose are printed as one line ``fidkit: <message>``, without a traceback.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 import warnings
@@ -147,7 +146,7 @@ def _lines(result: dict[str, Any]) -> list[str]:
 def _cmd_metric(metrics: tuple[str, ...]):
     def run(args: argparse.Namespace) -> int:
         kwargs: dict[str, Any] = {}
-        for name in ("kid_subsets", "kid_subset_size", "k", "is_splits"):
+        for name in ("kid_subsets", "kid_subset_size", "k"):
             if getattr(args, name, None) is not None:
                 kwargs[name] = getattr(args, name)
         result = _Context(args).score(args.real, args.fake, metrics, **kwargs)
@@ -159,13 +158,8 @@ def _cmd_metric(metrics: tuple[str, ...]):
 def _cmd_score(args: argparse.Namespace) -> int:
     ctx = _Context(args)
     kwargs = {"kid_subsets": args.kid_subsets, "kid_subset_size": args.kid_subset_size,
-              "is_splits": args.is_splits, "k": args.k}
-    if args.bootstrap and importlib.util.find_spec("fidkit.bootstrap") is not None:
-        kwargs["bootstrap"] = args.bootstrap
-        kwargs["seed"] = args.seed
-    elif args.bootstrap:
-        print("fidkit: bootstrap intervals need fidkit.bootstrap, which this install lacks",
-              file=sys.stderr)
+              "is_splits": args.is_splits, "k": args.k, "dc_k": args.dc_k, "bootstrap": args.bootstrap,
+              "level": args.level, "seed": args.seed}
     result = ctx.score(args.real, args.fake, args.metrics, **kwargs)
     _emit(args, result, _lines(result))
     return 0
@@ -269,9 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--subsets", dest="kid_subsets", type=_positive, default=100)
     p.add_argument("--subset-size", dest="kid_subset_size", type=_positive, default=1000)
     p.add_argument("--splits", dest="is_splits", type=_positive, default=10)
-    p.add_argument("--k", type=_positive, default=3)
-    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
-                   help="bootstrap resamples for confidence intervals (0: none)")
+    p.add_argument("--k", type=_positive, default=3, help="precision/recall neighbour (default 3)")
+    p.add_argument("--dc-k", type=_positive, default=5, help="density/coverage neighbour (default 5)")
+    p.add_argument("--bootstrap", type=int, default=100, metavar="N",
+                   help="bootstrap resamples for FID/KID confidence intervals (default 100; 0: none)")
+    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_score)
 
@@ -288,10 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("extractors", parents=[common], help="list the registered extractors")
     p.set_defaults(func=_cmd_extractors)
 
-    if importlib.util.find_spec("fidkit.weights") is not None:
-        from .weights import add_cli
+    from .weights import add_cli
 
-        add_cli(sub)
+    add_cli(sub)
     return parser
 
 

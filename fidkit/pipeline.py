@@ -13,6 +13,7 @@ import os
 import queue
 import sys
 import threading
+import warnings
 import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FidkitError, InputError
+from .errors import FidkitError, FidkitWarning, InputError
 from .registry import Extractor
 from .stats import Provenance, Stats, StatsAccumulator, _atomic_savez, check_provenance
 
@@ -317,16 +318,19 @@ def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "p
           weights: str | None = None, resize: str | None = None, device: str = "cpu",
           batch_size: int = DEFAULT_BATCH_SIZE, workers: int = DEFAULT_WORKERS, progress: bool = False,
           allow_mismatch: bool = False, value_range: Any = None, skip_bad: bool = False,
-          is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000,
-          k: int = 3) -> dict[str, Any]:
+          is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3,
+          dc_k: int = 5, bootstrap: int = 0, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
     """Returns {metric: value} comparing ``fake`` with ``real``: the one-call API.
 
     ``real`` and ``fake`` may be image inputs (folder, zip, array file, array), feature arrays or files,
-    or statistics (`Stats` or .npz) where the metric allows it: FID needs statistics, KID and
-    precision/recall (Kynkäänniemi et al. 2019) / density/coverage (Naeem et al. 2020) need features,
-    IS (Salimans et al. 2016) needs the logits of ``fake`` only. Values: ``fid`` a float, ``kid`` and
-    ``is`` {"mean", "std"}, ``pr`` {"precision", "recall"}, ``dc`` {"density", "coverage"}; plus
-    ``n_real``, ``n_fake`` and the ``provenance`` used.
+    or statistics (`Stats` or .npz) where the metric allows it: FID (Heusel et al. 2017) needs
+    statistics; KID (Bińkowski et al. 2018), precision/recall (Kynkäänniemi et al. 2019, ``k``) and
+    density/coverage (Naeem et al. 2020, ``dc_k``) need features; IS (Salimans et al. 2016) needs the
+    logits of ``fake`` only. Values: ``fid`` a float, ``kid`` and ``is`` {"mean", "std"}, ``pr``
+    {"precision", "recall"}, ``dc`` {"density", "coverage"}; plus ``n_real``, ``n_fake``, the
+    ``provenance`` used, and with ``bootstrap`` > 0 percentile ``intervals`` for FID and KID
+    (`fidkit.bootstrap`, seeded by ``seed``). KID subsets are capped at the smaller sample size (the
+    size used is returned as ``kid_subset_size``).
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
@@ -334,10 +338,11 @@ def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "p
     ex: Extractor | str = extractor
     kinds = [classify(v) for v in (real, fake)]
     need_real_features = any(m in metrics for m in ("kid", "pr", "dc"))
-    need_fake_features = need_real_features or "is" in metrics
+    need_fake_features = need_real_features or "is" in metrics or (bootstrap > 0 and "fid" in metrics)
     for label, kind, needed in (("real", kinds[0], need_real_features), ("fake", kinds[1], need_fake_features)):
         if needed and kind == "stats":  # say so before spending minutes on the other side's images
             wants = [m for m in metrics if m != "fid" and (label == "fake" or m != "is")]
+            wants = wants or ["bootstrap intervals"]
             raise InputError(f"{label}: {', '.join(wants)} need features, but only mean/covariance "
                              f"statistics were given; pass images or a features file")
     if "images" in kinds:
@@ -348,27 +353,57 @@ def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "p
     b = operand(fake, ex, "fake", with_features=need_fake_features, **pipe)
     check_provenance(a.provenance, b.provenance, allow_mismatch)
     result: dict[str, Any] = {}
+    intervals: dict[str, Any] = {}
     if "fid" in metrics:
         sa, sb = a.get_stats(), b.get_stats()
         if sa.dim != sb.dim:
             raise InputError(f"real and fake have different feature dimensions ({sa.dim} vs {sb.dim})")
+        from ._validate import warn_sample_size
+
+        for label, s in (("real", sa), ("fake", sb)):
+            if s.n is not None:
+                warn_sample_size(s.n, s.dim, label)
         result["fid"] = float(_metric("fid")(sa.mean, sa.cov, sb.mean, sb.cov))
+        if bootstrap:
+            from .bootstrap import bootstrap_fid
+
+            ref = a.features.features if a.features is not None else (sa.mean, sa.cov)
+            with warnings.catch_warnings():  # the sample-size warning was given once above
+                warnings.simplefilter("ignore", FidkitWarning)
+                ci = bootstrap_fid(ref, b.need_features("FID bootstrap").features, n_boot=bootstrap,
+                                   level=level, seed=seed)
+            intervals["fid"] = _interval(ci)
     if "kid" in metrics:
         fa, fb = a.need_features("KID").features, b.need_features("KID").features
-        mean, std = _metric("kid")(fa, fb, subsets=kid_subsets, subset_size=kid_subset_size)
+        size = min(kid_subset_size, len(fa), len(fb))
+        mean, std = _metric("kid")(fa, fb, subsets=kid_subsets, subset_size=size, seed=seed)
         result["kid"] = {"mean": float(mean), "std": float(std)}
+        result["kid_subset_size"] = size
+        if bootstrap:
+            from .bootstrap import bootstrap_kid
+
+            ci = bootstrap_kid(fa, fb, n_boot=bootstrap, level=level, subsets=min(kid_subsets, 10),
+                               subset_size=size, seed=seed)
+            intervals["kid"] = _interval(ci)
     if "is" in metrics:
         logits = b.need_logits("IS")
         mean, std = _metric("is")(logits, splits=is_splits)
         result["is"] = {"mean": float(mean), "std": float(std)}
-    for name, keys in (("pr", ("precision", "recall")), ("dc", ("density", "coverage"))):
+    for name, keys, kk in (("pr", ("precision", "recall"), k), ("dc", ("density", "coverage"), dc_k)):
         if name in metrics:
             fa, fb = a.need_features(name).features, b.need_features(name).features
-            out = _metric(name)(fa, fb, k=k)
+            out = _metric(name)(fa, fb, k=kk)
             result[name] = dict(zip(keys, (float(v) for v in _pair(out, keys)), strict=True))
+    if intervals:
+        result["intervals"] = intervals
     result["n_real"], result["n_fake"] = a.n, b.n
     result["provenance"] = json.loads(b.provenance.to_json())
     return result
+
+
+def _interval(ci: Any) -> dict[str, float]:
+    return {"value": float(ci.value), "low": float(ci.low), "high": float(ci.high),
+            "level": float(ci.level), "n_boot": int(ci.n_boot)}
 
 
 def _pair(out: Any, keys: tuple[str, str]) -> tuple[Any, Any]:

@@ -170,3 +170,23 @@ def test_real_process_prints_json_and_exit_codes(tmp_path, stats_files) -> None:
     bad = subprocess.run([sys.executable, "-m", "fidkit", "fid", str(pa), str(tmp_path / "missing.npz")],
                          capture_output=True, text=True, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("fidkit: ") and "Traceback" not in bad.stderr
+
+
+def test_score_prints_every_metric_with_intervals(capsys, tmp_path) -> None:
+    x, y = _features(30, 4, 1), _features(30, 4, 2, 1.2)
+    logits = np.random.default_rng(5).standard_normal((30, 10))
+    np.save(tmp_path / "x.npy", x)
+    np.savez(tmp_path / "y.npz", features=y, logits=logits)
+    argv = ["score", tmp_path / "x.npy", tmp_path / "y.npz", "--bootstrap", "5", "--splits", "3",
+            "--subset-size", "10"]
+    code, out, err = _run(capsys, *argv, "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert set(res) >= {"fid", "kid", "is", "pr", "dc", "intervals", "n_real", "n_fake"}
+    assert res["intervals"]["fid"]["low"] <= res["intervals"]["fid"]["high"]
+    assert res["kid_subset_size"] == 10 and res["n_fake"] == 30
+    assert "fidkit: warning: provenance unknown" in err
+    code, out, err = _run(capsys, *argv)
+    assert code == 0
+    for label in ("FID", "KID", "IS", "precision", "recall", "density", "coverage", "95% CI"):
+        assert label in out

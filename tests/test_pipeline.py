@@ -171,16 +171,26 @@ def test_score_with_features_matches_the_metric_functions(mnist_numpy) -> None:
     prdc_mod = pytest.importorskip("fidkit.prdc")
     real = compute_features(ArraySource(_images(20, 1)), mnist_numpy, batch_size=10, progress=False)
     fake = compute_features(ArraySource(_images(20, 2) * 0.5), mnist_numpy, batch_size=10, progress=False)
-    out = score(real, fake, metrics=("fid", "kid", "is", "pr"), kid_subset_size=10, is_splits=2)
+    with pytest.warns(FidkitWarning, match="20 samples of 128-d"):
+        out = score(real, fake, metrics=("fid", "kid", "is", "pr", "dc"), kid_subset_size=10, is_splits=2,
+                    bootstrap=5, seed=3)
     sr, sf = real.stats(), fake.stats()
     assert out["fid"] == pytest.approx(frechet.frechet_distance(sr.mean, sr.cov, sf.mean, sf.cov), rel=1e-12)
-    kid_mean, _ = kid_mod.kid(real.features, fake.features, subset_size=10)
+    kid_mean, _ = kid_mod.kid(real.features, fake.features, subset_size=10, seed=3)
     assert out["kid"]["mean"] == pytest.approx(kid_mean, rel=1e-12)
     is_mean, _ = is_mod.inception_score(fake.logits, splits=2)
     assert out["is"]["mean"] == pytest.approx(is_mean, rel=1e-12)
-    assert 0 <= out["pr"]["precision"] <= 1 and out["n_real"] == out["n_fake"] == 20
+    assert (out["pr"]["precision"], out["pr"]["recall"]) == tuple(prdc_mod.precision_recall(
+        real.features, fake.features, k=3))
+    assert (out["dc"]["density"], out["dc"]["coverage"]) == tuple(prdc_mod.density_coverage(
+        real.features, fake.features, k=5))
+    assert out["n_real"] == out["n_fake"] == 20
     assert out["provenance"]["extractor"] == "mnist"
-    _ = prdc_mod
+    bootstrap = pytest.importorskip("fidkit.bootstrap")
+    with pytest.warns(FidkitWarning):
+        ci = bootstrap.bootstrap_fid(real.features, fake.features, n_boot=5, seed=3)
+    assert out["intervals"]["fid"]["low"] == ci.low and out["intervals"]["fid"]["high"] == ci.high
+    assert out["intervals"]["fid"]["value"] == pytest.approx(out["fid"], rel=1e-9)
 
 
 def test_score_checks_provenance_and_what_each_metric_needs(mnist_numpy) -> None:
@@ -193,5 +203,5 @@ def test_score_checks_provenance_and_what_each_metric_needs(mnist_numpy) -> None
                   type(stats_only.provenance)(**{**vars(stats_only.provenance), "resize_policy": "clean"}))
     with pytest.raises(ProvenanceMismatchError, match="resize policies"):
         score(other, real, metrics=("fid",))
-    with pytest.warns(FidkitWarning, match="provenance unknown"):
+    with pytest.warns(FidkitWarning, match="provenance unknown"), pytest.warns(FidkitWarning, match="samples"):
         score(real.features, FeatureResult(real.features, None, []), metrics=("fid",))
