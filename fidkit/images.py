@@ -1,0 +1,539 @@
+"""Image sources: folders, zips, arrays, tensors and generators, read as float32 NHWC RGB on the 0..255 scale.
+
+Every source yields batches in input order, with the names of the images in them (relative file paths,
+or indices), and applies the rules that decide what the network sees before the resize:
+
+Colour (files are decoded by Pillow, first frame only, EXIF orientation ignored, as every peer does):
+  * grayscale (``1``, ``L``, 16-bit ``I;16``/``I``, float ``F``) -> RGB by replicating the channel;
+  * alpha (``RGBA``, ``LA``, ``PA``, ``RGBa``) -> dropped: the stored colour of each pixel is kept, as
+    Pillow's ``convert("RGB")`` and pytorch-fid, torch-fidelity and clean-fid do (no compositing);
+  * palette (``P``) -> the palette's RGB colours (its transparency is dropped like alpha);
+  * CMYK (incl. Adobe's inverted JPEGs, which Pillow un-inverts) -> Pillow's conversion without a colour
+    profile, R = (255 - C)(255 - K) / 255 and so on, as every peer gets it;
+  * 16-bit grayscale -> scaled exactly to 0..255 (x * 255 / 65535, float); Pillow reads 48-bit RGB PNGs
+    as 8 bits per channel already.
+  * arrays: 1 channel replicated, 2 (gray + alpha) and 4 (RGBA) channels drop the alpha channel.
+
+Value range: uint8 data is [0, 255] and uint16 [0, 65535]; float data is declared by the caller
+(``value_range``: (0, 255), (0, 1) or (-1, 1)) or inferred only when unambiguous: any value below 0 ->
+[-1, 1] (if none is below -1 or above 1), all within [0, 1] -> [0, 1], some above 1 -> [0, 255]. Data that
+contradicts the declared range, or fits none, is an `InputError` that says what was found.
+
+Quantization: a policy with ``quantize_input`` rounds float input to uint8 levels here, before resizing
+(`fidkit.resize.quantize`), as saving it as a PNG would (Parmar et al., CVPR 2022).
+
+Sizes: images that all share one size come at that size (the network's fast path resizes the batch); a
+folder or zip of mixed sizes is resized per image on the decode threads with the numpy reference to the
+requested size, so any batch size works.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+import zipfile
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError
+from .resize import ResizePolicy, check_size, get_policy, quantize, resize
+
+ValueRange = tuple[float, float]
+Name = str | int
+
+#: File extensions read from folders and zip archives (case-insensitive).
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+#: The value ranges fidkit understands, by the spelling accepted on the command line.
+NAMED_RANGES: dict[str, ValueRange] = {"0,255": (0.0, 255.0), "0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0)}
+#: Relative slack outside a range before values contradict it (float rounding of generator outputs).
+RANGE_SLACK = 1e-3
+
+_CHUNK = 256
+
+
+def _fmt_range(r: ValueRange) -> str:
+    return f"[{r[0]:g}, {r[1]:g}]"
+
+
+def parse_value_range(value: ValueRange | str | None) -> ValueRange | None:
+    """Returns ``value`` as one of the known ranges (0, 255), (0, 1), (-1, 1), or None when not given."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        key = value.replace(" ", "").strip("[]()")
+    else:
+        try:
+            lo, hi = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise InputError(f"value_range must be one of {list(NAMED_RANGES)}, received {value!r}") from None
+        key = f"{lo:g},{hi:g}"
+    if key not in NAMED_RANGES:
+        raise InputError(f"value_range must be one of {list(NAMED_RANGES)}, received {value!r}")
+    return NAMED_RANGES[key]
+
+
+def infer_value_range(dtype: np.dtype, lo: float, hi: float, name: str) -> ValueRange:
+    """Returns the value range of data with this dtype and extremes, when unambiguous; else raises."""
+    if dtype == np.uint8 or dtype == np.bool_:
+        return (0.0, 255.0)
+    if dtype == np.uint16:
+        return (0.0, 65535.0)
+    found = f"min {lo:.2f}, max {hi:.2f}"
+    if not np.issubdtype(dtype, np.floating):
+        raise InputError(f"{name}: {dtype} values ({found}) have no known image range; convert to uint8 or "
+                         f"float and pass value_range=(0, 255), (0, 1) or (-1, 1)")
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputError(f"{name}: contains NaN or infinite values; images must be finite")
+    if lo < 0.0:
+        if lo >= -1.0 - 2 * RANGE_SLACK and hi <= 1.0 + 2 * RANGE_SLACK:
+            return (-1.0, 1.0)
+    elif hi <= 1.0 + RANGE_SLACK:
+        return (0.0, 1.0)
+    elif hi <= 255.0 * (1 + RANGE_SLACK):
+        return (0.0, 255.0)
+    raise InputError(f"{name}: {found} fits none of [0, 255], [0, 1], [-1, 1]; rescale the images or pass "
+                     f"value_range explicitly")
+
+
+def check_value_range(declared: ValueRange, lo: float, hi: float, name: str) -> None:
+    """Raises `InputError` when data with extremes (lo, hi) contradicts the declared range."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise InputError(f"{name}: contains NaN or infinite values; images must be finite")
+    slack = RANGE_SLACK * (declared[1] - declared[0])
+    if lo >= declared[0] - slack and hi <= declared[1] + slack:
+        return
+    found = f"min {lo:.2f}, max {hi:.2f}"
+    try:
+        guess = infer_value_range(np.dtype(np.float32), lo, hi, name)
+        hint = f"looks like {_fmt_range(guess)} but {_fmt_range(declared)} was declared"
+        fix = f"pass value_range={_fmt_range(guess)}"
+        if guess == (-1.0, 1.0):
+            fix += " (generator outputs in [-1, 1] are usually tanh)"
+    except InputError:
+        hint = f"outside the declared {_fmt_range(declared)}"
+        fix = "rescale the images or declare their range"
+    raise InputError(f"{name}: {found}: {hint}; {fix}")
+
+
+def _extremes(arr: np.ndarray) -> tuple[float, float]:
+    """Returns (min, max) of a possibly memory-mapped array, reading it in chunks of images."""
+    lo, hi = np.inf, -np.inf
+    for start in range(0, max(arr.shape[0], 1), _CHUNK):
+        part = np.asarray(arr[start:start + _CHUNK])
+        if part.size:
+            lo = min(lo, float(part.min()))
+            hi = max(hi, float(part.max()))
+    return lo, hi
+
+
+def _to_rgb255(arr: np.ndarray, value_range: ValueRange, name: str) -> np.ndarray:
+    """Returns NHWC data with 1-4 channels as float32 RGB on the 0..255 scale, clamped to it."""
+    channels = arr.shape[-1]
+    if channels in (1, 2):
+        arr = np.repeat(arr[..., :1], 3, axis=-1)
+    elif channels == 4:
+        arr = arr[..., :3]
+    elif channels != 3:
+        raise InputError(f"{name}: expected 1, 2, 3 or 4 channels, found {channels}")
+    lo, hi = value_range
+    if value_range == (0.0, 255.0):
+        out = np.asarray(arr, dtype=np.float32)
+    else:
+        out = ((np.asarray(arr, dtype=np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)
+    return np.clip(out, 0.0, 255.0, out=out if out is not arr else None)
+
+
+def _nhwc(arr: np.ndarray, layout: str | None, name: str) -> np.ndarray:
+    """Returns a 4-d view in NHWC order of an NHWC/NCHW (declared or unambiguous) or NHW array."""
+    if arr.ndim == 3:
+        if layout is None and arr.shape[-1] in (1, 2, 3, 4):
+            raise InputError(f"{name}: shape {arr.shape} looks like one HWC image; add a batch axis "
+                             f"(images[None]) or pass layout='NHW' for a grayscale batch")
+        if layout not in (None, "NHW"):
+            raise InputError(f"{name}: a 3-d array is a grayscale batch (NHW), but layout={layout!r} was given")
+        return arr[..., None]
+    if arr.ndim != 4:
+        raise InputError(f"{name}: expected a batch of images (N, H, W, C) or (N, C, H, W), found shape "
+                         f"{arr.shape}")
+    if layout is None:
+        last, first = arr.shape[3] in (1, 2, 3, 4), arr.shape[1] in (1, 2, 3, 4)
+        if last == first:
+            what = "could be either" if last else "has no channel axis of 1-4"
+            raise InputError(f"{name}: shape {arr.shape} {what} NHWC or NCHW; pass layout='NHWC' or 'NCHW'")
+        layout = "NHWC" if last else "NCHW"
+    if layout == "NCHW":
+        return arr.transpose(0, 2, 3, 1)
+    if layout != "NHWC":
+        raise InputError(f"{name}: layout must be 'NHWC', 'NCHW' or 'NHW', received {layout!r}")
+    return arr
+
+
+def _from_framework(obj: Any) -> np.ndarray | None:
+    """Returns a torch / TensorFlow / JAX tensor as numpy, or None; only already-imported frameworks."""
+    arr = None
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(obj, torch.Tensor):
+        t = obj.detach()
+        if t.dtype in (torch.bfloat16, torch.float16):
+            t = t.to(torch.float32)
+        arr = t.cpu().numpy()
+    tf = sys.modules.get("tensorflow")
+    if arr is None and tf is not None and isinstance(obj, (tf.Tensor, tf.Variable)):
+        arr = obj.numpy()
+    jax = sys.modules.get("jax")
+    if arr is None and jax is not None and isinstance(obj, jax.Array):
+        arr = np.asarray(obj)
+    if arr is not None and arr.dtype.name in ("bfloat16", "float16"):
+        arr = arr.astype(np.float32)
+    return arr
+
+
+class ImageSource:
+    """A sequence of images: ``len``, ``names``, and batches of float32 NHWC RGB on the 0..255 scale."""
+
+    #: what the source is, for messages and provenance
+    description: str = ""
+
+    def __init__(self) -> None:
+        self.names: list[Name] = []
+        self.skipped: list[str] = []
+        self.value_range: ValueRange | None = None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.description!r}, {len(self)} images)"
+
+    def iter_batches(self, batch_size: int, policy: ResizePolicy | str, size: tuple[int, int] = (299, 299),
+                     workers: int | None = None) -> Iterator[tuple[np.ndarray, list[Name]]]:
+        """Yields (float32 NHWC RGB batch on 0..255, names) in input order, at most ``batch_size`` each."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _check_batch_size(batch_size: int) -> int:
+        if int(batch_size) < 1:
+            raise InputError(f"batch_size must be at least 1, received {batch_size!r}")
+        return int(batch_size)
+
+
+def _finish(batch: np.ndarray, policy: ResizePolicy, integral: bool) -> np.ndarray:
+    return batch if (integral or not policy.quantize_input) else quantize(batch)
+
+
+class ArraySource(ImageSource):
+    """Images held in one array (in memory, memory-mapped .npy, .npz member, or a converted tensor)."""
+
+    def __init__(self, array: np.ndarray, name: str, *, value_range: ValueRange | None,
+                 layout: str | None) -> None:
+        super().__init__()
+        self.description = name
+        if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+            raise InputError(f"{name}: expected a numeric array of images, found dtype {array.dtype}")
+        self._array = _nhwc(array, layout, name)
+        if self._array.shape[0] == 0 or 0 in self._array.shape[1:3]:
+            raise InputError(f"{name}: no images (shape {array.shape})")
+        if np.issubdtype(array.dtype, np.floating) or value_range is not None:
+            lo, hi = _extremes(self._array)
+            if value_range is None:
+                value_range = infer_value_range(array.dtype, lo, hi, name)
+            else:
+                check_value_range(value_range, lo, hi, name)
+        self.value_range = value_range or infer_value_range(array.dtype, 0.0, 0.0, name)
+        self._integral = array.dtype == np.uint8 or array.dtype == np.bool_
+        self.names = list(range(self._array.shape[0]))
+
+    def iter_batches(self, batch_size: int, policy: ResizePolicy | str, size: tuple[int, int] = (299, 299),
+                     workers: int | None = None) -> Iterator[tuple[np.ndarray, list[Name]]]:
+        batch_size = self._check_batch_size(batch_size)
+        policy = get_policy(policy)
+        check_size(size)
+        n = self._array.shape[0]
+        for start in range(0, n, batch_size):
+            part = np.asarray(self._array[start:start + batch_size])
+            if part.dtype == np.bool_:
+                part = part.astype(np.uint8) * 255
+            batch = _to_rgb255(part, self.value_range, self.description)
+            yield _finish(batch, policy, self._integral), self.names[start:start + batch_size]
+
+
+class GeneratorSource(ImageSource):
+    """Images drawn from ``sample(n) -> batch`` (numpy or a framework tensor), ``num`` in all."""
+
+    def __init__(self, sample: Callable[..., Any], *, num: int | None, seed: int | None,
+                 value_range: ValueRange | None, layout: str | None) -> None:
+        super().__init__()
+        self.description = getattr(sample, "__qualname__", type(sample).__name__)
+        if num is None or int(num) < 1:
+            raise InputError(f"generator {self.description}: pass num=<number of images to draw> (>= 1), "
+                             f"received {num!r}")
+        self._sample, self._seed, self._layout = sample, seed, layout
+        self.value_range = value_range
+        self.names = list(range(int(num)))
+
+    def _draw(self, n: int, index: int) -> np.ndarray:
+        if self._seed is None:
+            out = self._sample(n)
+        else:
+            batch_seed = int(np.random.SeedSequence([int(self._seed), index]).generate_state(1)[0])
+            try:
+                out = self._sample(n, seed=batch_seed)
+            except TypeError as exc:
+                if "seed" not in str(exc):
+                    raise
+                raise InputError(f"generator {self.description}: seed was given, so it is called as "
+                                 f"sample(n, seed=...); add a seed parameter or drop seed") from None
+        arr = _from_framework(out)
+        arr = np.asarray(out) if arr is None else arr
+        arr = _nhwc(arr, self._layout, f"generator {self.description}")
+        if arr.shape[0] != n:
+            raise InputError(f"generator {self.description}: sample({n}) returned {arr.shape[0]} images")
+        return arr
+
+    def iter_batches(self, batch_size: int, policy: ResizePolicy | str, size: tuple[int, int] = (299, 299),
+                     workers: int | None = None) -> Iterator[tuple[np.ndarray, list[Name]]]:
+        batch_size = self._check_batch_size(batch_size)
+        policy = get_policy(policy)
+        check_size(size)
+        name = f"generator {self.description}"
+        for k, start in enumerate(range(0, len(self.names), batch_size)):
+            names = self.names[start:start + batch_size]
+            arr = self._draw(len(names), k)
+            lo, hi = float(np.min(arr)), float(np.max(arr))
+            if self.value_range is None:  # inferred once, from the first batch, then enforced
+                self.value_range = infer_value_range(arr.dtype, lo, hi, name)
+            else:
+                check_value_range(self.value_range, lo, hi, f"{name} (batch {k})")
+            batch = _to_rgb255(arr, self.value_range, name)
+            yield _finish(batch, policy, arr.dtype == np.uint8), names
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def _decode(data: bytes | str, name: str, value_range: ValueRange | None) -> np.ndarray:
+    """Returns one image file as HWC RGB: uint8, or float32 on 0..255 (16-bit and float images)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+        im.load()
+        mode = im.mode
+        if mode.startswith("I") or mode == "F":
+            arr = np.asarray(im)
+            if mode == "F":
+                lo, hi = float(arr.min()), float(arr.max())
+                rng = value_range or infer_value_range(arr.dtype, lo, hi, name)
+                check_value_range(rng, lo, hi, name)
+            else:
+                rng = (0.0, 65535.0)
+                if arr.min() < 0 or arr.max() > 65535:
+                    raise InputError(f"{name}: 32-bit integer image with values outside 0..65535 "
+                                     f"(min {arr.min()}, max {arr.max()}); convert it to 8 or 16 bits")
+            return _to_rgb255(arr[..., None].astype(np.float64), rng, name)
+        if mode != "RGB":
+            im = im.convert("RGB")
+        return np.asarray(im, dtype=np.uint8)
+
+
+def _header_size(data: bytes | str) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as im:
+        return im.size[1], im.size[0]
+
+
+class FileSource(ImageSource):
+    """Image files (a folder, recursively, or a zip archive), decoded in parallel threads."""
+
+    def __init__(self, description: str, names: Sequence[str], *, skip_bad: bool,
+                 value_range: ValueRange | None) -> None:
+        super().__init__()
+        self.description = description
+        self.names = list(names)
+        self._skip_bad = skip_bad
+        self.value_range = value_range
+        self._sizes: dict[str, tuple[int, int]] | None = None
+        if not self.names:
+            raise InputError(f"{description}: no images found (looked for "
+                             f"{', '.join(IMAGE_EXTENSIONS)}, recursively)")
+        # 8- and 16-bit files carry their range; a declared one applies to float (mode F) images only
+        self._float_range = value_range
+
+    def _read(self, name: str) -> bytes | str:
+        raise NotImplementedError
+
+    def _label(self, name: str) -> str:
+        raise NotImplementedError
+
+    def _fail(self, name: str, exc: BaseException) -> None:
+        if isinstance(exc, InputError):
+            msg = str(exc)
+        else:
+            msg = f"{self._label(name)}: cannot decode ({type(exc).__name__}: {exc})"
+        if not self._skip_bad:
+            raise InputError(f"{msg}; use --skip-bad (skip_bad=True) to skip unreadable files") from exc
+        self.skipped.append(name)
+
+    def _scan_sizes(self, pool: ThreadPoolExecutor) -> dict[str, tuple[int, int] | BaseException]:
+        def one(name: str) -> tuple[int, int] | BaseException:
+            try:
+                return _header_size(self._read(name))
+            except Exception as exc:  # reported (or skipped) in input order by the caller
+                return exc
+        return dict(zip(self.names, pool.map(one, self.names), strict=True))
+
+    def _load(self, name: str, policy: ResizePolicy, size: tuple[int, int] | None) -> np.ndarray:
+        img = _decode(self._read(name), self._label(name), self._float_range)
+        if img.dtype != np.uint8 and policy.quantize_input:
+            img = quantize(img)
+        img = img.astype(np.float32)
+        if size is not None and img.shape[:2] != size:
+            img = resize(img[None], policy, size)[0]
+        return img
+
+    def iter_batches(self, batch_size: int, policy: ResizePolicy | str, size: tuple[int, int] = (299, 299),
+                     workers: int | None = None) -> Iterator[tuple[np.ndarray, list[Name]]]:
+        batch_size = self._check_batch_size(batch_size)
+        policy = get_policy(policy)
+        size = check_size(size)
+        workers = max(1, int(workers) if workers is not None else min(8, os.cpu_count() or 1))
+        self.skipped = []
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fidkit-decode") as pool:
+            sizes = self._scan_sizes(pool)
+            names = []
+            for name in self.names:
+                if isinstance(sizes[name], BaseException):
+                    self._fail(name, sizes[name])
+                else:
+                    names.append(name)
+            distinct = {sizes[n] for n in names}
+            target = None if len(distinct) <= 1 else size
+            window: deque[tuple[str, Future[np.ndarray]]] = deque()
+            pending = iter(names)
+            batch: list[np.ndarray] = []
+            batch_names: list[Name] = []
+
+            def refill() -> None:
+                while len(window) < 2 * batch_size + workers:
+                    name = next(pending, None)
+                    if name is None:
+                        return
+                    window.append((name, pool.submit(self._load, name, policy, target)))
+
+            refill()
+            while window:
+                name, fut = window.popleft()
+                try:
+                    img = fut.result()
+                except Exception as exc:  # noqa: BLE001  (named in the error, or skipped)
+                    self._fail(name, exc)
+                else:
+                    batch.append(img)
+                    batch_names.append(name)
+                refill()
+                if len(batch) == batch_size:
+                    yield np.stack(batch), batch_names
+                    batch, batch_names = [], []
+            if batch:
+                yield np.stack(batch), batch_names
+        if len(self.skipped) == len(self.names):
+            raise InputError(f"{self.description}: every file was unreadable ({len(self.skipped)} skipped)")
+
+
+class FolderSource(FileSource):
+    """Image files under a folder, recursively, in sorted order of their relative paths."""
+
+    def __init__(self, root: str, *, skip_bad: bool, value_range: ValueRange | None) -> None:
+        self.root = os.fspath(root)
+        names = []
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for f in filenames:
+                if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
+                    names.append(os.path.relpath(os.path.join(dirpath, f), self.root).replace(os.sep, "/"))
+        super().__init__(self.root, sorted(names), skip_bad=skip_bad, value_range=value_range)
+
+    def _read(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+    def _label(self, name: str) -> str:
+        return os.path.join(self.root, name)
+
+
+class ZipSource(FileSource):
+    """Image files in a zip archive, in sorted order of their member names."""
+
+    def __init__(self, path: str, *, skip_bad: bool, value_range: ValueRange | None) -> None:
+        self.path = os.fspath(path)
+        try:
+            self._zip = zipfile.ZipFile(self.path)
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise InputError(f"{self.path}: cannot open as a zip archive ({exc})") from None
+        names = [i.filename for i in self._zip.infolist()
+                 if not i.is_dir() and i.filename.lower().endswith(IMAGE_EXTENSIONS)
+                 and not i.filename.startswith("__MACOSX/")
+                 and not os.path.basename(i.filename).startswith(".")]
+        super().__init__(self.path, sorted(names), skip_bad=skip_bad, value_range=value_range)
+
+    def _read(self, name: str) -> bytes:
+        return self._zip.read(name)
+
+    def _label(self, name: str) -> str:
+        return f"{self.path}:{name}"
+
+
+def _load_array_file(path: str) -> np.ndarray:
+    try:
+        if path.lower().endswith(".npy"):
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+        with np.load(path, allow_pickle=False) as data:
+            keys = list(data.keys())
+            for key in ("images", "arr_0", "x"):
+                if key in keys:
+                    return data[key]
+            if len(keys) == 1:
+                return data[keys[0]]
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{path}: cannot read as a numpy array ({exc})") from None
+    raise InputError(f"{path}: holds arrays {keys}; expected one array, or one named 'images'")
+
+
+def open_source(source: Any, *, value_range: ValueRange | str | None = None, layout: str | None = None,
+                skip_bad: bool = False, seed: int | None = None, num: int | None = None) -> ImageSource:
+    """Returns an `ImageSource` for a folder, zip, .npy/.npz file, array, tensor or ``sample(n)`` callable.
+
+    ``value_range`` declares float data's range ((0, 255), (0, 1), (-1, 1) or "0,255", "0,1", "-1,1");
+    ``layout`` ('NHWC', 'NCHW', 'NHW') is needed only when the shape does not tell; ``skip_bad`` skips
+    unreadable files (listed in ``.skipped``) instead of raising; ``seed`` and ``num`` apply to
+    generators, called as ``sample(n)`` or, with a seed, ``sample(n, seed=s)`` with a seed per batch.
+    """
+    if isinstance(source, ImageSource):
+        return source
+    rng = parse_value_range(value_range)
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            return FolderSource(path, skip_bad=skip_bad, value_range=rng)
+        if not os.path.exists(path):
+            raise InputError(f"{path}: no such file or folder; expected an image folder, .zip, .npy or .npz")
+        low = path.lower()
+        if low.endswith((".npy", ".npz")):
+            return ArraySource(_load_array_file(path), path, value_range=rng, layout=layout)
+        if low.endswith(".zip"):
+            return ZipSource(path, skip_bad=skip_bad, value_range=rng)
+        raise InputError(f"{path}: not an image folder, .zip, .npy or .npz file")
+    arr = _from_framework(source)
+    if arr is not None:
+        return ArraySource(arr, f"{type(source).__module__}.{type(source).__name__}", value_range=rng,
+                           layout=layout)
+    if isinstance(source, np.ndarray):
+        return ArraySource(source, "array", value_range=rng, layout=layout)
+    if callable(source):
+        return GeneratorSource(source, num=num, seed=seed, value_range=rng, layout=layout)
+    raise InputError(f"cannot read images from a {type(source).__name__}; expected a folder, .zip, .npy/.npz "
+                     f"path, a numpy array, a torch/TensorFlow/JAX tensor, or a sample(n) callable")
