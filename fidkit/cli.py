@@ -19,16 +19,6 @@ from .errors import FidkitError, FidkitWarning, InputError
 _ALL_METRICS = ("fid", "kid", "is", "pr", "dc")
 
 
-def _value_range(text: str) -> tuple[float, float]:
-    try:
-        lo, hi = (float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW,HIGH such as 0,255 or -1,1; received {text!r}") from None
-    if not lo < hi:
-        raise argparse.ArgumentTypeError(f"expected LOW < HIGH, received {text!r}")
-    return lo, hi
-
-
 def _positive(text: str) -> int:
     try:
         value = int(text)
@@ -61,8 +51,9 @@ def _pipeline() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N")
     g.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, metavar="N",
                    help="decode threads")
-    g.add_argument("--range", type=_value_range, metavar="LOW,HIGH", dest="value_range",
-                   help="value range of float image arrays, e.g. 0,1 or -1,1 (default: inferred)")
+    g.add_argument("--range", metavar="LOW,HIGH", dest="value_range",
+                   help="value range of float images: 0,255 or 0,1 or -1,1 (default: inferred when "
+                        "unambiguous)")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable image files, counting them")
     g.add_argument("--allow-mismatch", action="store_true",
                    help="compare statistics computed under different extractors/weights/resize policies")
@@ -298,6 +289,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def main(argv: Sequence[str] | None = None) -> int:
     """Returns the exit code of ``fidkit`` run with ``argv`` (default: the process arguments)."""
     parser = build_parser()
+    raw = iter(sys.argv[1:] if argv is None else argv)
+    # "--range -1,1" would read as an unknown option "-1,1" to argparse: bind the value explicitly
+    argv = [f"--range={next(raw, '')}" if a == "--range" else a for a in raw]
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse already printed

@@ -159,6 +159,19 @@ def test_images_through_the_numpy_runtime(capsys, tmp_path, mnist_weights) -> No
     assert json.loads(out)["fid"] == pytest.approx(direct, rel=1e-9)
     s = load(tmp_path / "real_stats.npz")
     assert s.n == 12 and s.provenance.runtime == "numpy" and s.provenance.resize_policy == "mnist"
+    tanh = rng.uniform(-1, 1, (12, 28, 28, 3)).astype(np.float32)
+    np.save(tmp_path / "tanh.npy", tanh)
+    code, out, err = _run(capsys, "stats", tmp_path / "tanh.npy", "-o", tmp_path / "t.npz", "--range", "0,1",
+                          *opts)
+    assert code == 2 and "-1" in err and "Traceback" not in err
+    code, out, err = _run(capsys, "stats", tmp_path / "tanh.npy", "-o", tmp_path / "t.npz", "--range", "-1,1",
+                          *opts)
+    assert code == 0, err
+    np.save(tmp_path / "scaled.npy", (tanh.astype(np.float64) + 1) * 127.5)
+    code, out, err = _run(capsys, "stats", tmp_path / "scaled.npy", "-o", tmp_path / "u.npz", "--range", "0,255",
+                          *opts)
+    assert code == 0, err
+    np.testing.assert_allclose(load(tmp_path / "t.npz").mean, load(tmp_path / "u.npz").mean, rtol=1e-5, atol=1e-6)
 
 
 def test_real_process_prints_json_and_exit_codes(tmp_path, stats_files) -> None:
