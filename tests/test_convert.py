@@ -201,6 +201,11 @@ def test_full_size_pytorch_fid_file_loads_in_peers_and_converts_exactly(tmp_path
     with pytest.warns(FidkitWarning, match="unofficial"):
         cw = W.resolve_weights((PFID,), str(path))
     assert not cw.official and cw.digest == W.canonical_digest(peer_state)
+    from fidkit.registry import extractor
+
+    with pytest.warns(FidkitWarning, match="unofficial"):
+        ext = extractor("inception-tf2015", runtime="torch", weights=str(path))
+    assert ext.weights_sha256 == cw.digest and ext.weights_source == PFID
 
 
 # ----------------------------------------------------------------------------------------- converters
