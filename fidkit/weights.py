@@ -136,7 +136,8 @@ WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType({f.name: f for f in 
            note="torchvision Inception_V3_Weights.IMAGENET1K_V1 (torchvision/models/inception.py); SHA-256 "
                 "prefix from the torch hub file name only"),
     _entry("fidkit-mnist-v1.npz", None, "canonical-npz", bundled=True,
-           note="shipped in fidkit/data; its digest is computed from the shipped file"),
+           note="shipped in fidkit/data; its SHA-256 is read from the fidkit-mnist-v1.json sidecar that "
+                "scripts/train_mnist.py writes beside it"),
 )})
 
 
@@ -225,17 +226,27 @@ def _check_canonical(arrays: Mapping[str, np.ndarray], where: str) -> None:
                                f"download it again")
 
 
+def _full_pin(entry: WeightsFile) -> str | None:
+    """Returns the full SHA-256 of ``entry``: registered, or for a bundled file its sidecar's ``sha256``."""
+    if entry.sha256 or not entry.bundled:
+        return entry.sha256
+    meta = _read_sidecar(_bundled_dir() / f"{Path(entry.name).stem}.json")
+    sha = meta.get("sha256")
+    return sha if isinstance(sha, str) and len(sha) == 64 else None
+
+
 def _matches_pin(entry: WeightsFile, sha: str) -> bool | None:
     """Returns True/False when ``entry`` is pinned and ``sha`` does/doesn't match; None when unpinned."""
-    if entry.sha256:
-        return sha == entry.sha256
+    full = _full_pin(entry)
+    if full:
+        return sha == full
     if entry.sha256_prefix:
         return sha.startswith(entry.sha256_prefix)
     return None
 
 
 def _expected(entry: WeightsFile) -> str:
-    return entry.sha256 or f"{entry.sha256_prefix}… (torch hub prefix)"
+    return _full_pin(entry) or f"{entry.sha256_prefix}… (torch hub prefix)"
 
 
 # ----------------------------------------------------------------------------------------- locations

@@ -102,7 +102,8 @@ def _write_torchscript(path: Path, canonical: dict[str, np.ndarray]) -> Path:
     return path
 
 
-def _graphdef_bytes(canonical: dict[str, np.ndarray], scale: bool, gamma_seed: int | None = None) -> bytes:
+def _graphdef_bytes(canonical: dict[str, np.ndarray], scale: bool, gamma_seed: int | None = None,
+                    eps: float = 0.001) -> bytes:
     """A frozen GraphDef with the 2015 graph's Const names, built by TensorFlow, plus its BN nodes."""
     import tensorflow as tf
 
@@ -124,7 +125,7 @@ def _graphdef_bytes(canonical: dict[str, np.ndarray], scale: bool, gamma_seed: i
         node.input.extend([f"{scope}/Conv2D"] + [f"{scope}/batchnorm/{p}" for p in
                                                  ("moving_mean", "moving_variance", "beta", "gamma")])
         node.attr["scale_after_normalization"].b = scale
-        node.attr["variance_epsilon"].f = 0.001
+        node.attr["variance_epsilon"].f = eps
         node.attr["T"].type = tf.float32.as_datatype_enum
     return gd.SerializeToString()
 
@@ -340,6 +341,10 @@ def test_truncated_or_incomplete_graphs_raise(tmp_path: Path) -> None:
     pb.write_bytes(g.as_graph_def().SerializeToString())
     with pytest.raises(WeightsError, match="conv/conv2d_params"):
         from_graphdef(str(pb))
+    other_eps = tmp_path / "eps.pb"
+    other_eps.write_bytes(_graphdef_bytes(canonical, scale=False, eps=1e-5))
+    with pytest.raises(WeightsError, match="variance_epsilon"):
+        from_graphdef(str(other_eps))
     empty_tgz = _write_tgz(tmp_path / "empty.tgz", b"")
     with tarfile.open(tmp_path / "nograph.tgz", "w:gz") as tar:
         info = tarfile.TarInfo("README")

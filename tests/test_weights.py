@@ -628,3 +628,19 @@ def test_a_damaged_conversion_cache_is_rebuilt(tmp_path: Path, monkeypatch: pyte
     out.write_bytes(out.read_bytes()[:100])  # truncated by hand: the recorded size no longer matches
     assert W.to_canonical(src) == (out, digest) and len(calls) == 3
     assert W.canonical_digest(W.load_canonical(out)) == digest
+
+
+def test_bundled_file_is_checked_against_its_sidecar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    data = _npz_bytes(tmp_path, _arrays())
+    (data_dir / "b.npz").write_bytes(data)
+    monkeypatch.setattr(W, "_bundled_dir", lambda: data_dir)
+    _register(monkeypatch, W.WeightsFile("b.npz", None, None, None, "canonical-npz", None, None, bundled=True))
+    cw = W.resolve_weights(("b.npz",), None)  # no sidecar: trusted as shipped
+    assert cw.official and cw.digest == _reference_digest(_arrays())
+    (data_dir / "b.json").write_text(json.dumps({"sha256": hashlib.sha256(data).hexdigest()}))
+    assert W.resolve_weights(("b.npz",), None).official
+    (data_dir / "b.json").write_text(json.dumps({"sha256": "f" * 64}))
+    with pytest.raises(WeightsError, match="expected f{64}"):
+        W.resolve_weights(("b.npz",), None)

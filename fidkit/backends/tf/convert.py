@@ -17,6 +17,7 @@ import tarfile
 
 import numpy as np
 
+from ...archs.inception import BN_EPS
 from ...errors import BackendUnavailableError, WeightsError
 from ...weights import TF2015_SCOPES
 
@@ -85,8 +86,12 @@ def from_graphdef(path: str) -> dict[str, np.ndarray]:
     for scope, node in TF2015_SCOPES.items():
         out[f"{node}.conv.weight"] = get(f"{scope}/conv2d_params").transpose(3, 2, 0, 1)
         bn = nodes.get(f"{scope}/batchnorm")
-        scaled = (bn is None or bn.op != _BN_OP or "scale_after_normalization" not in bn.attr
-                  or bn.attr["scale_after_normalization"].b)
+        is_bn = bn is not None and bn.op == _BN_OP
+        if is_bn and "variance_epsilon" in bn.attr and not np.isclose(bn.attr["variance_epsilon"].f, BN_EPS):
+            raise WeightsError(f"{path}: {scope}/batchnorm has variance_epsilon "
+                               f"{bn.attr['variance_epsilon'].f}, the 2015 graph (and fidkit's) uses {BN_EPS}; "
+                               f"this is another network")
+        scaled = not is_bn or "scale_after_normalization" not in bn.attr or bn.attr["scale_after_normalization"].b
         beta = get(f"{scope}/batchnorm/beta")
         out[f"{node}.bn.weight"] = get(f"{scope}/batchnorm/gamma") if scaled else np.ones_like(beta)
         out[f"{node}.bn.bias"] = beta
