@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -113,12 +116,19 @@ def test_save_load_roundtrip_keeps_provenance(tmp_path) -> None:
 
 @pytest.mark.peers
 def test_fidkit_file_is_readable_by_pytorch_fid(tmp_path) -> None:
-    fid_score = pytest.importorskip("pytorch_fid.fid_score")
+    pytest.importorskip("pytorch_fid")
     s = Stats.from_features(_features(30, 4), PROV)
     s.save(tmp_path / "s.npz")
-    mu, sigma = fid_score.compute_statistics_of_path(str(tmp_path / "s.npz"), None, 1, 4, "cpu")
-    np.testing.assert_array_equal(mu, s.mean)
-    np.testing.assert_array_equal(sigma, s.cov)
+    # a subprocess: pytorch_fid imports torchvision (-> triton), which segfaults after tensorflow
+    code = ("import json, sys; from pytorch_fid.fid_score import compute_statistics_of_path as c; "
+            "mu, sigma = c(sys.argv[1], None, 1, 4, 'cpu'); "
+            "print(json.dumps({'mu': mu.tolist(), 'sigma': sigma.tolist()}))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.npz")], capture_output=True,
+                         text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    np.testing.assert_array_equal(np.array(res["mu"]), s.mean)
+    np.testing.assert_array_equal(np.array(res["sigma"]), s.cov)
 
 
 def test_load_pytorch_fid_and_clean_fid_files(tmp_path) -> None:
