@@ -528,15 +528,23 @@ def _offline() -> bool:
 
 def locate(names: tuple[str, ...], *, download_missing: bool = True,
            progress: bool = True) -> tuple[WeightsFile, Path]:
-    """Returns the first registered file of ``names`` found locally, else the first one downloaded."""
+    """Returns the first registered file of ``names`` found locally, else the first one downloaded.
+
+    Files whose converter can run here (its framework is installed) come first, so a TensorFlow-only
+    install uses or fetches the ``.tgz`` rather than a ``.pth`` it could not convert.
+    """
     entries = _entries(names)
-    for entry in entries:
+    from .registry import runtime_installed
+
+    usable = [e for e in entries if e.runtime is None or runtime_installed(e.runtime)]
+    ordered = usable + [e for e in entries if e not in usable]
+    for entry in ordered:
         found = find_local(entry)
         if found is not None:
             return entry, found[1]
     errors = []
     if download_missing and not _offline():
-        for entry in entries:
+        for entry in ordered:
             if entry.url is None:
                 continue
             try:

@@ -644,3 +644,17 @@ def test_bundled_file_is_checked_against_its_sidecar(tmp_path: Path, monkeypatch
     (data_dir / "b.json").write_text(json.dumps({"sha256": "f" * 64}))
     with pytest.raises(WeightsError, match="expected f{64}"):
         W.resolve_weights(("b.npz",), None)
+
+
+def test_files_this_install_can_convert_come_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fidkit import registry
+
+    pth = W.WeightsFile("a.pth", None, None, None, "torch-state-dict", *W.FORMATS["torch-state-dict"])
+    tgz = W.WeightsFile("b.tgz", None, None, None, "tf-graphdef-tgz", *W.FORMATS["tf-graphdef-tgz"])
+    _register(monkeypatch, pth, tgz)
+    W.cache_dir().mkdir(parents=True)
+    for e in (pth, tgz):
+        (W.cache_dir() / e.name).write_bytes(b"x")
+    assert W.locate(("a.pth", "b.tgz"))[0] == pth
+    monkeypatch.setattr(registry, "runtime_installed", lambda rt: rt != "torch")
+    assert W.locate(("a.pth", "b.tgz"))[0] == tgz
