@@ -140,6 +140,7 @@ def mnist_weights(tmp_path):
     return tmp_path / "w.npz"
 
 
+@pytest.mark.slow
 def test_images_through_the_numpy_runtime(capsys, tmp_path, mnist_weights) -> None:
     pytest.importorskip("fidkit.images")
     rng = np.random.default_rng(0)

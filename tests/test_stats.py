@@ -115,6 +115,7 @@ def test_save_load_roundtrip_keeps_provenance(tmp_path) -> None:
 
 
 @pytest.mark.peers
+@pytest.mark.slow
 def test_fidkit_file_is_readable_by_pytorch_fid(tmp_path) -> None:
     pytest.importorskip("pytorch_fid")
     s = Stats.from_features(_features(30, 4), PROV)
