@@ -38,7 +38,6 @@ def test_bench_stats(benchmark, impl: str, d: int) -> None:
     x = _features(d)
     fn = _streaming if impl == "fidkit-streaming" else _numpy
     benchmark.group = f"stats N={N} d={d}"
-    benchmark.extra_info["images_per_s"] = None
     out = benchmark.pedantic(fn, args=(x,), rounds=3, iterations=1, warmup_rounds=0)
     s = _streaming(x)
     mean, cov = (out.mean, out.cov) if impl == "fidkit-streaming" else out

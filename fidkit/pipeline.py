@@ -77,6 +77,10 @@ def _prefetch(batches: Iterator[Any], depth: int = PREFETCH) -> Iterator[Any]:
             q.put(("done", None))
         except BaseException as exc:  # handed to the consumer, raised there with its traceback
             q.put(("error", exc))
+        finally:  # run the source's own cleanup (decode pools, open files) on this thread
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
 
     thread = threading.Thread(target=produce, name="fidkit-decode", daemon=True)
     thread.start()

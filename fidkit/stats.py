@@ -340,9 +340,14 @@ def check_compatible(a: Stats, b: Stats, allow_mismatch: bool = False) -> None:
 def fid(a: Stats, b: Stats, *, allow_mismatch: bool = False, **kwargs: Any) -> float:
     """Returns the Fréchet distance between two statistics after checking they are comparable.
 
-    Heusel et al. 2017; extra keyword arguments go to `fidkit.frechet.frechet_distance`.
+    Heusel et al. 2017; extra keyword arguments go to `fidkit.frechet.frechet_distance`. Warns
+    (FidkitWarning) when a sample count is too small for a trustworthy FID.
     """
+    from ._validate import warn_sample_size
     from .frechet import frechet_distance
 
     check_compatible(a, b, allow_mismatch=allow_mismatch)
+    for label, s in (("first statistics", a), ("second statistics", b)):
+        if s.n is not None:
+            warn_sample_size(s.n, s.dim, label)
     return float(frechet_distance(a.mean, a.cov, b.mean, b.cov, **kwargs))
