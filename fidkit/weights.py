@@ -198,7 +198,7 @@ def canonical_digest(arrays: Mapping[str, np.ndarray]) -> str:
         a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
         shape = ",".join(str(s) for s in a.shape)
         h.update(f"{name}\t{a.dtype.str}\t{shape}\n".encode())
-        h.update(memoryview(a).cast("B"))
+        h.update(a.reshape(-1).view(np.uint8))
     return h.hexdigest()
 
 

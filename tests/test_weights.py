@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fidkit import weights as W
 from fidkit.errors import FidkitWarning, WeightsError
@@ -658,3 +660,17 @@ def test_files_this_install_can_convert_come_first(tmp_path: Path, monkeypatch: 
     assert W.locate(("a.pth", "b.tgz"))[0] == pth
     monkeypatch.setattr(registry, "runtime_installed", lambda rt: rt != "torch")
     assert W.locate(("a.pth", "b.tgz"))[0] == tgz
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(st.text("abcxyz._", min_size=1, max_size=6),
+                          st.lists(st.integers(0, 3), max_size=3)), min_size=1, max_size=4,
+                unique_by=lambda t: t[0]),
+       st.integers(0, 2**32 - 1))
+def test_digest_survives_a_save_load_round_trip(tmp_path_factory: pytest.TempPathFactory,
+                                                spec: list[tuple[str, list[int]]], seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    arrays = {name: rng.standard_normal(shape).astype(np.float32) for name, shape in spec}
+    path = tmp_path_factory.mktemp("rt") / "w.npz"
+    digest = W.save_canonical(arrays, path)
+    assert digest == _reference_digest(arrays) == W.canonical_digest(W.load_canonical(path))
