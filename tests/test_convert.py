@@ -353,3 +353,18 @@ def test_truncated_or_incomplete_graphs_raise(tmp_path: Path) -> None:
         from_graphdef(str(tmp_path / "nograph.tgz"))
     with pytest.raises(WeightsError):
         from_graphdef(str(empty_tgz))
+
+
+def test_legacy_pickle_state_dicts_convert(tmp_path: Path) -> None:
+    """The 2017-2019 files predate torch's zip format: legacy pickles are detected and converted too."""
+    require_runtime("torch")
+    import torch
+
+    from fidkit.backends.torch.convert import from_state_dict
+
+    canonical = _canonical(tiny=True)
+    path = tmp_path / PFID
+    torch.save({k: torch.from_numpy(v.copy()) for k, v in canonical.items()}, path,
+               _use_new_zipfile_serialization=False)
+    assert W.detect_format(path) == "torch-state-dict"
+    _equal(from_state_dict(str(path)), canonical)
