@@ -9,8 +9,9 @@ Lookup order for a registered file name: an explicit path (``weights=`` / ``--we
 ``$FIDKIT_WEIGHTS_DIR`` (``os.pathsep``-separated), files bundled in the package, fidkit's cache
 (``$FIDKIT_HOME/weights``, default the platform user cache dir), the torch hub checkpoint folder
 (``$TORCH_HOME/hub/checkpoints``, where pytorch-fid and torch-fidelity users already have the file), then a
-download into fidkit's cache (skipped when ``$FIDKIT_OFFLINE`` is set). Converted files are cached under
-``$FIDKIT_HOME/weights/canonical/<source sha256>.npz``.
+download into fidkit's cache (skipped when ``$FIDKIT_OFFLINE`` is set; a broken transfer is resumed with an
+HTTP Range request). Among an extractor's files, those whose converter can run in this install are tried
+first. Converted files are cached under ``$FIDKIT_HOME/weights/canonical/<source sha256>.npz``.
 
 Downloads are hand-written on urllib rather than pooch: pooch is not a core dependency (tqdm, filelock and
 platformdirs are), it cannot check the 8-hex torch-hub prefixes that are the only published digests of most
@@ -56,7 +57,12 @@ class _DigestMismatch(WeightsError):
 
 @dataclass(frozen=True)
 class WeightsFile:
-    """A published weights file: where it comes from, how to check it and how to convert it."""
+    """A published weights file: where it comes from, how to check it and how to convert it.
+
+    ``sha256`` is the full digest where the source publishes one; ``sha256_prefix`` the torch hub prefix in
+    the file name otherwise; ``converter`` is ``"module:function"`` (path -> canonical arrays) and
+    ``runtime`` the fidkit runtime whose framework it imports.
+    """
 
     name: str
     url: str | None
