@@ -584,7 +584,12 @@ def resolve_weights(names: tuple[str, ...], explicit: str | None) -> CanonicalWe
         sha = sha256_file(path)
         canon, digest = to_canonical(path, sha)
         official = _official(entries, path, sha, digest)
-        if not official:
+        named = WEIGHTS_FILES.get(path.name)
+        if not official and named is not None and _matches_pin(named, sha) is None:
+            warnings.warn(f"{path}: {named.name} has no published SHA-256 to check against; using it as "
+                          f"given (SHA-256 {sha[:12]}…, canonical digest {digest[:12]}…)", FidkitWarning,
+                          stacklevel=2)
+        elif not official:
             warnings.warn(f"weights {path} (SHA-256 {sha[:12]}…) match no official file of "
                           f"{', '.join(names) or 'this extractor'}; using them as unofficial weights, "
                           f"recorded as digest {digest[:12]}…", FidkitWarning, stacklevel=2)

@@ -674,3 +674,13 @@ def test_digest_survives_a_save_load_round_trip(tmp_path_factory: pytest.TempPat
     path = tmp_path_factory.mktemp("rt") / "w.npz"
     digest = W.save_canonical(arrays, path)
     assert digest == _reference_digest(arrays) == W.canonical_digest(W.load_canonical(path))
+
+
+def test_explicit_unpinned_registered_file_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _npz_bytes(tmp_path, _arrays())
+    _register(monkeypatch, W.WeightsFile("u.npz", None, None, None, "canonical-npz", None, None))
+    mine = tmp_path / "u.npz"
+    mine.write_bytes(data)
+    with pytest.warns(FidkitWarning, match="no published SHA-256"):
+        cw = W.resolve_weights(("u.npz",), str(mine))
+    assert not cw.official
