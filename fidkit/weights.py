@@ -284,7 +284,7 @@ def torch_hub_checkpoints() -> Path:
     if env:
         root = Path(env).expanduser()
     else:
-        root = Path(os.environ.get("XDG_CACHE_HOME", Path("~/.cache").expanduser())) / "torch"
+        root = Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "torch"
     return root / "hub" / "checkpoints"
 
 

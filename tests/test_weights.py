@@ -684,3 +684,13 @@ def test_explicit_unpinned_registered_file_says_so(tmp_path: Path, monkeypatch: 
     with pytest.warns(FidkitWarning, match="no published SHA-256"):
         cw = W.resolve_weights(("u.npz",), str(mine))
     assert not cw.official
+
+
+def test_torch_hub_dir_agrees_with_torch(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    for env in ({"TORCH_HOME": str(tmp_path / "t")}, {"XDG_CACHE_HOME": str(tmp_path / "x")}, {}):
+        monkeypatch.delenv("TORCH_HOME", raising=False)
+        monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        assert W.torch_hub_checkpoints() == Path(torch.hub.get_dir()) / "checkpoints"
