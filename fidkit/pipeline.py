@@ -25,6 +25,7 @@ import numpy as np
 from .errors import FidkitError, FidkitWarning, InputError
 from .registry import Extractor
 from .stats import Provenance, Stats, StatsAccumulator, _atomic_savez, check_provenance
+from .stats import load as load_stats
 
 #: Batches decoded ahead of the network: enough to hide decode jitter, few enough to bound memory.
 PREFETCH = 2
@@ -193,6 +194,31 @@ def load_features(path: str | os.PathLike[str]) -> FeatureResult:
     return FeatureResult(feats, logits, names, prov)
 
 
+def _header_shape(fh: Any) -> tuple[int, ...]:
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(fh)[0]
+    return np.lib.format.read_array_header_2_0(fh)[0]
+
+
+def _peek_shapes(p: Path) -> dict[str, tuple[int, ...]]:
+    """Returns the name and shape of every array in an .npy ('arr_0') or .npz file, reading headers only."""
+    try:
+        if p.suffix.lower() == ".npy":
+            with open(p, "rb") as fh:
+                return {"arr_0": _header_shape(fh)}
+        shapes = {}
+        with zipfile.ZipFile(p) as zf:
+            for member in zf.namelist():
+                if member.endswith(".npy"):
+                    with zf.open(member) as fh:
+                        shapes[member[:-4]] = _header_shape(fh)
+        return shapes
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise InputError(f"{p}: cannot read as a numpy array file ({type(exc).__name__}: {exc}); the file "
+                         f"is truncated or not .npy/.npz") from None
+
+
 def _read_arrays(p: Path) -> dict[str, np.ndarray] | None:
     """Returns the arrays of an .npy ({'arr_0': a}) or .npz file, or None if it is neither."""
     try:
@@ -261,15 +287,12 @@ def classify(value: Any) -> str:
             raise InputError(f"{p}: no such file or folder; expected images (folder, zip, image array), "
                              f"features (.npy/.npz) or statistics (.npz)")
         if p.suffix.lower() in (".npz", ".npy") and p.is_file():
-            arrays = _read_arrays(p)
-            if arrays is None:
-                raise InputError(f"{p}: cannot read as a numpy array file; the file is truncated or "
-                                 f"not .npy/.npz")
-            if "mu" in arrays and "sigma" in arrays:
+            shapes = _peek_shapes(p)
+            if "mu" in shapes and "sigma" in shapes:
                 return "stats"
-            if any(k in arrays for k in ("features", "feats")):
+            if any(k in shapes for k in ("features", "feats")):
                 return "features"
-            if len(arrays) == 1 and next(iter(arrays.values())).ndim == 2:
+            if len(shapes) == 1 and len(next(iter(shapes.values()))) == 2:
                 return "features"
     return "images"
 
@@ -283,7 +306,7 @@ def operand(value: Any, extractor: Extractor | str, label: str, *, with_features
     """
     kind = classify(value)
     if kind == "stats":
-        return Operand(label, stats=value if isinstance(value, Stats) else _load_stats(value))
+        return Operand(label, stats=value if isinstance(value, Stats) else load_stats(value))
     if kind == "features":
         if isinstance(value, FeatureResult):
             return Operand(label, features=value)
@@ -294,12 +317,6 @@ def operand(value: Any, extractor: Extractor | str, label: str, *, with_features
     if with_features:
         return Operand(label, features=compute_features(value, ex, **pipeline))
     return Operand(label, stats=compute_stats(value, ex, **pipeline))
-
-
-def _load_stats(path: Any) -> Stats:
-    from .stats import load
-
-    return load(path)
 
 
 def _metric(name: str) -> Any:

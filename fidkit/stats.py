@@ -170,6 +170,11 @@ class Stats:
                                other.n, other.mean, other.cov * (other.n - 1))
         return Stats(n, mean, m2 / (n - 1), self.provenance)
 
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Stats:
+        """Returns the statistics stored at ``path`` (see `fidkit.stats.load` for the formats read)."""
+        return load(path)
+
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Returns ``path`` after writing the statistics there as .npz (atomically, via a temp file).
 

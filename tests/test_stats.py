@@ -108,7 +108,7 @@ def test_save_load_roundtrip_keeps_provenance(tmp_path) -> None:
     s = Stats.from_features(_features(40, 5), PROV)
     path = s.save(tmp_path / "sub" / "real.npz")
     assert [p.name for p in path.parent.iterdir()] == ["real.npz"]  # no temp file left behind
-    t = load(path)
+    t = Stats.load(path)
     assert t.n == 40 and t.provenance == PROV
     np.testing.assert_array_equal(t.mean, s.mean)
     np.testing.assert_array_equal(t.cov, s.cov)
