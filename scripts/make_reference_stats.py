@@ -69,7 +69,7 @@ def noise_floor(train_f: np.ndarray, test_f: np.ndarray, test_logits: np.ndarray
         rows["kid"].append(kid(part, test_f)[0])
         pr = prdc(test_f, part)
         for key in ("precision", "recall", "density", "coverage"):
-            rows[key].append(float(pr[key]))
+            rows[key].append(float(getattr(pr, key)))
     result: dict[str, list[float] | tuple[float, float]] = dict(rows)
     result["is_test"] = inception_score(test_logits)
     result["is_train"] = inception_score(train_logits)

@@ -176,23 +176,6 @@ def test_npz_bytes_reproducible_and_loadable(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["w.npz"]
 
 
-@pytest.mark.torch
-@pytest.mark.slow
-def test_shipped_weights_accuracy_torch_twin() -> None:
-    """The training script's own torch module, loaded from the shipped file, reproduces the sidecar."""
-    import torch
-
-    tm = _train_module()
-    model = tm.MnistNet()
-    with np.load(WEIGHTS, allow_pickle=False) as z:
-        state = {k: torch.from_numpy(z[k]) for k in z.files}
-    model.load_state_dict(state, strict=False)
-    images, labels = load_mnist("test")
-    acc = tm.accuracy(model, images, labels)
-    assert acc >= 0.99
-    assert abs(acc - json.loads(SIDECAR.read_text())["test_accuracy"]) <= 2e-4
-
-
 # --- through the registered extractor, on every runtime ---------------------------------------------
 
 def _extractor(runtime: str):
@@ -202,17 +185,22 @@ def _extractor(runtime: str):
 
 
 @pytest.mark.slow
-def test_extractor_accuracy(runtime: str) -> None:
-    ex = _extractor(runtime)
+def test_extractor_accuracy() -> None:
+    """The shipped weights, through the default runtime, classify the 10,000 test images as the sidecar says.
+
+    One runtime suffices: the others agree with it feature by feature (the tests below).
+    """
+    from fidkit.registry import extractor
+
+    ex = extractor("mnist")
     images, labels = load_mnist("test")
-    n = 2000 if runtime == "numpy" else 10000
     correct = 0
-    for i in range(0, n, 500):
-        logits = ex.logits(to_rgb(images[i:i + 500]))
-        correct += int((logits.argmax(1) == labels[i:i + 500]).sum())
-    assert correct / n >= 0.99 - (0.005 if n < 10000 else 0.0)
-    if n == 10000:
-        assert abs(correct / n - json.loads(SIDECAR.read_text())["test_accuracy"]) <= 2e-4
+    for i in range(0, len(images), 1000):
+        logits = ex.logits(to_rgb(images[i:i + 1000]))
+        correct += int((logits.argmax(1) == labels[i:i + 1000]).sum())
+    acc = correct / len(images)
+    assert acc >= 0.99
+    assert abs(acc - json.loads(SIDECAR.read_text())["test_accuracy"]) <= 2e-4
 
 
 def test_extractor_agrees_with_numpy_reference(runtime: str) -> None:
