@@ -237,12 +237,13 @@ def test_build_normalises_with_the_policy_then_runs_the_graph(tmp_path) -> None:
     mean, std = np.array([10.0, 20.0, 30.0]), np.array([2.0, 4.0, 0.5])
     policy = SimpleNamespace(name="test", mean=mean, std=std)
     forward = build(spec=spec, weights=weights, device="cpu", policy=policy)
-    x = RNG.uniform(0, 255, (2, 28, 28, 3)).astype(np.float32)
+    x = RNG.uniform(0, 255, (11, 28, 28, 3)).astype(np.float32)  # more than one chunk of images
     out = forward(x)
     ref = run_graph(graph, load_params(graph, str(tmp_path / "w.npz")),
                     (x.astype(np.float64) - mean) / std)
-    np.testing.assert_array_equal(out["features"], ref["features"])
-    assert out["logits"].shape == (2, 10)
+    np.testing.assert_allclose(out["features"], ref["features"], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-12, atol=1e-13)
+    assert out["logits"].shape == (11, 10)
     with pytest.raises(InputError, match="CPU only"):
         build(spec=spec, weights=weights, device="cuda", policy=policy)
     with pytest.raises(WeightsError, match="needs weights"):
