@@ -160,8 +160,10 @@ def _nhwc(arr: np.ndarray, layout: str | None, name: str) -> np.ndarray:
     if arr.ndim != 4:
         raise InputError(f"{name}: expected a batch of images (N, H, W, C) or (N, C, H, W), found shape "
                          f"{arr.shape}")
-    if layout is None:
-        last, first = arr.shape[3] in (1, 2, 3, 4), arr.shape[1] in (1, 2, 3, 4)
+    if layout is None:  # an axis of 3 decides first (RGB is the rule), then one of 1, 2 or 4
+        last, first = arr.shape[3] == 3, arr.shape[1] == 3
+        if last == first:
+            last, first = arr.shape[3] in (1, 2, 3, 4), arr.shape[1] in (1, 2, 3, 4)
         if last == first:
             what = "could be either" if last else "has no channel axis of 1-4"
             raise InputError(f"{name}: shape {arr.shape} {what} NHWC or NCHW; pass layout='NHWC' or 'NCHW'")
@@ -446,7 +448,10 @@ class FileSource(ImageSource):
 
 
 class FolderSource(FileSource):
-    """Image files under a folder, recursively, in sorted order of their relative paths."""
+    """Image files under a folder, recursively, in sorted order of their relative paths.
+
+    Hidden files and folders (names starting with '.', e.g. macOS ``._x.png`` forks) are skipped.
+    """
 
     def __init__(self, root: str, *, skip_bad: bool, value_range: ValueRange | None) -> None:
         self.root = os.fspath(root)
@@ -466,7 +471,7 @@ class FolderSource(FileSource):
 
 
 class ZipSource(FileSource):
-    """Image files in a zip archive, in sorted order of their member names."""
+    """Image files in a zip archive, in sorted order of their member names (hidden ones skipped)."""
 
     def __init__(self, path: str, *, skip_bad: bool, value_range: ValueRange | None) -> None:
         self.path = os.fspath(path)
@@ -477,7 +482,7 @@ class ZipSource(FileSource):
         names = [i.filename for i in self._zip.infolist()
                  if not i.is_dir() and i.filename.lower().endswith(IMAGE_EXTENSIONS)
                  and not i.filename.startswith("__MACOSX/")
-                 and not os.path.basename(i.filename).startswith(".")]
+                 and not any(part.startswith(".") for part in i.filename.split("/"))]
         super().__init__(self.path, sorted(names), skip_bad=skip_bad, value_range=value_range)
 
     def _read(self, name: str) -> bytes:

@@ -1,0 +1,298 @@
+"""Image sources: folders, zips, array files, arrays, tensors and generators; colour, range and size rules."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fidkit.errors import InputError
+from fidkit.images import open_source, parse_value_range
+from fidkit.resize import get_policy, resize
+
+RNG = np.random.default_rng(0)
+
+
+def rgb(h: int, w: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def collect(source, batch_size: int = 4, policy: str = "clean", size=(299, 299), workers=None):
+    batches = list(source.iter_batches(batch_size, policy, size, workers))
+    names = [n for _, ns in batches for n in ns]
+    return batches, names
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    root = tmp_path / "imgs"
+    (root / "b" / "deep").mkdir(parents=True)
+    (root / ".hidden").mkdir()
+    Image.fromarray(rgb(16, 12, 0)).save(root / "z.png")
+    Image.fromarray(rgb(16, 12, 1)).save(root / "a.PNG")
+    Image.fromarray(rgb(16, 12, 2)).save(root / "b" / "deep" / "c.bmp")
+    Image.fromarray(rgb(16, 12, 3)).save(root / "b" / "d.tiff")
+    Image.fromarray(rgb(16, 12, 4)).save(root / ".hidden" / "e.png")
+    Image.fromarray(rgb(16, 12, 5)).save(root / "._f.png")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def test_folder_is_recursive_sorted_and_skips_hidden_files(folder: Path) -> None:
+    src = open_source(folder)
+    assert src.names == ["a.PNG", "b/d.tiff", "b/deep/c.bmp", "z.png"]
+    assert len(src) == 4
+    batches, names = collect(src, batch_size=3)
+    assert names == src.names and [len(b) for b, _ in batches] == [3, 1]
+    for (b, _), seeds in zip(batches, ([1, 3, 2], [0]), strict=True):
+        assert b.dtype == np.float32 and b.shape[1:] == (16, 12, 3)  # same size: kept, network resizes
+        np.testing.assert_array_equal(b, np.stack([rgb(16, 12, s) for s in seeds]).astype(np.float32))
+
+
+def test_mixed_sizes_work_with_any_batch_size_and_equal_the_per_image_reference(tmp_path: Path) -> None:
+    sizes = [(20, 30), (31, 17), (20, 30), (64, 64), (9, 40)]
+    imgs = [rgb(h, w, i) for i, (h, w) in enumerate(sizes)]
+    for i, img in enumerate(imgs):
+        Image.fromarray(img).save(tmp_path / f"{i:02d}.png")
+    for policy in ("clean", "legacy-tensorflow", "pil-bilinear"):
+        expected = np.concatenate([resize(img[None].astype(np.float32), policy, (29, 33)) for img in imgs])
+        for batch_size in (1, 2, 3, 7):
+            batches, names = collect(open_source(tmp_path), batch_size, policy, (29, 33), workers=3)
+            assert names == [f"{i:02d}.png" for i in range(5)]
+            np.testing.assert_array_equal(np.concatenate([b for b, _ in batches]), expected)
+
+
+def test_zip_equals_folder(folder: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "imgs.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                z.write(path, path.relative_to(folder).as_posix())
+        z.writestr("__MACOSX/._a.png", b"resource fork")
+    src = open_source(archive)
+    assert src.names == open_source(folder).names
+    zb, _ = collect(src)
+    fb, _ = collect(open_source(folder))
+    np.testing.assert_array_equal(zb[0][0], fb[0][0])
+
+
+def test_parallel_decoding_is_deterministic(tmp_path: Path) -> None:
+    for i in range(9):
+        Image.fromarray(rgb(10 + i, 12, i)).save(tmp_path / f"{i}.jpg", quality=90)
+    one, names1 = collect(open_source(tmp_path), 4, "clean", (15, 15), workers=1)
+    many, names4 = collect(open_source(tmp_path), 4, "clean", (15, 15), workers=4)
+    assert names1 == names4
+    np.testing.assert_array_equal(np.concatenate([b for b, _ in one]), np.concatenate([b for b, _ in many]))
+
+
+def test_corrupt_and_truncated_files_name_the_file_or_are_skipped(tmp_path: Path) -> None:
+    Image.fromarray(rgb(8, 8, 0)).save(tmp_path / "good.png")
+    (tmp_path / "garbage.png").write_bytes(b"not a png at all")
+    good = (tmp_path / "good.png").read_bytes()
+    (tmp_path / "truncated.png").write_bytes(good[: len(good) // 2])
+    with pytest.raises(InputError, match=r"garbage\.png: cannot decode.*skip-bad"):
+        collect(open_source(tmp_path))
+    src = open_source(tmp_path, skip_bad=True)
+    batches, names = collect(src)
+    assert names == ["good.png"]
+    assert sorted(src.skipped) == ["garbage.png", "truncated.png"]
+    (tmp_path / "good.png").unlink()
+    with pytest.raises(InputError, match="every file was unreadable"):
+        collect(open_source(tmp_path, skip_bad=True))
+
+
+def test_empty_and_missing_inputs_raise(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no images found"):
+        open_source(tmp_path)
+    with pytest.raises(InputError, match="no such file or folder"):
+        open_source(tmp_path / "nope")
+    with pytest.raises(InputError, match="no images"):
+        open_source(np.zeros((0, 8, 8, 3), np.uint8))
+    (tmp_path / "x.txt").write_text("x")
+    with pytest.raises(InputError, match="not an image folder"):
+        open_source(tmp_path / "x.txt")
+    with pytest.raises(InputError, match="cannot read images from a dict"):
+        open_source({})
+
+
+# ---------------------------------------------------------------------------------------------- colour
+
+
+def _decoded(tmp_path: Path, image: Image.Image, name: str, **save) -> np.ndarray:
+    (tmp_path / "one").mkdir(exist_ok=True)
+    for old in (tmp_path / "one").iterdir():
+        old.unlink()
+    image.save(tmp_path / "one" / name, **save)
+    (batch, _), = open_source(tmp_path / "one").iter_batches(1, "legacy-pytorch", (299, 299))
+    return batch[0]
+
+
+def test_colour_rules(tmp_path: Path) -> None:
+    gray = RNG.integers(0, 256, (6, 7), dtype=np.uint8)
+    np.testing.assert_array_equal(_decoded(tmp_path, Image.fromarray(gray), "g.png"),
+                                  np.repeat(gray[..., None], 3, -1))
+    rgba = RNG.integers(0, 256, (6, 7, 4), dtype=np.uint8)
+    rgba[0, 0, 3] = 0  # a fully transparent pixel keeps its stored colour
+    np.testing.assert_array_equal(_decoded(tmp_path, Image.fromarray(rgba, "RGBA"), "a.png"), rgba[..., :3])
+    palette = RNG.integers(0, 256, (256, 3), dtype=np.uint8)
+    idx = RNG.integers(0, 256, (6, 7), dtype=np.uint8)
+    p = Image.fromarray(idx, "P")
+    p.putpalette(palette.ravel().tolist())
+    np.testing.assert_array_equal(_decoded(tmp_path, p, "p.png"), palette[idx])
+    bw = RNG.integers(0, 2, (6, 7)).astype(bool)
+    np.testing.assert_array_equal(_decoded(tmp_path, Image.fromarray(bw), "bw.png"),
+                                  np.repeat(bw[..., None] * 255.0, 3, -1))
+
+
+def test_sixteen_bit_grayscale_is_scaled_exactly(tmp_path: Path) -> None:
+    deep = RNG.integers(0, 65536, (5, 6), dtype=np.uint16)
+    out = _decoded(tmp_path, Image.fromarray(deep), "d.png")
+    expected = deep.astype(np.float64) * 255 / 65535
+    np.testing.assert_allclose(out, np.repeat(expected[..., None], 3, -1), atol=1e-4)
+    quantized = open_source(tmp_path / "one")
+    (batch, _), = quantized.iter_batches(1, "clean", (299, 299))
+    np.testing.assert_array_equal(batch[0, ..., 0], np.rint(expected))
+
+
+def test_cmyk_follows_the_stated_conversion(tmp_path: Path) -> None:
+    cmyk = RNG.integers(0, 256, (6, 7, 4), dtype=np.uint8)
+    out = _decoded(tmp_path, Image.fromarray(cmyk, "CMYK"), "c.tiff")
+    c, k = cmyk[..., :3].astype(np.float64), cmyk[..., 3:].astype(np.float64)
+    np.testing.assert_allclose(out, (255 - c) * (255 - k) / 255, atol=1.0)
+    jpeg = _decoded(tmp_path, Image.fromarray(cmyk, "CMYK"), "c.jpg", quality=95)
+    assert jpeg.shape == (6, 7, 3)
+
+
+# ---------------------------------------------------------------------------------------------- arrays
+
+
+def test_array_files_and_layouts(tmp_path: Path) -> None:
+    x = RNG.integers(0, 256, (5, 10, 9, 3), dtype=np.uint8)
+    np.save(tmp_path / "nhwc.npy", x)
+    np.savez(tmp_path / "nchw.npz", images=x.transpose(0, 3, 1, 2))
+    for path in ("nhwc.npy", "nchw.npz"):
+        src = open_source(tmp_path / path)
+        batches, names = collect(src, 2)
+        assert names == [0, 1, 2, 3, 4]
+        np.testing.assert_array_equal(np.concatenate([b for b, _ in batches]), x.astype(np.float32))
+    square = RNG.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)  # C could be axis 1 or 3
+    with pytest.raises(InputError, match="layout='NHWC' or 'NCHW'"):
+        open_source(square)
+    (b, _), = open_source(square, layout="NCHW").iter_batches(2, "clean", (299, 299))
+    assert b.shape == (2, 4, 3, 3)
+    gray = RNG.integers(0, 256, (3, 8, 8), dtype=np.uint8)
+    (b, _), = open_source(gray).iter_batches(3, "clean", (299, 299))
+    np.testing.assert_array_equal(b, np.repeat(gray[..., None], 3, -1))
+    np.savez(tmp_path / "two.npz", a=x, b=x)
+    with pytest.raises(InputError, match="one named 'images'"):
+        open_source(tmp_path / "two.npz")
+    rgba = RNG.integers(0, 256, (2, 5, 5, 4), dtype=np.uint8)
+    (b, _), = open_source(rgba).iter_batches(2, "clean", (299, 299))
+    np.testing.assert_array_equal(b, rgba[..., :3])
+
+
+def test_framework_tensors(runtime: str) -> None:
+    x = RNG.uniform(-1, 1, (3, 3, 11, 13)).astype(np.float32)  # NCHW, tanh range
+    expected, _ = collect(open_source(x), 8, "legacy-pytorch")
+    if runtime == "torch":
+        import torch
+
+        tensor = torch.from_numpy(x)
+    elif runtime == "tf":
+        import tensorflow as tf
+
+        tensor = tf.constant(x)
+    elif runtime == "jax":
+        import jax.numpy as jnp
+
+        tensor = jnp.asarray(x)
+    else:
+        tensor = x
+    got, _ = collect(open_source(tensor), 8, "legacy-pytorch")
+    np.testing.assert_array_equal(got[0][0], expected[0][0])
+    np.testing.assert_allclose(got[0][0], x.transpose(0, 2, 3, 1) * 127.5 + 127.5, atol=1e-4)
+
+
+# ---------------------------------------------------------------------------------------------- ranges
+
+
+@pytest.mark.parametrize(("lo", "hi", "expected"), [(-1, 1, (-1.0, 1.0)), (0, 1, (0.0, 1.0)),
+                                                    (0, 255, (0.0, 255.0))])
+def test_float_ranges_are_inferred_when_unambiguous(lo: float, hi: float, expected) -> None:
+    x = RNG.uniform(lo, hi, (4, 6, 6, 3)).astype(np.float32)
+    src = open_source(x)
+    assert src.value_range == expected
+    (b, _), = src.iter_batches(4, "legacy-pytorch", (299, 299))
+    np.testing.assert_allclose(b, (x - lo) * 255 / (hi - lo), atol=1e-3)
+
+
+def test_contradicting_or_unknown_ranges_say_what_was_found() -> None:
+    x = np.linspace(-0.98, 0.99, 4 * 8 * 8 * 3, dtype=np.float32).reshape(4, 8, 8, 3)
+    with pytest.raises(InputError, match=r"min -0\.98, max 0\.99: looks like \[-1, 1\] but \[0, 1\] was "
+                                         r"declared; pass value_range=\[-1, 1\]"):
+        open_source(x, value_range=(0, 1))
+    with pytest.raises(InputError, match=r"looks like \[0, 255\] but \[-1, 1\] was declared"):
+        open_source(x * 100 + 100, value_range="-1,1")
+    with pytest.raises(InputError, match="fits none"):
+        open_source(x * 1000)
+    with pytest.raises(InputError, match="NaN"):
+        open_source(np.full((1, 4, 4, 3), np.nan, np.float32))
+    with pytest.raises(InputError, match="int64 values"):
+        open_source(np.zeros((1, 4, 4, 3), np.int64))
+    with pytest.raises(InputError, match="value_range must be one of"):
+        parse_value_range((0, 2))
+    assert parse_value_range("[-1, 1]") == (-1.0, 1.0) and parse_value_range((0, 255)) == (0.0, 255.0)
+
+
+def test_quantize_input_is_the_policys_choice() -> None:
+    x = RNG.uniform(0, 1, (2, 7, 7, 3)).astype(np.float32)
+    assert get_policy("clean").quantize_input and not get_policy("legacy-pytorch").quantize_input
+    (q, _), = open_source(x).iter_batches(2, "clean", (299, 299))
+    (r, _), = open_source(x).iter_batches(2, "legacy-pytorch", (299, 299))
+    np.testing.assert_array_equal(q, np.rint(x * 255))
+    np.testing.assert_allclose(r, x * 255, atol=1e-4)
+    assert not np.array_equal(r, np.rint(r))
+
+
+# ---------------------------------------------------------------------------------------------- generators
+
+
+def test_generator_with_seed_and_num() -> None:
+    calls = []
+
+    def sample(n: int, seed: int) -> np.ndarray:
+        calls.append((n, seed))
+        return np.random.default_rng(seed).uniform(-1, 1, (n, 3, 8, 8)).astype(np.float32)
+
+    src = open_source(sample, num=7, seed=123)
+    assert len(src) == 7 and src.names == list(range(7))
+    a, names = collect(src, 3, "legacy-pytorch")
+    b, _ = collect(open_source(sample, num=7, seed=123), 3, "legacy-pytorch")
+    assert names == list(range(7)) and [n for n, _ in calls] == [3, 3, 1, 3, 3, 1]
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in a]), np.concatenate([x for x, _ in b]))
+    assert src.value_range == (-1.0, 1.0)
+    c, _ = collect(open_source(sample, num=7, seed=124), 3, "legacy-pytorch")
+    assert not np.array_equal(a[0][0], c[0][0])
+
+
+def test_generator_errors() -> None:
+    with pytest.raises(InputError, match="num="):
+        open_source(lambda n: np.zeros((n, 4, 4, 3), np.uint8))
+    with pytest.raises(InputError, match="add a seed parameter"):
+        collect(open_source(lambda n: np.zeros((n, 4, 4, 3), np.uint8), num=2, seed=0))
+    with pytest.raises(InputError, match="returned 1 images"):
+        collect(open_source(lambda n: np.zeros((1, 4, 4, 3), np.uint8), num=3), 3)
+    state = {"k": 0}
+
+    def drifting(n: int) -> np.ndarray:
+        state["k"] += 1
+        return np.full((n, 4, 4, 3), 0.5 if state["k"] == 1 else -0.5, np.float32)
+
+    with pytest.raises(InputError, match=r"batch 1.*looks like \[-1, 1\] but \[0, 1\]"):
+        collect(open_source(drifting, num=4), 2)
