@@ -209,8 +209,20 @@ def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> Path:
     return path
 
 
+def _gram_upper(xc: np.ndarray) -> np.ndarray:
+    """Returns xcᵀ xc (d, d) with only its upper triangle computed: BLAS syrk, half a GEMM's work."""
+    from scipy.linalg.blas import dsyrk
+
+    # xc is C-ordered (B, d), so xc.T is the Fortran-ordered (d, B) operand syrk reads without a copy
+    return dsyrk(1.0, np.ascontiguousarray(xc).T, trans=0, lower=0)
+
+
 class StatsAccumulator:
-    """Streams (B, d) feature batches into running centred moments; memory O(d²) whatever N is."""
+    """Streams (B, d) feature batches into running centred moments; memory O(d²) whatever N is.
+
+    Only the upper triangle of the centred sum of squares is kept current (the updates are symmetric);
+    `stats` mirrors it, so the covariance is exactly symmetric.
+    """
 
     def __init__(self, provenance: Provenance = Provenance()) -> None:
         self.provenance = provenance
@@ -234,8 +246,7 @@ class StatsAccumulator:
                              "images and the extractor")
         nb = x.shape[0]
         mb = x.mean(axis=0)
-        xc = x - mb
-        m2b = xc.T @ xc
+        m2b = _gram_upper(x - mb)
         if self._mean is None:
             self.n, self._mean, self._m2 = nb, mb, m2b
         else:
@@ -247,7 +258,8 @@ class StatsAccumulator:
         if self._mean is None or self.n < 2:
             raise InputError(f"StatsAccumulator.stats: a covariance needs at least 2 feature rows, "
                              f"received {self.n}; add more images")
-        return Stats(self.n, self._mean.copy(), self._m2 / (self.n - 1), self.provenance)
+        m2 = np.triu(self._m2) + np.triu(self._m2, 1).T  # exactly symmetric
+        return Stats(self.n, self._mean.copy(), m2 / (self.n - 1), self.provenance)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -41,6 +41,7 @@ def test_streaming_matches_numpy_on_whole_array(offset: float) -> None:
     assert s.mean.dtype == np.float64 and s.cov.dtype == np.float64
     assert _rel(s.mean, x.mean(axis=0)) < 1e-13
     assert _rel(s.cov, np.cov(x, rowvar=False)) < 1e-12
+    np.testing.assert_array_equal(s.cov, s.cov.T)
 
 
 def test_from_features_float32_is_accumulated_in_float64() -> None:
