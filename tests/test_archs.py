@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_runtime
+from conftest import require_runtime, runtimes_under_test
 
 from fidkit.archs.inception import inception_tf2015, inception_torchvision
 from fidkit.archs.spec import Graph, GraphBuilder
@@ -22,6 +23,10 @@ try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
+
+if "torch" in runtimes_under_test() and importlib.util.find_spec("torchvision") is not None:
+    # torchvision imports torch._dynamo, which segfaults once tensorflow is loaded: load it first
+    import torchvision  # noqa: F401
 
 TOL = tomllib.loads((Path(__file__).parent / "tolerances.toml").read_text())
 TOY_SIZE = (20, 20)
