@@ -220,13 +220,22 @@ def _gram_upper(xc: np.ndarray) -> np.ndarray:
 class StatsAccumulator:
     """Streams (B, d) feature batches into running centred moments; memory O(d²) whatever N is.
 
-    Only the upper triangle of the centred sum of squares is kept current (the updates are symmetric);
-    `stats` mirrors it, so the covariance is exactly symmetric.
+    Small batches are pooled until `FLUSH_ROWS` rows (at most that many rows are held), then their
+    centred Gram matrix is one BLAS ``syrk`` (the upper triangle only: the updates are symmetric) and is
+    merged into the running sums in place with Chan's update; `stats` mirrors the triangle, so the
+    covariance is exactly symmetric.
     """
+
+    #: Rows pooled before one update: amortises the O(d²) merge over many small pipeline batches.
+    FLUSH_ROWS = 1024
 
     def __init__(self, provenance: Provenance = Provenance()) -> None:
         self.provenance = provenance
         self.n = 0
+        self._dim: int | None = None
+        self._pending: list[np.ndarray] = []
+        self._pending_rows = 0
+        self._n_merged = 0
         self._mean: np.ndarray | None = None
         self._m2: np.ndarray | None = None
 
@@ -235,27 +244,48 @@ class StatsAccumulator:
         x = np.asarray(batch)
         if x.ndim != 2:
             raise InputError(f"StatsAccumulator.update: features must be 2-D (N, d), found shape {x.shape}")
-        if self._mean is not None and x.shape[1] != self._mean.shape[0]:
+        if self._dim is not None and x.shape[1] != self._dim:
             raise InputError(f"StatsAccumulator.update: batch has {x.shape[1]} features, earlier batches "
-                             f"had {self._mean.shape[0]}")
+                             f"had {self._dim}")
         if x.shape[0] == 0:
             return self
-        x = x.astype(np.float64, copy=False)
         if not np.all(np.isfinite(x)):
             raise InputError("StatsAccumulator.update: features contain NaN or infinity; check the "
                              "images and the extractor")
+        self._dim = x.shape[1]
+        self._pending.append(np.array(x, dtype=np.float64))  # a copy: the caller may reuse its buffer
+        self._pending_rows += x.shape[0]
+        self.n += x.shape[0]
+        if self._pending_rows >= self.FLUSH_ROWS:
+            self._flush()
+        return self
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        x = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending, self._pending_rows = [], 0
         nb = x.shape[0]
         mb = x.mean(axis=0)
         m2b = _gram_upper(x - mb)
-        if self._mean is None:
-            self.n, self._mean, self._m2 = nb, mb, m2b
-        else:
-            self.n, self._mean, self._m2 = _combine(self.n, self._mean, self._m2, nb, mb, m2b)
-        return self
+        if self._mean is None or self._m2 is None:
+            self._n_merged, self._mean, self._m2 = nb, mb, m2b
+            return
+        from scipy.linalg.blas import dsyr
+
+        na = self._n_merged
+        n = na + nb
+        delta = mb - self._mean
+        # Chan et al. (2.1b), in place on the upper triangle: M2 += M2_b + (na nb / n) δ δᵀ
+        self._m2 += m2b
+        self._m2 = dsyr(na * nb / n, delta, a=self._m2, lower=0, overwrite_a=True)
+        self._mean = self._mean + delta * (nb / n)
+        self._n_merged = n
 
     def stats(self) -> Stats:
         """Returns the statistics of every row added so far (needs at least two)."""
-        if self._mean is None or self.n < 2:
+        self._flush()
+        if self.n < 2 or self._mean is None or self._m2 is None:
             raise InputError(f"StatsAccumulator.stats: a covariance needs at least 2 feature rows, "
                              f"received {self.n}; add more images")
         m2 = np.triu(self._m2) + np.triu(self._m2, 1).T  # exactly symmetric

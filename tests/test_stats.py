@@ -30,10 +30,12 @@ def _features(n: int, d: int, seed: int = 0, offset: float = 0.0) -> np.ndarray:
     return rng.standard_normal((n, d)) @ rng.standard_normal((d, d)) + offset
 
 
+@pytest.mark.parametrize("flush_rows", [1, 7, 1024])
 @pytest.mark.parametrize("offset", [0.0, 1e4])
-def test_streaming_matches_numpy_on_whole_array(offset: float) -> None:
+def test_streaming_matches_numpy_on_whole_array(offset: float, flush_rows: int) -> None:
     x = _features(257, 6, offset=offset)
     acc = StatsAccumulator(PROV)
+    acc.FLUSH_ROWS = flush_rows  # 1: a Chan merge per batch; 1024: one pooled update
     for lo, hi in [(0, 1), (1, 50), (50, 50), (50, 200), (200, 257)]:
         acc.update(x[lo:hi].astype(np.float64))
     s = acc.stats()
@@ -42,6 +44,21 @@ def test_streaming_matches_numpy_on_whole_array(offset: float) -> None:
     assert _rel(s.mean, x.mean(axis=0)) < 1e-13
     assert _rel(s.cov, np.cov(x, rowvar=False)) < 1e-12
     np.testing.assert_array_equal(s.cov, s.cov.T)
+
+
+@settings(max_examples=30, deadline=None)
+@given(sizes=st.lists(st.integers(0, 30), min_size=1, max_size=8), flush_rows=st.integers(1, 60),
+       seed=st.integers(0, 2**31 - 1))
+def test_any_batching_gives_the_same_moments(sizes: list[int], flush_rows: int, seed: int) -> None:
+    x = _features(sum(sizes) + 2, 5, seed=seed, offset=100.0)
+    acc = StatsAccumulator()
+    acc.FLUSH_ROWS = flush_rows
+    cuts = np.cumsum([0, *sizes, 2])
+    for lo, hi in zip(cuts[:-1], cuts[1:], strict=True):
+        acc.update(x[lo:hi])
+    s = acc.stats()
+    np.testing.assert_allclose(s.mean, x.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(s.cov, np.cov(x, rowvar=False), rtol=1e-10, atol=1e-10)
 
 
 def test_from_features_float32_is_accumulated_in_float64() -> None:
