@@ -47,6 +47,8 @@ register_extractor(ExtractorSpec(
     builders=GRAPH_BUILDERS,
     weights=("fidkit-mnist-v1.npz",),
     arch="fidkit.archs.mnist:mnist_v1",
-    description="fidkit's own MNIST classifier, trained by scripts/train_mnist.py and shipped with the "
-                "package: the offline default.",
+    description="fidkit's own MNIST classifier fidkit-mnist-v1 (99.21% test accuracy), trained by "
+                "scripts/train_mnist.py and shipped with the package, the offline default: 128-d fc1 "
+                "embedding (before its ReLU) for FID/KID/PR, 10 logits for IS; colour input is "
+                "converted to BT.601 luminance inside the network (docs/mnist.md).",
 ))
