@@ -12,7 +12,7 @@ import pytest
 
 from fidkit.stats import StatsAccumulator
 
-N, BATCH = 10_000, 500
+N = 10_000
 
 
 def _features(d: int) -> np.ndarray:
@@ -20,10 +20,10 @@ def _features(d: int) -> np.ndarray:
     return (rng.standard_normal((N, d)) + 3.0).astype(np.float32)  # float32, as extractors return
 
 
-def _streaming(x: np.ndarray):
+def _streaming(x: np.ndarray, batch: int = 500):
     acc = StatsAccumulator()
-    for lo in range(0, len(x), BATCH):
-        acc.update(x[lo:lo + BATCH])
+    for lo in range(0, len(x), batch):
+        acc.update(x[lo:lo + batch])
     return acc.stats()
 
 
@@ -33,13 +33,16 @@ def _numpy(x: np.ndarray):
 
 
 @pytest.mark.parametrize("d", [128, 2048])
-@pytest.mark.parametrize("impl", ["fidkit-streaming", "numpy-cov"])
+@pytest.mark.parametrize("impl", ["fidkit-streaming-b50", "fidkit-streaming-b500", "numpy-cov"])
 def test_bench_stats(benchmark, impl: str, d: int) -> None:
     x = _features(d)
-    fn = _streaming if impl == "fidkit-streaming" else _numpy
+    if impl == "numpy-cov":
+        fn, args = _numpy, (x,)
+    else:
+        fn, args = _streaming, (x, int(impl.rpartition("-b")[2]))
     benchmark.group = f"stats N={N} d={d}"
-    out = benchmark.pedantic(fn, args=(x,), rounds=3, iterations=1, warmup_rounds=0)
+    out = benchmark.pedantic(fn, args=args, rounds=3, iterations=1, warmup_rounds=0)
     s = _streaming(x)
-    mean, cov = (out.mean, out.cov) if impl == "fidkit-streaming" else out
+    mean, cov = out if impl == "numpy-cov" else (out.mean, out.cov)
     np.testing.assert_allclose(cov, s.cov, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(mean, s.mean, rtol=1e-12)
