@@ -6,16 +6,20 @@ Reference: M. Heusel, H. Ramsauer, T. Unterthiner, B. Nessler, S. Hochreiter, "G
 Time-Scale Update Rule Converge to a Local Nash Equilibrium", NeurIPS 2017; the distance itself is
 Dowson & Landau 1982, "The Fréchet distance between multivariate normal distributions".
 
-How it is computed (float64 throughout, never complex): S1 is factored once by a symmetric eigenproblem,
-S1 = F Fᵀ with F = V diag(sqrt(w)) restricted to the eigenvalues above the rounding floor; then
-tr((S1^½ S2 S1^½)^½) is the sum of square roots of the eigenvalues of the symmetric PSD matrix Fᵀ S2 F
-(same non-zero spectrum as S1 S2). Unlike ``scipy.linalg.sqrtm(S1 @ S2)`` (pytorch-fid), nothing
-non-symmetric is square-rooted, no ``eps`` is added to the diagonal, and no imaginary part is dropped.
+How it is computed (float64 throughout, never complex): each covariance is factored by a pivoted
+Cholesky decomposition, S = F Fᵀ with F of size d × rank (LAPACK ``dpstrf``, which stops at the rounding
+floor ``d * eps * max diag`` and so also finds the numerical rank); then
+tr((S1^½ S2 S1^½)^½) = ||F1ᵀ F2||_* (nuclear norm), the sum of square roots of the eigenvalues of the
+smaller symmetric PSD Gram matrix of G = F1ᵀ F2. Unlike ``scipy.linalg.sqrtm(S1 @ S2)`` (pytorch-fid),
+nothing non-symmetric is square-rooted, no ``eps`` is added to the diagonal and no imaginary part is
+dropped; Cholesky keeps strongly graded covariances (features on very different scales) accurate, and
+rank-deficient covariances (fewer samples than dimensions) reduce to rank-sized problems.
 
-Clamping, stated once: eigenvalues that are negative by rounding (above ``-PSD_RTOL`` times the largest)
-and eigenvalues below the rounding floor ``d * eps * largest`` are set to zero, since they cannot be told
-apart from zero in float64; a clearly negative eigenvalue raises InputError instead. The final distance,
-mathematically >= 0, is clamped at 0 when rounding makes it slightly negative.
+Clamping, stated once: what the pivoted Cholesky leaves below its rounding floor is treated as zero
+(after checking it is that small: a remainder beyond ``PSD_RTOL`` of the largest variance means the
+matrix is not PSD and raises InputError); eigenvalues of the Gram matrix that are negative by rounding
+are set to zero; the final distance, mathematically >= 0, is clamped at 0 when rounding makes it
+slightly negative.
 """
 
 from __future__ import annotations
@@ -26,53 +30,83 @@ import scipy.linalg
 from . import _validate
 from .errors import InputError
 
-#: Negative eigenvalues down to ``-PSD_RTOL`` times the largest are rounding (float32 storage of a
-#: 2048-d covariance reaches a few 1e-6); below that the matrix is not a covariance.
+#: A pivoted-Cholesky remainder larger than ``PSD_RTOL`` times the largest variance means the matrix is
+#: not PSD (float32 storage of a 2048-d covariance perturbs it by a few 1e-7 relative, far below).
 PSD_RTOL = 1e-5
 
 _EPS = np.finfo(np.float64).eps
 
 
-def _sym_eigvals(m: np.ndarray) -> np.ndarray:
-    """Returns the eigenvalues of the symmetric matrix ``m`` (lower triangle read), ascending."""
-    if m.shape[0] == 0:
-        return np.zeros(0)
-    return scipy.linalg.eigh(m, eigvals_only=True, check_finite=False)
+def psd_factor(sigma: np.ndarray, name: str) -> np.ndarray:
+    """Returns F (d, rank) with F Fᵀ = ``sigma`` to rounding, by pivoted Cholesky; raises InputError if not PSD.
+
+    ``sigma`` must already be a validated symmetric float64 matrix (`fidkit._validate.covariance`).
+    """
+    d = sigma.shape[0]
+    top = float(np.max(np.diagonal(sigma))) if d else 0.0
+    if top <= 0.0:
+        if np.any(sigma != 0.0):
+            raise InputError(f"{name}: not positive semi-definite: no positive variance but non-zero "
+                             "covariances; pass a covariance matrix")
+        return np.zeros((d, 0))
+    c, piv, rank, info = scipy.linalg.lapack.dpstrf(sigma, lower=1)
+    if info < 0:
+        raise InputError(f"{name}: LAPACK dpstrf rejected argument {-info}; pass a finite square matrix")
+    order = piv - 1
+    factor = np.zeros((d, rank))
+    factor[order] = np.tril(c)[:, :rank]
+    rest = order[rank:]
+    if rest.size:
+        # The part left unfactored must be ~0: S - F Fᵀ restricted to the unpivoted indices is the
+        # Schur complement, PSD (and below the rounding floor) exactly when S is PSD.
+        remainder = sigma[np.ix_(rest, rest)] - factor[rest] @ factor[rest].T
+        worst = float(np.max(np.abs(remainder)))
+        if worst > PSD_RTOL * top:
+            raise InputError(f"{name}: not positive semi-definite: after a rank-{rank} pivoted Cholesky "
+                             f"factorisation the remainder has entries up to {worst:.4g} (largest variance "
+                             f"{top:.4g}); pass a covariance matrix, e.g. np.cov(features, rowvar=False)")
+    return factor
 
 
-def _sqrt_clamped(eigvals: np.ndarray, floor: float) -> float:
-    """Returns the sum of square roots of the eigenvalues above ``floor`` (the rest count as zero)."""
-    return float(np.sum(np.sqrt(eigvals[eigvals > floor])))
+#: Up to this smaller rank the nuclear norm comes from an SVD (accurate even for zero singular values);
+#: above it from the eigenvalues of the Gram matrix, about 3x faster but blurring singular values below
+#: sqrt(eps) times the largest (a rounding-level effect on the distance).
+SVD_MAX_RANK = 512
+
+
+def _nuclear_norm(g: np.ndarray) -> float:
+    """Returns the sum of singular values of ``g``."""
+    if g.size == 0:
+        return 0.0
+    if min(g.shape) <= SVD_MAX_RANK:
+        return float(np.sum(scipy.linalg.svdvals(g, check_finite=False)))
+    gram = g.T @ g if g.shape[1] <= g.shape[0] else g @ g.T
+    ev = scipy.linalg.eigh(0.5 * (gram + gram.T), eigvals_only=True, check_finite=False)
+    return float(np.sum(np.sqrt(np.clip(ev, 0.0, None))))
 
 
 class FrechetReference:
     """A reference Gaussian (mean, covariance) factored once, for many Fréchet distances against it.
 
-    Building it costs one symmetric eigendecomposition of ``sigma`` (d³); each `distance` then costs two
-    matrix products and one symmetric eigenvalue problem of size rank(sigma), and each
-    `distance_features` with n <= d samples one product and one n×rank SVD. Use it to compute FID every
-    epoch against fixed real-data statistics.
+    Building it costs one pivoted Cholesky factorisation of ``sigma``; each `distance` then costs the
+    (cheaper) factorisation of the other covariance, two matrix products and one symmetric eigenvalue
+    problem of size min(rank1, rank2); each `distance_features` with n <= d samples one product and one
+    n×rank SVD. Use it to compute FID every epoch against fixed real-data statistics.
     """
 
-    __slots__ = ("mu", "trace", "dim", "rank", "_factor", "_lam_max")
+    __slots__ = ("mu", "trace", "dim", "rank", "_factor")
 
     def __init__(self, mu: np.ndarray, sigma: np.ndarray, *, name: str = "reference") -> None:
-        mu_arr, sigma_arr = _validate.mean_and_cov(mu, sigma, f"{name} mean", f"{name} covariance")
-        d = mu_arr.shape[0]
-        w, v = scipy.linalg.eigh(sigma_arr, check_finite=False)
-        lam_max = float(max(w[-1], 0.0)) if d else 0.0
-        if d and w[0] < -PSD_RTOL * lam_max:
-            raise InputError(f"{name} covariance: not positive semi-definite: smallest eigenvalue {w[0]:.4g} "
-                             f"vs largest {w[-1]:.4g} (beyond rounding, {PSD_RTOL:g} relative); "
-                             "pass a covariance matrix, e.g. np.cov(features, rowvar=False)")
-        keep = w > d * _EPS * lam_max
+        self._build(mu, sigma, f"{name} mean", f"{name} covariance")
+
+    def _build(self, mu: np.ndarray, sigma: np.ndarray, mu_name: str, sigma_name: str) -> None:
+        mu_arr, sigma_arr = _validate.mean_and_cov(mu, sigma, mu_name, sigma_name)
+        self._factor = psd_factor(sigma_arr, sigma_name)
         self.mu = mu_arr
         self.mu.setflags(write=False)
         self.trace = float(np.trace(sigma_arr))
-        self.dim = d
-        self.rank = int(keep.sum())
-        self._factor = np.ascontiguousarray(v[:, keep] * np.sqrt(w[keep]))
-        self._lam_max = lam_max
+        self.dim = mu_arr.shape[0]
+        self.rank = self._factor.shape[1]
 
     def __repr__(self) -> str:
         return f"FrechetReference(dim={self.dim}, rank={self.rank}, trace={self.trace:.6g})"
@@ -83,18 +117,7 @@ class FrechetReference:
         return self._trace_sqrt(s2, name)
 
     def _trace_sqrt(self, s2: np.ndarray, name: str) -> float:
-        f = self._factor
-        m = f.T @ (s2 @ f)
-        m = 0.5 * (m + m.T)
-        ev = _sym_eigvals(m)
-        # The rounding of sigma (entrywise eps relative) moves eigenvalues of Fᵀ sigma F by up to about
-        # eps * lam_max(S) * |sigma|_F; below that they are indistinguishable from zero.
-        scale = self._lam_max * float(np.linalg.norm(s2))
-        noise = self.dim * _EPS * scale
-        if ev.size and ev[0] < -PSD_RTOL * scale:
-            raise InputError(f"{name}: not positive semi-definite: S^½ {name} S^½ has eigenvalue {ev[0]:.4g} "
-                             f"vs scale {scale:.4g} (beyond rounding); pass a covariance matrix")
-        return _sqrt_clamped(ev, noise)
+        return _nuclear_norm(self._factor.T @ psd_factor(s2, name))
 
     def distance(self, mu: np.ndarray, sigma: np.ndarray, *, name: str = "sigma") -> float:
         """Returns the squared Fréchet distance between this reference and N(``mu``, ``sigma``)."""
@@ -128,8 +151,8 @@ class FrechetReference:
         xc = x - mu2
         diff = self.mu - mu2
         if n <= self.dim:
-            s = scipy.linalg.svdvals(xc @ self._factor, check_finite=False) if self.rank else np.zeros(0)
-            tr_sqrt = float(s.sum()) / np.sqrt(n - 1)
+            g = xc @ self._factor
+            tr_sqrt = float(scipy.linalg.svdvals(g, check_finite=False).sum()) / np.sqrt(n - 1) if g.size else 0.0
             tr2 = float(np.einsum("ij,ij->", xc, xc)) / (n - 1)
         else:
             s2 = (xc.T @ xc) / (n - 1)
@@ -147,7 +170,8 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     shapes, non-symmetric or non-PSD covariances. For many distances against one reference, build a
     `FrechetReference` once.
     """
-    ref = FrechetReference(mu1, sigma1, name="sigma1")
+    ref = FrechetReference.__new__(FrechetReference)
+    ref._build(mu1, sigma1, "mu1", "sigma1")
     mu2_arr, s2 = _validate.mean_and_cov(mu2, sigma2, "mu2", "sigma2")
     if mu2_arr.shape[0] != ref.dim:
         raise InputError(f"mu2 has dimension {mu2_arr.shape[0]} but mu1 has {ref.dim}; "
