@@ -117,7 +117,7 @@ def _prdc(real: np.ndarray, fake: np.ndarray, k: int, block_size: int | None,
             recalled[lo:hi] = (d < r_fake[None, :]).any(axis=1)
     return PRDC(precision=float((inside_count > 0).mean()),
                 recall=float(recalled.mean()) if need_recall else float("nan"),
-                density=float(inside_count.mean() / k),
+                density=float((1.0 / k) * inside_count.mean()),  # prdc's order of operations
                 coverage=float(covered.mean()))
 
 

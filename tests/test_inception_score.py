@@ -1,0 +1,80 @@
+"""Inception Score: torch-fidelity, a 40-digit mpmath version, analytic cases and bad input."""
+
+from __future__ import annotations
+
+import mpmath
+import numpy as np
+import pytest
+
+from fidkit.errors import FidkitWarning, InputError
+from fidkit.inception_score import inception_score
+
+
+def _mp_is(logits: np.ndarray, splits: int) -> tuple[float, float]:
+    """openai/improved-gan's formula from logits, every step in 40-digit arithmetic."""
+    with mpmath.workdps(40):
+        probs = []
+        for row in logits.tolist():
+            e = [mpmath.exp(mpmath.mpf(v)) for v in row]
+            z = sum(e)
+            probs.append([v / z for v in e])
+        n, k = len(probs), len(probs[0])
+        scores = []
+        for i in range(splits):
+            part = probs[i * n // splits:(i + 1) * n // splits]
+            q = [sum(p[j] for p in part) / len(part) for j in range(k)]
+            kl = [sum(p[j] * (mpmath.log(p[j]) - mpmath.log(q[j])) for j in range(k)) for p in part]
+            scores.append(mpmath.exp(sum(kl) / len(kl)))
+        mean = sum(scores) / splits
+        std = mpmath.sqrt(sum((s - mean) ** 2 for s in scores) / splits)
+        return float(mean), float(std)
+
+
+def test_against_mpmath() -> None:
+    logits = np.random.default_rng(0).standard_normal((23, 5)) * 3
+    mean, std = inception_score(logits, splits=4)
+    ref_mean, ref_std = _mp_is(logits, 4)
+    assert mean == pytest.approx(ref_mean, rel=1e-13)
+    assert std == pytest.approx(ref_std, rel=1e-10)
+
+
+@pytest.mark.peers
+def test_shuffle_reproduces_torch_fidelity() -> None:
+    import torch
+    from torch_fidelity.metric_isc import isc_features_to_metric
+
+    logits = np.random.default_rng(1).standard_normal((257, 10)) * 4
+    peer = isc_features_to_metric(torch.from_numpy(logits), splits=10, shuffle=True, rng_seed=2020)
+    mean, std = inception_score(logits, splits=10, shuffle=True)
+    assert mean == pytest.approx(peer["inception_score_mean"], rel=1e-13)
+    assert std == pytest.approx(peer["inception_score_std"], rel=1e-11)
+    unshuffled = isc_features_to_metric(torch.from_numpy(logits), splits=7, shuffle=False)
+    assert inception_score(logits, splits=7)[0] == pytest.approx(unshuffled["inception_score_mean"], rel=1e-13)
+
+
+def test_analytic_one_hot_and_uniform() -> None:
+    k = 4
+    one_hot = np.tile(np.eye(k), (6, 1))  # every split holds each class equally often
+    mean, std = inception_score(one_hot, splits=3, from_logits=False)
+    assert mean == pytest.approx(k, rel=1e-14) and std == pytest.approx(0.0, abs=1e-13)
+    assert inception_score(np.zeros((10, 7)), splits=2) == pytest.approx((1.0, 0.0), abs=1e-14)
+
+
+def test_probs_equal_logits() -> None:
+    logits = np.random.default_rng(2).standard_normal((30, 6))
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert inception_score(probs, splits=3, from_logits=False) == pytest.approx(
+        inception_score(logits, splits=3), rel=1e-12)
+
+
+def test_bad_input() -> None:
+    with pytest.raises(InputError, match="splits=5"):
+        inception_score(np.zeros((4, 3)), splits=5)
+    with pytest.raises(InputError, match="NaN"):
+        inception_score(np.array([[0.0, np.nan]]), splits=1)
+    with pytest.raises(InputError, match="sums to"):
+        inception_score(np.full((3, 2), 0.3), splits=1, from_logits=False)
+    with pytest.raises(InputError, match="< 0"):
+        inception_score(np.array([[1.2, -0.2]]), splits=1, from_logits=False)
+    with pytest.warns(FidkitWarning, match="look like probabilities"):
+        inception_score(np.full((3, 4), 0.25), splits=1)

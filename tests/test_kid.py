@@ -1,0 +1,77 @@
+"""KID: torch-fidelity on identical subsets, a closed form for the linear kernel, a loop estimator, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fidkit.errors import InputError
+from fidkit.kid import kid, kid_subset_values, mmd2_unbiased
+
+
+@pytest.mark.peers
+def test_matches_torch_fidelity() -> None:
+    import torch
+    from torch_fidelity.metric_kid import kid_features_to_metric
+
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((300, 32)), rng.standard_normal((250, 32)) * 1.1 + 0.1
+    peer = kid_features_to_metric(torch.from_numpy(x), torch.from_numpy(y), kid_subsets=20,
+                                  kid_subset_size=100, verbose=False, rng_seed=2020, kid_kernel="poly",
+                                  kid_kernel_poly_degree=3, kid_kernel_poly_gamma=None,
+                                  kid_kernel_poly_coef0=1)
+    mean, std = kid(x, y, subsets=20, subset_size=100, seed=2020)
+    assert mean == pytest.approx(peer["kernel_inception_distance_mean"], rel=1e-12)
+    assert std == pytest.approx(peer["kernel_inception_distance_std"], rel=1e-10)
+
+
+def _loop_mmd2(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef0: float) -> float:
+    def k(a, b):
+        return (gamma * float(sum(p * q for p, q in zip(a, b, strict=True))) + coef0) ** degree
+
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(a, b) for a in x for b in y) / (m * n)
+    return xx + yy - 2 * xy
+
+
+def test_unbiased_estimator_against_loops() -> None:
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((9, 4)), rng.standard_normal((7, 4)) + 0.5
+    assert mmd2_unbiased(x, y, degree=2, gamma=0.3, coef0=0.5) == pytest.approx(
+        _loop_mmd2(x, y, 2, 0.3, 0.5), rel=1e-12)
+    assert mmd2_unbiased(x, y) == pytest.approx(_loop_mmd2(x, y, 3, 1 / 4, 1.0), rel=1e-12)
+
+
+def test_linear_kernel_closed_form() -> None:
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((20, 5)), rng.standard_normal((20, 5)) + 1.0
+    m = 20
+    sx, sy = x.sum(0), y.sum(0)
+    closed = ((sx @ sx - (x * x).sum()) / (m * (m - 1)) + (sy @ sy - (y * y).sum()) / (m * (m - 1))
+              - 2 * (sx @ sy) / m**2) / 5
+    values = kid_subset_values(x, y, subsets=3, subset_size=m, degree=1, coef0=0.0)
+    assert values == pytest.approx(np.full(3, closed), rel=1e-12)
+
+
+def test_same_distribution_near_zero_and_seeded() -> None:
+    rng = np.random.default_rng(3)
+    x, y = rng.standard_normal((400, 8)), rng.standard_normal((400, 8))
+    same, std = kid(x, y, subsets=10, subset_size=200)
+    shifted, _ = kid(x, y + 0.5, subsets=10, subset_size=200)
+    assert abs(same) < 0.1 * shifted
+    assert kid(x, y, subsets=10, subset_size=200) == (same, std)
+    assert kid(x, y, subsets=10, subset_size=200, seed=1) != (same, std)
+
+
+def test_bad_input() -> None:
+    x = np.zeros((10, 3))
+    with pytest.raises(InputError, match="fewer than subset_size=20"):
+        kid(x, x, subset_size=20)
+    with pytest.raises(InputError, match="feature dimension 3 but features2 has 4"):
+        kid(x, np.zeros((10, 4)), subset_size=5)
+    with pytest.raises(InputError, match="gamma"):
+        kid(x, x, subset_size=5, gamma=-1.0)
+    with pytest.raises(InputError, match="subsets"):
+        kid(x, x, subsets=0, subset_size=5)

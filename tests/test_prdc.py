@@ -1,0 +1,69 @@
+"""Precision/recall and density/coverage: equal to the prdc package, analytic ties, blockwise, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fidkit.errors import InputError
+from fidkit.prdc import density_coverage, knn_radii, prdc, precision_recall
+
+
+def _peer(real: np.ndarray, fake: np.ndarray, k: int) -> dict:
+    from prdc import compute_prdc
+
+    return compute_prdc(real, fake, nearest_k=k)
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("block_size", [None, 1, 37])
+def test_equals_prdc_package(k: int, block_size: int | None, capsys: pytest.CaptureFixture) -> None:
+    rng = np.random.default_rng(k)
+    real, fake = rng.standard_normal((300, 16)), rng.standard_normal((250, 16)) * 1.2 + 0.2
+    peer = _peer(real, fake, k)
+    ours = prdc(real, fake, k, block_size=block_size)
+    assert ours._asdict() == {key: float(v) for key, v in peer.items()}
+    assert precision_recall(real, fake, k, block_size=block_size) == (peer["precision"], peer["recall"])
+    assert density_coverage(real, fake, k, block_size=block_size) == (peer["density"], peer["coverage"])
+    capsys.readouterr()
+
+
+@pytest.mark.peers
+def test_equals_prdc_package_with_ties_and_duplicates(capsys: pytest.CaptureFixture) -> None:
+    rng = np.random.default_rng(7)
+    real = rng.integers(0, 4, (200, 3)).astype(float)  # many exact ties and duplicate points
+    fake = rng.integers(0, 5, (150, 3)).astype(float)
+    peer = _peer(real, fake, 3)
+    assert prdc(real, fake, 3, block_size=16)._asdict() == {key: float(v) for key, v in peer.items()}
+    capsys.readouterr()
+
+
+def test_strict_inequality_at_the_radius() -> None:
+    real = np.array([[0.0], [1.0], [3.0]])  # k=1 radii: 1, 1, 2
+    assert knn_radii(real, 1).tolist() == [1.0, 1.0, 2.0]
+    on_sphere = np.array([[-1.0], [-1.0]])  # at distance exactly 1 from the point 0 with radius 1
+    assert precision_recall(real, on_sphere, k=1).precision == 0.0
+    inside = np.array([[2.5], [2.5]])  # 0.5 from the point 3 with radius 2
+    assert precision_recall(real, inside, k=1).precision == 1.0
+    assert density_coverage(real, inside, k=1) == (1.0, pytest.approx(1 / 3))
+
+
+def test_identical_sets() -> None:
+    x = np.random.default_rng(4).standard_normal((50, 6))
+    p, r, d, c = prdc(x, x, k=3)
+    assert (p, r, c) == (1.0, 1.0, 1.0) and d >= 1.0
+
+
+def test_bad_input() -> None:
+    x = np.zeros((4, 2))
+    with pytest.raises(InputError, match="k=4"):
+        precision_recall(x, x, k=4)
+    with pytest.raises(InputError, match="feature dimension"):
+        density_coverage(x, np.zeros((6, 3)))
+    bad = x.copy()
+    bad[1, 1] = np.inf
+    with pytest.raises(InputError, match="fake.*inf"):
+        precision_recall(x, bad, k=1)
+    with pytest.raises(InputError, match="block_size"):
+        precision_recall(x, x, k=1, block_size=0)
