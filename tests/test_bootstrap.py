@@ -1,0 +1,78 @@
+"""Bootstrap intervals and mean ± std: replicates recomputed independently, ordering, bad input."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pytest
+
+from fidkit.bootstrap import ConfidenceInterval, bootstrap_fid, bootstrap_kid, mean_std, over_seeds
+from fidkit.errors import FidkitWarning, InputError
+from fidkit.frechet import FrechetReference, frechet_distance
+from fidkit.kid import kid
+
+
+def _data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((300, 5)), rng.standard_normal((200, 5)) * 1.2 + 0.1
+
+
+def _fid(a: np.ndarray, b: np.ndarray) -> float:
+    return frechet_distance(a.mean(0), np.cov(a, rowvar=False), b.mean(0), np.cov(b, rowvar=False))
+
+
+def test_bootstrap_fid_fixed_reference_replicates() -> None:
+    real, fake = _data()
+    mu, sigma = real.mean(0), np.cov(real, rowvar=False)
+    with pytest.warns(FidkitWarning, match="biased upwards"):
+        ci = bootstrap_fid((mu, sigma), fake, n_boot=30, level=0.9, seed=4)
+    rng = np.random.default_rng(4)
+    reps = [frechet_distance(mu, sigma, s.mean(0), np.cov(s, rowvar=False))
+            for s in (fake[rng.integers(0, 200, 200)] for _ in range(30))]
+    assert ci.value == pytest.approx(frechet_distance(mu, sigma, fake.mean(0), np.cov(fake, rowvar=False)))
+    assert (ci.low, ci.high) == pytest.approx(tuple(np.percentile(reps, [5, 95])), rel=1e-10)
+    assert ci.low <= ci.value <= ci.high and ci.level == 0.9 and ci.n_boot == 30
+    assert "90% bootstrap" in str(ci)
+
+
+def test_bootstrap_fid_resamples_both_sides() -> None:
+    real, fake = _data()
+    with pytest.warns(FidkitWarning):
+        ci = bootstrap_fid(real, fake, n_boot=20, seed=1)
+    rng = np.random.default_rng(1)
+    reps = [_fid(real[rng.integers(0, 300, 300)], fake[rng.integers(0, 200, 200)]) for _ in range(20)]
+    assert ci.value == pytest.approx(_fid(real, fake), rel=1e-12)
+    assert (ci.low, ci.high) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])), rel=1e-10)
+    with pytest.warns(FidkitWarning):
+        again = bootstrap_fid(FrechetReference(real.mean(0), np.cov(real, rowvar=False)), fake, n_boot=20)
+    assert isinstance(again, ConfidenceInterval) and again.value == pytest.approx(ci.value, rel=1e-12)
+
+
+def test_bootstrap_kid() -> None:
+    real, fake = _data()
+    ci = bootstrap_kid(real, fake, n_boot=20, subsets=3, subset_size=50, seed=2)
+    assert ci.value == kid(real, fake, subsets=3, subset_size=50, seed=2)[0]
+    assert ci.low < ci.high and ci.n_boot == 20
+    assert ci.low < kid(real, fake, subsets=50, subset_size=100)[0] < ci.high
+
+
+def test_mean_std() -> None:
+    vals = [1.0, 2.5, 4.0, 3.5]
+    ms = mean_std(vals)
+    assert (ms.mean, ms.std, ms.n) == (pytest.approx(statistics.mean(vals)),
+                                      pytest.approx(statistics.stdev(vals)), 4)
+    assert str(ms).startswith("2.75 ±")
+    assert over_seeds(lambda s: float(s), [1, 2, 3]).mean == 2.0
+
+
+def test_bad_input() -> None:
+    real, fake = _data()
+    with pytest.raises(InputError, match="level"):
+        bootstrap_kid(real, fake, level=1.5, subset_size=10)
+    with pytest.raises(InputError, match="n_boot"):
+        bootstrap_fid((real.mean(0), np.cov(real, rowvar=False)), fake, n_boot=1)
+    with pytest.raises(InputError, match="at least 2 scores"):
+        mean_std([1.0])
+    with pytest.raises(InputError, match="NaN"):
+        mean_std([1.0, float("nan")])
