@@ -23,7 +23,8 @@ register_extractor(ExtractorSpec(
              "inception-2015-12-05.pt", "inception-2015-12-05.tgz"),
     arch="fidkit.archs.inception:inception_tf2015",
     description="The 2015 TensorFlow Inception graph that defines FID and IS (TTUR, pytorch-fid, "
-                "torch-fidelity, clean-fid): 2048-d pool3 features, 1008 logits.",
+                "torch-fidelity, clean-fid): 2048-d pool3 features, 1008 logits = pool3 @ fc.weight.T "
+                "without fc.bias, as the original IS code and torch-fidelity's logits_unbiased.",
 ))
 
 register_extractor(ExtractorSpec(

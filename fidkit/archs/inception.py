@@ -12,10 +12,11 @@ either library, as numpy float32 arrays, is therefore a canonical weights file.
 
 The 2015 graph differs from torchvision's in its mixed blocks, as TensorFlow computed them: average pools
 exclude the zero padding from the mean (``count_include_pad=False``), the last block (``Mixed_7c``) max-pools
-its pool branch, and the classifier has 1008 classes. Its ``logits`` are ``features @ fc.weight.T`` *without*
-``fc.bias`` by default: the TF graph's softmax node reads the unbiased product, and torch-fidelity computes the
-Inception Score from this ``logits_unbiased`` output; pass ``logits_bias=True`` for pytorch-fid-style biased
-logits. torchvision's logits use its fc bias (it is part of the trained classifier).
+its pool branch, and the classifier has 1008 classes. Its ``logits`` are ``features @ fc.weight.T``
+*without* ``fc.bias`` by default: the original Inception Score code (openai/improved-gan) rebuilds the
+softmax from ``pool_3`` and the weight of ``softmax/logits/MatMul`` alone, dropping the bias, and
+torch-fidelity's ``logits_unbiased`` (its IS default) reproduces that; pass ``logits_bias=True`` for the
+graph's own biased logits. torchvision's logits use its fc bias (it is part of the trained classifier).
 """
 
 from __future__ import annotations
