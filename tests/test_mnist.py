@@ -6,6 +6,7 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -160,6 +161,31 @@ def test_training_is_reproducible() -> None:
     assert digests[0] == digests[1]
     other = tm.train(images[:2048], labels[:2048], seed=4, epochs=1, batch_size=32, max_steps=12)
     assert hashlib.sha256(tm.npz_bytes(tm.canonical_arrays(other))).hexdigest() != digests[0]
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+def test_training_script_is_reproducible_across_processes(tmp_path: Path) -> None:
+    """Two separate runs of the script write byte-identical weights files and matching sidecars."""
+    require_runtime("torch")
+    images, labels = load_mnist("test")
+    data = tmp_path / "data"
+    data.mkdir()
+    for split, sl in (("train", slice(0, 1024)), ("t10k", slice(1024, 1536))):
+        (data / f"{split}-images-idx3-ubyte").write_bytes(_idx_bytes(images[sl]))
+        (data / f"{split}-labels-idx1-ubyte").write_bytes(_idx_bytes(labels[sl]))
+    outs = []
+    for run in ("a", "b"):
+        out = tmp_path / run / "w.npz"
+        res = subprocess.run([sys.executable, str(REPO / "scripts" / "train_mnist.py"), "--data", str(data),
+                              "--out", str(out), "--max-steps", "6", "--batch-size", "32"],
+                             capture_output=True, text=True, check=False)
+        assert res.returncode == 0, res.stderr
+        outs.append(out)
+    assert outs[0].read_bytes() == outs[1].read_bytes()
+    meta = json.loads(outs[0].with_suffix(".json").read_text())
+    assert meta["sha256"] == hashlib.sha256(outs[0].read_bytes()).hexdigest()
+    assert meta["size_bytes"] == outs[0].stat().st_size and meta["test_images"] == 512
 
 
 @pytest.mark.torch
