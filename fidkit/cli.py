@@ -92,9 +92,10 @@ class _Context:
         return operand(value, ex, label, with_features=with_features, **self.pipe())
 
     def score(self, real: str, fake: str, metrics: Sequence[str], **kwargs: Any) -> dict[str, Any]:
-        from .pipeline import classify, score
+        from .pipeline import check_inputs, score
 
-        ex = self.extractor() if "images" in (classify(real), classify(fake)) else self.args.extractor
+        kinds, _, _ = check_inputs(real, fake, metrics, kwargs.get("bootstrap", 0))
+        ex = self.extractor() if "images" in kinds else self.args.extractor
         return score(real, fake, metrics, ex, allow_mismatch=self.args.allow_mismatch, **self.pipe(),
                      **kwargs)
 

@@ -334,6 +334,29 @@ _METRIC_FUNCTIONS = {"fid": "fidkit.frechet:frechet_distance", "kid": "fidkit.ki
 METRICS = ("fid", "kid", "is", "pr", "dc")
 
 
+def check_inputs(real: Any, fake: Any, metrics: Sequence[str],
+                 bootstrap: int = 0) -> tuple[list[str], bool, bool]:
+    """Returns (kinds of real and fake, whether real needs features, whether fake does); raises early.
+
+    Called before any image is decoded, so a request that cannot be met (KID from statistics, an
+    unknown metric, a missing file) fails in a second, not after minutes of feature extraction.
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise InputError(f"unknown metrics {unknown}; expected some of {list(METRICS)}")
+    kinds = [classify(v) for v in (real, fake)]
+    need_real = any(m in metrics for m in ("kid", "pr", "dc"))
+    need_fake = need_real or "is" in metrics or (bootstrap > 0 and "fid" in metrics)
+    for label, kind, needed in (("real", kinds[0], need_real), ("fake", kinds[1], need_fake)):
+        if needed and kind == "stats":
+            wants = [m for m in metrics if m != "fid" and (label == "fake" or m != "is")]
+            wants = wants or ["bootstrap intervals"]
+            verb = "needs" if len(wants) == 1 else "need"
+            raise InputError(f"{label}: {', '.join(wants)} {verb} features, but only mean/covariance "
+                             f"statistics were given; pass images or a features file")
+    return kinds, need_real, need_fake
+
+
 def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "pr"),
           extractor: Extractor | str = "mnist", runtime: str | None = None, *,
           weights: str | None = None, resize: str | None = None, device: str = "cpu",
@@ -353,19 +376,8 @@ def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "p
     (`fidkit.bootstrap`, seeded by ``seed``). KID subsets are capped at the smaller sample size (the
     size used is returned as ``kid_subset_size``).
     """
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown:
-        raise InputError(f"unknown metrics {unknown}; expected some of {list(METRICS)}")
+    kinds, need_real_features, need_fake_features = check_inputs(real, fake, metrics, bootstrap)
     ex: Extractor | str = extractor
-    kinds = [classify(v) for v in (real, fake)]
-    need_real_features = any(m in metrics for m in ("kid", "pr", "dc"))
-    need_fake_features = need_real_features or "is" in metrics or (bootstrap > 0 and "fid" in metrics)
-    for label, kind, needed in (("real", kinds[0], need_real_features), ("fake", kinds[1], need_fake_features)):
-        if needed and kind == "stats":  # say so before spending minutes on the other side's images
-            wants = [m for m in metrics if m != "fid" and (label == "fake" or m != "is")]
-            wants = wants or ["bootstrap intervals"]
-            raise InputError(f"{label}: {', '.join(wants)} need features, but only mean/covariance "
-                             f"statistics were given; pass images or a features file")
     if "images" in kinds:
         ex = _as_extractor(extractor, runtime, weights, device, resize)
     pipe = {"batch_size": batch_size, "workers": workers, "progress": progress,

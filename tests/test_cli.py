@@ -78,10 +78,14 @@ def test_user_errors_exit_2_without_traceback(capsys, tmp_path, stats_files) -> 
     (tmp_path / "broken.npz").write_bytes(pa.read_bytes()[:100])
     for argv, needle in [(("fid", pa, tmp_path / "broken.npz"), "broken.npz"),
                          (("fid", pa, tmp_path / "nothing"), "nothing: no such file"),
-                         (("kid", pa, pa), "kid need features")]:
+                         (("kid", pa, pa), "kid needs features")]:
         code, out, err = _run(capsys, *argv)
         assert code == 2, err
         assert err.startswith("fidkit: ") and needle in err and "Traceback" not in err
+    np.save(tmp_path / "img.npy", np.zeros((4, 8, 8, 3), np.uint8))
+    code, _, err = _run(capsys, "pr", pa, tmp_path / "img.npy")
+    assert code == 2 and "real: pr needs features" in err
+    assert "fidkit: extractor" not in err  # refused before any network was built
     code, _, err = _run(capsys, "fid", pa)  # usage error from argparse
     assert code == 2 and "usage:" in err
     code, _, err = _run(capsys, "score", pa, pa, "--batch-size", "0")

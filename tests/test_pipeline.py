@@ -197,7 +197,7 @@ def test_score_checks_provenance_and_what_each_metric_needs(mnist_numpy) -> None
     pytest.importorskip("fidkit.frechet")
     real = compute_features(ArraySource(_images(10, 1)), mnist_numpy, batch_size=10, progress=False)
     stats_only = real.stats()
-    with pytest.raises(InputError, match="kid need features"):
+    with pytest.raises(InputError, match="kid needs features"):
         score(stats_only, real, metrics=("kid",))
     other = Stats(stats_only.n, stats_only.mean, stats_only.cov,
                   type(stats_only.provenance)(**{**vars(stats_only.provenance), "resize_policy": "clean"}))
