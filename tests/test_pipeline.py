@@ -205,3 +205,15 @@ def test_score_checks_provenance_and_what_each_metric_needs(mnist_numpy) -> None
         score(other, real, metrics=("fid",))
     with pytest.warns(FidkitWarning, match="provenance unknown"), pytest.warns(FidkitWarning, match="samples"):
         score(real.features, FeatureResult(real.features, None, []), metrics=("fid",))
+
+
+def test_folder_source_names_and_features_in_sorted_order(tmp_path, mnist_numpy) -> None:
+    from PIL import Image
+
+    x = _images(7, seed=4).round().astype(np.uint8)
+    for i in (3, 0, 6, 1, 5, 2, 4):  # written out of order: the folder is read sorted
+        Image.fromarray(x[i]).save(tmp_path / f"{i:02d}.png")
+    res = compute_features(tmp_path, mnist_numpy, batch_size=3, workers=2, progress=False)
+    assert res.names[0].endswith("00.png") and [n[-6:] for n in res.names] == [f"{i:02d}.png" for i in range(7)]
+    np.testing.assert_allclose(res.features, mnist_numpy(x.astype(np.float32))["features"], rtol=1e-12,
+                               atol=1e-13)
