@@ -318,14 +318,16 @@ def resize_plan(policy: ResizePolicy, in_hw: tuple[int, int],
 def resize_matrix(policy: ResizePolicy, in_size: int, out_size: int) -> np.ndarray:
     """Returns the dense (out_size, in_size) float64 matrix of one pass: ``y = M @ x`` along that axis.
 
-    Not defined for Pillow's uint8 path (its rounding is per pass in fixed point; use `taps`).
+    For Pillow's uint8 path the entries are its fixed-point integers (exact in float64): a pass is then
+    ``clip(floor((M @ x + 2**21) / 2**22), 0, 255)``, exact in float64 arithmetic for uint8 ``x``.
     """
-    return _cached_matrix((policy.library, policy.filter, policy.antialias), int(in_size), int(out_size))
+    kernel = (policy.library, policy.filter, policy.antialias)
+    return _cached_matrix(kernel, int(in_size), int(out_size), policy.integer_path)
 
 
 @lru_cache(maxsize=256)
-def _cached_matrix(kernel: tuple[str, str, bool], in_size: int, out_size: int) -> np.ndarray:
-    idx, w = _cached_taps(kernel, in_size, out_size)
+def _cached_matrix(kernel: tuple[str, str, bool], in_size: int, out_size: int, fixed: bool) -> np.ndarray:
+    idx, w = (_cached_fixed_taps if fixed else _cached_taps)(kernel, in_size, out_size)
     m = np.zeros((out_size, in_size), dtype=np.float64)
     np.add.at(m, (np.repeat(np.arange(out_size), idx.shape[1]), idx.ravel()), w.ravel())
     m.flags.writeable = False

@@ -1,8 +1,9 @@
 """The TensorFlow fast path of every resize policy: batched NHWC float32 tensors, on their own device.
 
-The per-axis weights of the numpy reference (`fidkit.resize`) are applied as matrix products, or as
-gathers where a matrix product could lose precision (TensorFloat-32 on a GPU) and for Pillow's fixed-point
-uint8 path (int32), so the result equals the reference for every policy, TF1's own included.
+The per-axis weights of the numpy reference (`fidkit.resize`) are applied as float32 matrix products, or
+as gathers where a matrix product could lose precision (TensorFloat-32 on a GPU); Pillow's fixed-point
+uint8 path runs as float64 matrix products (exact integers). The result equals the reference for every
+policy, TF1's own included.
 """
 
 from __future__ import annotations
@@ -61,10 +62,12 @@ def resize_batch(x: Any, policy: ResizePolicy | str, size: tuple[int, int]) -> A
     x = tf.cast(x, tf.float32)
     plan = resize_plan(policy, (in_h, in_w), (out_h, out_w))
     if policy.integer_path:
-        y = tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.int32)
+        # Pillow's fixed-point arithmetic, exact in float64 (integers below 2**53; TF32 never applies)
+        y = tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.float64)
         for axis, n_in, n_out in plan:
-            acc = _gather_pass(y, *taps(policy, n_in, n_out), _AXES[axis], tf.int32) + (1 << (_BITS - 1))
-            y = tf.clip_by_value(tf.bitwise.right_shift(acc, _BITS), 0, 255)
+            m = tf.constant(resize_matrix(policy, n_in, n_out), dtype=tf.float64)
+            acc = tf.einsum(_EQUATIONS[axis], y, m)
+            y = tf.clip_by_value(tf.floor((acc + (1 << (_BITS - 1))) / (1 << _BITS)), 0.0, 255.0)
         return tf.cast(y, tf.float32)
     y = x - _CENTRE
     exact_matmul = _matmul_is_exact(x)

@@ -1,8 +1,9 @@
 """The torch fast path of every resize policy: batched NCHW float32 tensors, on their own device.
 
 Policies whose library is torch call ``F.interpolate`` itself; the others (Pillow, TF1) apply the
-per-axis weights of the numpy reference (`fidkit.resize`) as matrix products, or as Pillow's fixed-point
-gathers in int32 where the policy quantizes its output, so the result equals the reference.
+per-axis weights of the numpy reference (`fidkit.resize`) as float32 matrix products, or Pillow's
+fixed-point weights as float64 matrix products (exact integers) where the policy quantizes its output,
+so the result equals the reference.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from typing import Any
 
 from ...errors import InputError
 from ...resize import PIL_PRECISION_BITS as _BITS
-from ...resize import ResizePolicy, check_size, get_policy, resize_matrix, resize_plan, taps
+from ...resize import ResizePolicy, check_size, get_policy, resize_matrix, resize_plan
 
 #: Each pass's weights sum to 1, so resampling x - c and adding c back is the same resize; centring the
 #: 0..255 values on 0 halves their magnitude and with it float32 rounding (4x less error measured).
 _CENTRE = 128.0
+_HALF = float(1 << (_BITS - 1))
+_INV_ONE = 1.0 / (1 << _BITS)
 
 
 def _torch() -> Any:
@@ -29,17 +32,12 @@ def _matrix(policy: ResizePolicy, n_in: int, n_out: int, like: Any) -> Any:
     return torch.tensor(resize_matrix(policy, n_in, n_out), dtype=torch.float32, device=like.device)
 
 
-def _fixed_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, dim: int) -> Any:
+def _fixed_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, axis: str) -> Any:
+    """One pass of Pillow's uint8 arithmetic, exact in float64 (integers below 2**53)."""
     torch = _torch()
-    idx_np, w_np = taps(policy, n_in, n_out)
-    idx = torch.tensor(idx_np, device=x.device)
-    w = torch.tensor(w_np, dtype=torch.int32, device=x.device)
-    shape = [1] * x.ndim
-    shape[dim] = n_out
-    acc = torch.full((), 1 << (_BITS - 1), dtype=torch.int32, device=x.device)
-    for j in range(idx.shape[1]):
-        acc = acc + x.index_select(dim, idx[:, j]) * w[:, j].view(shape)
-    return torch.clamp(acc >> _BITS, 0, 255)
+    m = torch.tensor(resize_matrix(policy, n_in, n_out), dtype=torch.float64, device=x.device)
+    acc = torch.matmul(x, m.T) if axis == "w" else torch.matmul(m, x)
+    return torch.clamp(torch.floor((acc + _HALF) * _INV_ONE), 0, 255)
 
 
 def resize_batch(x: Any, policy: ResizePolicy | str, size: tuple[int, int]) -> Any:
@@ -60,9 +58,9 @@ def resize_batch(x: Any, policy: ResizePolicy | str, size: tuple[int, int]) -> A
     x = x.to(torch.float32)
     plan = resize_plan(policy, (in_h, in_w), (out_h, out_w))
     if policy.integer_path:
-        y = torch.clamp(torch.round(x), 0, 255).to(torch.int32)
+        y = torch.clamp(torch.round(x), 0, 255).to(torch.float64)
         for axis, n_in, n_out in plan:
-            y = _fixed_pass(y, policy, n_in, n_out, 2 if axis == "h" else 3)
+            y = _fixed_pass(y, policy, n_in, n_out, axis)
         return y.to(torch.float32)
     if policy.library == "torch":
         y = torch.nn.functional.interpolate(x, size=(out_h, out_w), mode=policy.filter, align_corners=False,
