@@ -307,3 +307,27 @@ def test_jax_apply_is_pure_and_jittable(toy_weights: CanonicalWeights) -> None:
     jitted = jax.jit(lambda p, v: apply(toy_graph(), p, v))(params, x)
     for key in eager:
         np.testing.assert_allclose(np.asarray(eager[key]), np.asarray(jitted[key]), rtol=1e-5, atol=1e-6)
+
+
+def test_network_modules_import_their_framework_lazily() -> None:
+    """Importing the interpreters (e.g. for docs or the registry) must not import torch, tf or jax."""
+    import subprocess
+
+    code = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'tensorflow', 'jax', 'jaxlib', 'keras'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import fidkit.backends.torch.network, fidkit.backends.tf.network, fidkit.backends.jax.network\n"
+        "import fidkit.archs.inception, fidkit.archs.synthetic\n"
+        "from fidkit.errors import BackendUnavailableError\n"
+        "try:\n"
+        "    fidkit.backends.jax.network.resolve_device('cpu')\n"
+        "except BackendUnavailableError as e:\n"
+        "    print('ok', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("ok") and "pip install 'fidkit[jax]'" in out.stdout
