@@ -294,6 +294,21 @@ def test_keras_model_equals_the_tf_function(toy_weights: CanonicalWeights) -> No
     assert not model.trainable_weights
 
 
+@pytest.mark.tf
+def test_keras_extractor_resolves_weights_and_policy(toy_weights: CanonicalWeights, monkeypatch) -> None:
+    require_runtime("tf")
+    from fidkit import registry
+    from fidkit.backends.tf.network import keras_extractor
+    from fidkit.errors import FidkitWarning
+
+    monkeypatch.setitem(registry._REGISTRY, "toy", toy_spec())
+    with pytest.warns(FidkitWarning, match="unofficial"):
+        model = keras_extractor("toy", weights=toy_weights.path)
+    images = synthetic_images(2, TOY_SIZE, seed=4).astype(np.float32)
+    ref = _build("tf", toy_weights)(images)
+    np.testing.assert_allclose(np.asarray(model(images)["logits"]), ref["logits"], rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.jax
 def test_jax_apply_is_pure_and_jittable(toy_weights: CanonicalWeights) -> None:
     require_runtime("jax")

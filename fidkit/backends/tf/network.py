@@ -204,6 +204,27 @@ def keras_model(graph: Graph, params: Mapping[str, np.ndarray], size: tuple[int,
     return keras.Model(inputs, GraphLayer()(inputs), name=graph.name.replace("-", "_"))
 
 
+def keras_extractor(name: str = "inception-tf2015", *, weights: str | None = None,
+                    policy: str | None = None) -> Any:
+    """Returns `keras_model` for a registered graph extractor, with its weights and resize normalization.
+
+    ``weights`` and ``policy`` are resolved as by `fidkit.extractor`; the model takes images already at
+    the extractor's input size (resize them with `fidkit.resize.resize` or the tf fast path first).
+    """
+    from ...backends.numpy.network import load_params
+    from ...registry import get_spec, load_object
+    from ...resize import get_policy
+    from ...weights import resolve_weights
+
+    spec = get_spec(name)
+    if spec.arch is None:
+        raise InputError(f"extractor {name!r} has no graph (spec.arch); it has no Keras model")
+    cw = resolve_weights(spec.weights, weights)
+    graph: Graph = load_object(spec.arch)()
+    pol = get_policy(policy or spec.policy)
+    return keras_model(graph, load_params(graph, cw.path), tuple(spec.input_size), pol.mean, pol.std)
+
+
 def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
           policy: ResizePolicy) -> Forward:
     """Returns the tf forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
