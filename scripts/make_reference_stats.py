@@ -98,7 +98,7 @@ def _summary(values: list[float], fmt: str) -> str:
             f"({format(v.min(), fmt)} – {format(v.max(), fmt)})")
 
 
-def readme(ex: Extractor, stats: dict[str, Stats], floor: dict, command: str) -> str:
+def readme(stats: dict[str, Stats], floor: dict, command: str) -> str:
     """Returns README.md for reference_stats/: files, provenance and the noise-floor table."""
     p = stats["test"].provenance
     lines = [
@@ -143,10 +143,10 @@ def readme(ex: Extractor, stats: dict[str, Stats], floor: dict, command: str) ->
         f"test set {is_mean:.4f} ± {is_std:.4f}; training set {tr_mean:.4f} ± {tr_std:.4f} "
         "(at most 10, the number of classes; a perfect, balanced classifier gives about 10).",
         "",
-        "Two things make these real-vs-real numbers larger than two random draws of one set would "
-        "give: the parts are consecutive blocks of the training file, not random draws, and the "
-        "classifier was fitted to the training set, so its features are not quite the same function "
-        "of training and of test digits. KID's cubic kernel scales with the sixth power of the feature scale, so its values "
+        "Two caveats: the parts are consecutive blocks of the training file, not random draws, and "
+        "the classifier was fitted to the training set, so training and test digits are not quite "
+        "alike to it; both can widen these real-vs-real numbers. KID's cubic kernel grows up to the "
+        "sixth power of the feature scale, so its values "
         "under this extractor are not on Inception's scale (docs/mnist.md). The raw values per part are "
         "in `noise_floor.json`.",
         "",
@@ -178,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     floor = noise_floor(train_f, test_f, test_l, train_l)
     write_atomic(out / "noise_floor.json", json.dumps(floor, indent=1) + "\n")
     cmd = "python scripts/make_reference_stats.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    write_atomic(out / "README.md", readme(ex, stats, floor, cmd.strip()))
+    write_atomic(out / "README.md", readme(stats, floor, cmd.strip()))
     print((out / "README.md").read_text())
     return 0
 

@@ -72,8 +72,21 @@ def test_train_stats_reproduced() -> None:
     _assert_same(load(REF / "mnist-train.npz"), _recompute("torch", images))
 
 
-def test_readme_states_the_noise_floor() -> None:
+def test_readme_is_generated_from_the_shipped_files() -> None:
+    """README.md is exactly what the script writes from the shipped statistics and noise_floor.json."""
+    import importlib.util
+    import json
+    import re
+
+    spec = importlib.util.spec_from_file_location("fidkit_make_reference_stats",
+                                                  REPO / "scripts" / "make_reference_stats.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
     text = (REF / "README.md").read_text()
-    for word in ("FID", "KID", "precision", "recall", "Inception Score", "mnist-train.npz",
-                 "mnist-test.npz"):
-        assert word in text
+    command = re.search(r"Written by `([^`]+)`", text).group(1)
+    stats = {split: load(REF / f"mnist-{split}.npz") for split in ("train", "test")}
+    floor = json.loads((REF / "noise_floor.json").read_text())
+    assert mod.readme(stats, floor, command) == text
+    assert len(floor["fid"]) == 6 and all(v > 0 for v in floor["fid"])
+    assert all(0 < v <= 1 for key in ("precision", "recall", "coverage") for v in floor[key])
+    assert 1 <= floor["is_test"][0] <= 10
