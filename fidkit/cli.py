@@ -225,7 +225,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fidkit", description="FID, KID, IS, precision/recall that agree across PyTorch, TensorFlow "
                                    "and JAX. Inputs: image folders, zips, image arrays (.npy/.npz), feature "
-                                   "arrays (.npy, or .npz with 'features') or statistics (.npz).")
+                                   "arrays (.npy, or .npz with 'features') or statistics (.npz).",
+        epilog="examples:\n"
+               "  fidkit score real/ fake/                     every metric, MNIST extractor, intervals\n"
+               "  fidkit stats real/ -o real.npz --extractor inception-tf2015\n"
+               "  fidkit fid real.npz fake.npy --range -1,1 --extractor inception-tf2015 --runtime jax\n"
+               "  fidkit weights where inception-tf2015",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def pair(name: str, help_text: str, metrics: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -309,3 +315,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             print("fidkit: interrupted", file=sys.stderr)
             return 130
+        except BrokenPipeError:  # stdout closed early (| head): not an error of the computation
+            return 0
