@@ -48,15 +48,28 @@ def resolve_device(device: str) -> torch.device:
 
 @contextlib.contextmanager
 def no_tf32() -> Iterator[None]:
-    """Disables TF32 in cuDNN convolutions and CUDA matmuls for the duration, then restores the flags."""
+    """Disables TF32 in cuDNN convolutions and CUDA matmuls for the duration, then restores the flags.
+
+    Uses the ``fp32_precision`` API where torch has it: torch refuses to read the legacy ``allow_tf32``
+    flags once a user has set the new ones, so the new API is the one that works in both cases.
+    """
     torch = _torch()
-    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    b = torch.backends
+    if hasattr(b.cuda.matmul, "fp32_precision") and hasattr(b.cudnn, "conv"):
+        flags = [(b.cuda.matmul, "fp32_precision"), (b.cudnn.conv, "fp32_precision"),
+                 (b.cudnn.rnn, "fp32_precision")]
+        off = "ieee"
+    else:
+        flags = [(b.cuda.matmul, "allow_tf32"), (b.cudnn, "allow_tf32")]
+        off = False
+    saved = [getattr(obj, attr) for obj, attr in flags]
+    for obj, attr in flags:
+        setattr(obj, attr, off)
     try:
         yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        for (obj, attr), value in zip(flags, saved, strict=True):
+            setattr(obj, attr, value)
 
 
 def _symmetric(padding: Any) -> tuple[int, int] | None:
