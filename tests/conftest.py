@@ -26,6 +26,9 @@ for _r in REQUESTED or []:
 if importlib.util.find_spec("torch") is not None and (REQUESTED is None or "torch" in REQUESTED):
     import torch  # noqa: F401
 
+    if importlib.util.find_spec("torchvision") is not None:
+        import torchvision.models  # noqa: F401  (pulls in triton, which segfaults after tensorflow)
+
 
 def runtimes_under_test() -> list[str]:
     """Returns the runtimes to test: those requested, or every installed one; numpy always."""
