@@ -8,9 +8,9 @@ its library does:
 
 * ``pil``: Pillow's ``Image.resize`` (``ImagingResample``): a separable, always antialiased filter whose
   support widens with the downscale factor; the horizontal pass runs first (since Pillow 13 the vertical
-  one when the height shrinks much more). On float32 (mode ``F``) the
-  weights and sums are double and the intermediate image is float32; on uint8 images the weights are
-  fixed-point integers with 22 fractional bits and each pass rounds and clamps to uint8.
+  one when the height shrinks much more). On float32 (mode ``F``) the weights and sums are double and
+  the intermediate image is float32; on uint8 images the weights are fixed-point integers with 22
+  fractional bits and each pass rounds and clamps to uint8.
 * ``tf1``: TensorFlow 1's ``resize_bilinear(align_corners=False)`` without half-pixel centres: the source
   coordinate of output pixel ``i`` is ``i * in / out`` in float32.
 * ``torch``: ``torch.nn.functional.interpolate(align_corners=False)``: half-pixel centres; without
@@ -24,7 +24,7 @@ the runtime fast paths in ``fidkit.backends.<runtime>.resize`` apply the same ta
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
@@ -96,7 +96,7 @@ def _triangle(x: np.ndarray) -> np.ndarray:
     return np.where(x < 1.0, 1.0 - x, 0.0)
 
 
-def _keys_cubic(a: float):
+def _keys_cubic(a: float) -> Callable[[np.ndarray], np.ndarray]:
     def f(x: np.ndarray) -> np.ndarray:
         x = np.abs(x)
         near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
@@ -254,6 +254,7 @@ def _pil_uint8_pass(x: np.ndarray, idx: np.ndarray, w: np.ndarray, axis: int) ->
 
 
 def check_size(size: Any) -> tuple[int, int]:
+    """Returns ``size`` as a (height, width) pair of positive ints, or raises `InputError`."""
     try:
         h, w = (int(s) for s in size)
     except (TypeError, ValueError):
