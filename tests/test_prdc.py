@@ -39,6 +39,16 @@ def test_equals_prdc_package_with_ties_and_duplicates(capsys: pytest.CaptureFixt
     capsys.readouterr()
 
 
+@pytest.mark.peers
+def test_equals_prdc_package_float32(capsys: pytest.CaptureFixture) -> None:
+    rng = np.random.default_rng(11)
+    real = rng.standard_normal((200, 32)).astype(np.float32)  # as extractors return them
+    fake = (rng.standard_normal((180, 32)) * 0.9).astype(np.float32)
+    peer = _peer(real, fake, 5)
+    assert prdc(real, fake, 5, block_size=50)._asdict() == {key: float(v) for key, v in peer.items()}
+    capsys.readouterr()
+
+
 def test_strict_inequality_at_the_radius() -> None:
     real = np.array([[0.0], [1.0], [3.0]])  # k=1 radii: 1, 1, 2
     assert knn_radii(real, 1).tolist() == [1.0, 1.0, 2.0]
