@@ -116,10 +116,15 @@ def _as_input(images: np.ndarray) -> torch.Tensor:
 
 def train(images: np.ndarray, labels: np.ndarray, *, seed: int = 0, epochs: int = 3,
           batch_size: int = 128, lr: float = 2e-3, max_steps: int | None = None,
-          threads: int = 2) -> MnistNet:
-    """Returns the model trained with Adam and a one-cycle schedule; deterministic for fixed arguments."""
+          threads: int = 2, deterministic: bool = True) -> MnistNet:
+    """Returns the model trained with Adam and a one-cycle schedule; deterministic for fixed arguments.
+
+    ``deterministic=False`` skips ``torch.use_deterministic_algorithms``, which imports torch._inductor
+    (seconds); the CPU kernels this network uses are deterministic either way.
+    """
     torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
     torch.manual_seed(seed)
     np.random.seed(seed)
     model = MnistNet()

@@ -152,14 +152,17 @@ def test_luma_passes_grayscale_through() -> None:
 
 @pytest.mark.torch
 def test_training_is_reproducible() -> None:
+    """Same seed, same weights digest (in-process; the script itself is checked across processes below)."""
     tm = _train_module()
     images, labels = load_mnist("test")
     digests = []
     for _ in range(2):
-        model = tm.train(images[:2048], labels[:2048], seed=3, epochs=1, batch_size=32, max_steps=12)
+        model = tm.train(images[:1024], labels[:1024], seed=3, epochs=1, batch_size=32, max_steps=6,
+                         deterministic=False)
         digests.append(hashlib.sha256(tm.npz_bytes(tm.canonical_arrays(model))).hexdigest())
     assert digests[0] == digests[1]
-    other = tm.train(images[:2048], labels[:2048], seed=4, epochs=1, batch_size=32, max_steps=12)
+    other = tm.train(images[:1024], labels[:1024], seed=4, epochs=1, batch_size=32, max_steps=6,
+                     deterministic=False)
     assert hashlib.sha256(tm.npz_bytes(tm.canonical_arrays(other))).hexdigest() != digests[0]
 
 
