@@ -9,8 +9,8 @@ Dowson & Landau 1982, "The Fréchet distance between multivariate normal distrib
 How it is computed (float64 throughout, never complex): each covariance is factored by a pivoted
 Cholesky decomposition, S = F Fᵀ with F of size d × rank (LAPACK ``dpstrf``, which stops at the rounding
 floor ``d * eps * max diag`` and so also finds the numerical rank); then
-tr((S1^½ S2 S1^½)^½) = ||F1ᵀ F2||_* (nuclear norm), the sum of square roots of the eigenvalues of the
-smaller symmetric PSD Gram matrix of G = F1ᵀ F2. Unlike ``scipy.linalg.sqrtm(S1 @ S2)`` (pytorch-fid),
+tr((S1^½ S2 S1^½)^½) = ||F1ᵀ F2||_* (nuclear norm): the singular values of G = F1ᵀ F2 by SVD when
+min(rank1, rank2) <= `SVD_MAX_RANK`, else the square roots of the eigenvalues of G's smaller Gram matrix. Unlike ``scipy.linalg.sqrtm(S1 @ S2)`` (pytorch-fid),
 nothing non-symmetric is square-rooted, no ``eps`` is added to the diagonal and no imaginary part is
 dropped; Cholesky keeps strongly graded covariances (features on very different scales) accurate, and
 rank-deficient covariances (fewer samples than dimensions) reduce to rank-sized problems.
@@ -127,7 +127,7 @@ class FrechetReference:
     def _build(self, mu: np.ndarray, sigma: np.ndarray, mu_name: str, sigma_name: str) -> None:
         mu_arr, sigma_arr = _validate.mean_and_cov(mu, sigma, mu_name, sigma_name)
         self._lower, self._order = _pivoted_cholesky(sigma_arr, sigma_name)
-        self.mu = mu_arr
+        self.mu = mu_arr.copy()  # never freeze the caller's array
         self.mu.setflags(write=False)
         self.trace = float(np.trace(sigma_arr))
         self.dim = mu_arr.shape[0]
