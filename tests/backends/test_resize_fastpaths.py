@@ -6,6 +6,7 @@ import importlib
 
 import numpy as np
 import pytest
+from conftest import require_runtime
 
 from fidkit.errors import InputError
 from fidkit.resize import POLICIES, resize
@@ -85,3 +86,18 @@ def test_fast_path_returns_its_input_when_the_size_matches(runtime: str) -> None
         assert mod.resize_batch(t, "clean", (12, 10)) is t
         with pytest.raises(InputError, match="NHWC"):
             mod.resize_batch(t[0], "clean", (5, 5))
+
+
+@pytest.mark.torch
+def test_torch_split_float32_fixed_point_path_is_exact(monkeypatch) -> None:
+    """The CUDA route of Pillow's uint8 arithmetic (split float32 weights), checked here on the CPU."""
+    require_runtime("torch")
+    import torch
+
+    from fidkit.backends.torch import resize as torch_resize
+
+    monkeypatch.setattr(torch_resize, "_prefer_split", lambda x: True)
+    for h, w, oh, ow in [*SIZES, (1024, 600, 28, 28)]:
+        x = _images(h, w)
+        out = torch_resize.resize_batch(torch.from_numpy(x).permute(0, 3, 1, 2), "pil-bilinear", (oh, ow))
+        np.testing.assert_array_equal(out.permute(0, 2, 3, 1).numpy(), resize(x, "pil-bilinear", (oh, ow)))
