@@ -21,13 +21,16 @@ import pytest
 
 from fidkit.mnist_data import SHIPPED_DIR, load_mnist, read_idx, to_rgb
 
+# torch and torchvision before tensorflow: importing tensorflow and then triton (which torchvision.ops
+# pulls in) in one process segfaults; benchmarks do not get tests/conftest.py's import order.
+torch = pytest.importorskip("torch")
+tv_mnist = pytest.importorskip("torchvision.datasets.mnist")
+
 REPO = Path(__file__).resolve().parent.parent
 N = 1000
 
 
 def _twin():
-    import torch
-
     spec = importlib.util.spec_from_file_location("fidkit_train_mnist", REPO / "scripts" / "train_mnist.py")
     tm = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = tm
@@ -39,8 +42,6 @@ def _twin():
 
 
 def _plain_torch(net):
-    import torch
-
     def run(images: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             return net(torch.from_numpy(images).permute(0, 3, 1, 2).contiguous())[0].numpy()
@@ -50,7 +51,6 @@ def _plain_torch(net):
 @pytest.mark.parametrize("impl", ["torch-module", "from_torch", "mnist-torch", "mnist-tf", "mnist-jax",
                                   "mnist-numpy"])
 def test_bench_mnist_features(benchmark, impl: str) -> None:
-    pytest.importorskip("torch")
     from fidkit.adapters import from_torch
     from fidkit.registry import extractor
 
@@ -78,10 +78,8 @@ def test_bench_mnist_read(benchmark, impl: str, tmp_path: Path) -> None:
         def fn() -> np.ndarray:
             return read_idx(path)
     else:
-        mnist = pytest.importorskip("torchvision.datasets.mnist")
-
         def fn() -> np.ndarray:
-            return mnist.read_image_file(str(path)).numpy()
+            return tv_mnist.read_image_file(str(path)).numpy()
     benchmark.group = "read 10,000 MNIST test images (uncompressed IDX)"
     out = benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=0)
     np.testing.assert_array_equal(out, load_mnist("test")[0])
