@@ -82,6 +82,20 @@ def test_shipped_test_split() -> None:
     assert verify_sha256(SHIPPED_DIR / "t10k-images-idx3-ubyte.gz")
 
 
+@pytest.mark.peers
+def test_read_idx_matches_torchvision(tmp_path: Path) -> None:
+    """torchvision's own MNIST reader (uncompressed files only) reads the same images and labels."""
+    require_runtime("torch")
+    from torchvision.datasets import mnist as tv
+
+    for name, reader in (("t10k-images-idx3-ubyte", tv.read_image_file),
+                         ("t10k-labels-idx1-ubyte", tv.read_label_file)):
+        raw = tmp_path / name
+        raw.write_bytes(gzip.decompress((SHIPPED_DIR / f"{name}.gz").read_bytes()))
+        np.testing.assert_array_equal(read_idx(raw), reader(str(raw)).numpy())
+        np.testing.assert_array_equal(read_idx(SHIPPED_DIR / f"{name}.gz"), reader(str(raw)).numpy())
+
+
 def test_uncompressed_folder_and_sha_mismatch(tmp_path: Path) -> None:
     images, labels = load_mnist("test")
     (tmp_path / "t10k-images-idx3-ubyte").write_bytes(_idx_bytes(images[:7]))
@@ -274,3 +288,16 @@ def test_extractor_matches_torch_twin() -> None:
     out = _extractor("numpy")(rgb)
     assert np.abs(out["features"] - feats.numpy()).max() <= 1e-4 * out["features"].std()
     assert np.abs(out["logits"] - logits.numpy()).max() <= 1e-4 * out["logits"].std()
+
+
+def test_other_sizes_are_resized_with_the_mnist_policy(runtime: str) -> None:
+    """A 56x56 or 20x24 input gives the features of its `mnist`-policy resize to 28x28."""
+    from fidkit.resize import resize
+
+    images, _ = load_mnist("test")
+    ex = _extractor(runtime)
+    for size in ((56, 56), (20, 24)):
+        x = resize(to_rgb(images[:8]), "mnist", size)
+        ref = _extractor("numpy").features(resize(x, "mnist", (28, 28)))
+        got = ex.features(x)
+        assert np.abs(got - ref).max() <= 1e-4 * ref.std(), (runtime, size)
