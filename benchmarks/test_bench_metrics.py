@@ -1,6 +1,8 @@
 """Metric math against peers in the same run: FID at d=2048 vs pytorch-fid's sqrtm formula, PR/DC vs prdc.
 
-Run: ``pytest benchmarks/test_bench_metrics.py --benchmark-columns=min,mean,rounds``.
+Run: ``pytest benchmarks/test_bench_metrics.py --benchmark-columns=min,mean,rounds``. On a shared
+machine wall time is mostly other people's load; compare CPU time instead:
+``OPENBLAS_NUM_THREADS=1 pytest benchmarks/test_bench_metrics.py --benchmark-timer=time.process_time``.
 
 - ``frechet``: pytorch-fid's ``calculate_frechet_distance`` (``scipy.linalg.sqrtm`` of S1 S2) against
   fidkit's ``frechet_distance`` (both covariances factored per call) and ``FrechetReference.distance``
