@@ -217,6 +217,19 @@ def test_keras_adapter() -> None:
         from_keras(model, "nope", name="tiny-keras")
 
 
+def test_keras_adapter_needs_a_built_model() -> None:
+    require_runtime("tf")
+    import keras
+
+    from fidkit.adapters import from_keras
+
+    with pytest.raises(InputError, match="built"):
+        from_keras(keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(3, name="emb")]), "emb",
+                   name="unbuilt")
+    with pytest.raises(InputError, match="keras.Model"):
+        from_keras(object(), "emb", name="x")
+
+
 # --- JAX ------------------------------------------------------------------------------------------------
 
 def _jax_fn():
