@@ -39,10 +39,12 @@ pytestmark = pytest.mark.slow
 
 TOL = tomllib.loads((Path(__file__).parent / "tolerances.toml").read_text())
 FRAMEWORKS = ("torch", "tf", "jax")
-#: Two sets of two 299x299 images each: A smooth fields, B their colour negatives of another seed, so
-#: FID/KID between them are clearly positive.
+#: Two sets of two 299x299 images each: A smooth fields, B low-contrast fields of another seed. The sets
+#: differ clearly, as real and generated sets do, so KID is large next to the kernel values it is the
+#: difference of: with near-identical sets (KID ~3% of the kernel), KID amplifies the float32 rounding of
+#: the features ~30x and a 1e-5 comparison would test that rounding, not the runtimes.
 SET_A = synthetic_images(2, (299, 299), seed=11)
-SET_B = 255 - synthetic_images(2, (299, 299), seed=12)
+SET_B = (synthetic_images(2, (299, 299), seed=12) // 4 + 96).astype(np.uint8)
 IMAGES = np.concatenate([SET_A, SET_B]).astype(np.float32)
 #: Small images, so the runtime's resize fast path runs before the network (as in a real pipeline).
 SMALL = synthetic_images(3, (64, 64), seed=13)
