@@ -8,6 +8,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .bootstrap import (
+    ConfidenceInterval,
+    MeanStd,
+    bootstrap_fid,
+    bootstrap_kid,
+    mean_std,
+    over_seeds,
+)
 from .errors import (
     BackendUnavailableError,
     FidkitError,
@@ -17,6 +25,13 @@ from .errors import (
     ProvenanceMismatchError,
     WeightsError,
 )
+from .frechet import FrechetReference, frechet_distance, frechet_distance_features
+from .images import ImageSource, open_source
+from .inception_score import inception_score
+from .infinity import InfinityResult, fid_infinity, is_infinity
+from .kid import kid
+from .pipeline import FeatureResult, compute_features, compute_stats, load_features, score
+from .prdc import PRDC, DensityCoverage, PrecisionRecall, density_coverage, prdc, precision_recall
 from .registry import (
     Extractor,
     ExtractorSpec,
@@ -25,20 +40,72 @@ from .registry import (
     get_spec,
     register_extractor,
 )
+from .resize import (
+    ResizePolicy,
+    available_policies,
+    get_policy,
+    preprocess,
+    register_policy,
+    resize,
+)
+from .stats import Provenance, Stats, StatsAccumulator, check_compatible
+from .stats import load as load_stats
+from .weights import CanonicalWeights, canonical_digest, resolve_weights
 
 __all__ = [
     "__version__",
     "BackendUnavailableError",
-    "Extractor",
-    "ExtractorSpec",
     "FidkitError",
     "FidkitWarning",
     "InputError",
     "NumericalError",
     "ProvenanceMismatchError",
     "WeightsError",
+    "ConfidenceInterval",
+    "MeanStd",
+    "bootstrap_fid",
+    "bootstrap_kid",
+    "mean_std",
+    "over_seeds",
+    "FrechetReference",
+    "frechet_distance",
+    "frechet_distance_features",
+    "ImageSource",
+    "open_source",
+    "inception_score",
+    "InfinityResult",
+    "fid_infinity",
+    "is_infinity",
+    "kid",
+    "FeatureResult",
+    "compute_features",
+    "compute_stats",
+    "load_features",
+    "score",
+    "PRDC",
+    "DensityCoverage",
+    "PrecisionRecall",
+    "density_coverage",
+    "prdc",
+    "precision_recall",
+    "Extractor",
+    "ExtractorSpec",
     "available_extractors",
     "extractor",
     "get_spec",
     "register_extractor",
+    "ResizePolicy",
+    "available_policies",
+    "get_policy",
+    "preprocess",
+    "register_policy",
+    "resize",
+    "Provenance",
+    "Stats",
+    "StatsAccumulator",
+    "check_compatible",
+    "load_stats",
+    "CanonicalWeights",
+    "canonical_digest",
+    "resolve_weights",
 ]
