@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .adapters import from_jax, from_keras, from_torch, load_extractor
 from .bootstrap import (
     ConfidenceInterval,
     MeanStd,
@@ -30,6 +31,7 @@ from .images import ImageSource, open_source
 from .inception_score import inception_score
 from .infinity import InfinityResult, fid_infinity, is_infinity
 from .kid import kid
+from .mnist_data import load_mnist
 from .pipeline import FeatureResult, compute_features, compute_stats, load_features, score
 from .prdc import PRDC, DensityCoverage, PrecisionRecall, density_coverage, prdc, precision_recall
 from .registry import (
@@ -106,6 +108,11 @@ __all__ = [
     "check_compatible",
     "load_stats",
     "CanonicalWeights",
+    "from_jax",
+    "from_keras",
+    "from_torch",
+    "load_extractor",
+    "load_mnist",
     "canonical_digest",
     "resolve_weights",
 ]

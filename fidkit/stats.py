@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass, fields
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ._atomic import atomic_path
 from .errors import FidkitWarning, InputError, ProvenanceMismatchError
 
 if TYPE_CHECKING:
@@ -197,15 +197,8 @@ def _combine(na: int, ma: np.ndarray, m2a: np.ndarray, nb: int, mb: np.ndarray,
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
     return path
 
 

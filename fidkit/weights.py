@@ -21,19 +21,17 @@ of these files, and it takes no inter-process lock, which a shared cache needs.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import http.client
 import json
 import os
 import sys
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -41,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ._atomic import atomic_path
 from .errors import BackendUnavailableError, FidkitWarning, InputError, WeightsError
 
 if TYPE_CHECKING:
@@ -318,20 +317,6 @@ def find_local(entry: WeightsFile) -> tuple[str, Path] | None:
 # ----------------------------------------------------------------------------------------- atomic writes
 
 
-@contextlib.contextmanager
-def _atomic_path(final: Path) -> Iterator[Path]:
-    """Yields a temp path in ``final``'s folder; on success it replaces ``final``, on failure it is removed."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".part", dir=final.parent)
-    os.close(fd)
-    try:
-        yield Path(tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
 
 def _lock(path: Path, timeout: float = 3600.0) -> filelock.FileLock:
     import filelock
@@ -358,7 +343,7 @@ def download(entry: WeightsFile, *, progress: bool = True, timeout: float = 60.0
         if final.is_file():
             _verify_or_raise(entry, final)
             return final
-        with _atomic_path(final) as tmp:
+        with atomic_path(final) as tmp:
             _fetch(entry.url, tmp, entry.name, progress=progress, timeout=timeout)
             sha = sha256_file(tmp)
             if _matches_pin(entry, sha) is False:
@@ -480,7 +465,7 @@ def save_canonical(arrays: Mapping[str, np.ndarray], path: str | os.PathLike[str
     """Returns the canonical digest after writing ``arrays`` atomically to an ``.npz`` at ``path``."""
     _check_canonical(arrays, str(path))
     final = Path(path)
-    with _atomic_path(final) as tmp, open(tmp, "wb") as f:
+    with atomic_path(final) as tmp, open(tmp, "wb") as f:
         np.savez(f, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
     return canonical_digest(arrays)
 
@@ -504,7 +489,7 @@ def to_canonical(source: str | os.PathLike[str], source_sha256: str | None = Non
                 and meta.get("size") == out.stat().st_size):
             return out, meta["digest"]
         digest = save_canonical(convert(src, fmt), out)
-        with _atomic_path(sidecar) as tmp:
+        with atomic_path(sidecar) as tmp:
             tmp.write_text(json.dumps({"source": src.name, "source_sha256": sha, "format": fmt,
                                        "digest": digest, "size": out.stat().st_size}, indent=1))
     return out, digest

@@ -8,13 +8,12 @@
 from __future__ import annotations
 
 import argparse
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from fidkit._atomic import atomic_path
 from fidkit.mnist_data import load_mnist
 
 
@@ -27,10 +26,8 @@ def degrade(images: np.ndarray, seed: int = 0, sigma: float = 1.0, noise: float 
 
 
 def _save(path: Path, array: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npy.tmp")
-    with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
-    os.replace(tmp, path)
 
 
 def main() -> None:

@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from fidkit._atomic import atomic_path
 from fidkit.mnist_data import load_mnist, to_rgb
 from fidkit.registry import Extractor, extractor
 from fidkit.stats import Provenance, Stats, StatsAccumulator
@@ -81,15 +80,8 @@ def noise_floor(train_f: np.ndarray, test_f: np.ndarray, test_logits: np.ndarray
 
 def write_atomic(path: Path, text: str) -> None:
     """Writes ``text`` to a temp file beside ``path`` and renames it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
 
 
 def _summary(values: list[float], fmt: str) -> str:

@@ -31,7 +31,9 @@ def test_bootstrap_fid_fixed_reference_replicates() -> None:
     reps = [frechet_distance(mu, sigma, s.mean(0), np.cov(s, rowvar=False))
             for s in (fake[rng.integers(0, 200, 200)] for _ in range(30))]
     assert ci.value == pytest.approx(frechet_distance(mu, sigma, fake.mean(0), np.cov(fake, rowvar=False)))
-    assert (ci.low, ci.high) == pytest.approx(tuple(np.percentile(reps, [5, 95])), rel=1e-10)
+    q_lo, q_mid, q_hi = np.percentile(reps, [5, 50, 95])
+    assert (ci.low, ci.high) == pytest.approx((max(0.0, ci.value + q_lo - q_mid), ci.value + q_hi - q_mid),
+                                              rel=1e-10)
     assert ci.low <= ci.value <= ci.high and ci.level == 0.9 and ci.n_boot == 30
     assert "90% bootstrap" in str(ci)
 
@@ -43,10 +45,25 @@ def test_bootstrap_fid_resamples_both_sides() -> None:
     rng = np.random.default_rng(1)
     reps = [_fid(real[rng.integers(0, 300, 300)], fake[rng.integers(0, 200, 200)]) for _ in range(20)]
     assert ci.value == pytest.approx(_fid(real, fake), rel=1e-12)
-    assert (ci.low, ci.high) == pytest.approx(tuple(np.percentile(reps, [2.5, 97.5])), rel=1e-10)
+    q_lo, q_mid, q_hi = np.percentile(reps, [2.5, 50, 97.5])
+    assert (ci.low, ci.high) == pytest.approx((max(0.0, ci.value + q_lo - q_mid), ci.value + q_hi - q_mid),
+                                              rel=1e-10)
     with pytest.warns(FidkitWarning):
         again = bootstrap_fid(FrechetReference(real.mean(0), np.cov(real, rowvar=False)), fake, n_boot=20)
     assert isinstance(again, ConfidenceInterval) and again.value == pytest.approx(ci.value, rel=1e-12)
+
+
+def test_bootstrap_fid_interval_holds_the_estimate_when_replicates_are_biased() -> None:
+    # n/d = 4: every resample's FID is biased upwards, so the percentile interval misses the estimate.
+    rng = np.random.default_rng(7)
+    real, fake = rng.standard_normal((200, 50)), rng.standard_normal((200, 50)) * 1.1
+    with pytest.warns(FidkitWarning):
+        ci = bootstrap_fid(real, fake, n_boot=40, seed=3)
+    rng = np.random.default_rng(3)
+    reps = [_fid(real[rng.integers(0, 200, 200)], fake[rng.integers(0, 200, 200)]) for _ in range(40)]
+    assert np.percentile(reps, 2.5) > ci.value  # the resampling shift the interval removes
+    assert ci.low <= ci.value <= ci.high
+    assert ci.high - ci.low == pytest.approx(float(np.diff(np.percentile(reps, [2.5, 97.5]))[0]), rel=1e-10)
 
 
 def test_bootstrap_kid() -> None:
