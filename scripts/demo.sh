@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q -e . 2>&1 | grep -v "is ignored" || true
 .venv/bin/python scripts/make_demo_images.py demo
-.venv/bin/fidkit score demo/real.npy demo/fake.npy --bootstrap 200 "$@"
+.venv/bin/fidkit score demo/real.npy demo/fake.npy "$@"

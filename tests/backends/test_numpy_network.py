@@ -261,3 +261,13 @@ def test_build_resizes_other_sizes_with_the_reference_resizer(tmp_path) -> None:
     x = RNG.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
     direct = forward(resize_mod.resize(x, policy, (28, 28)))
     np.testing.assert_array_equal(forward(x)["features"], direct["features"])
+
+
+def test_numpy_runtime_takes_auto_and_refuses_cuda() -> None:
+    from fidkit.errors import InputError
+    from fidkit.registry import extractor
+
+    ex = extractor("mnist", runtime="numpy", device="auto")
+    assert ex.features(np.zeros((1, 28, 28, 3), np.float32)).shape == (1, ex.feature_dim)
+    with pytest.raises(InputError, match="CPU only"):
+        extractor("mnist", runtime="numpy", device="cuda")

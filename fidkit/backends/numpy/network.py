@@ -210,7 +210,7 @@ def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
     """Returns the numpy forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
     from ...registry import load_object
 
-    if device != "cpu":
+    if device not in ("cpu", "auto"):
         raise InputError(f"the numpy runtime runs on the CPU only, but device {device!r} was asked "
                          f"for; pass --device cpu or choose another runtime")
     if spec.arch is None:
