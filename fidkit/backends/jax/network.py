@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...archs.spec import Graph, Node
-from ...errors import BackendUnavailableError, InputError, WeightsError
+from ...errors import BackendUnavailableError, InputError
 
 if TYPE_CHECKING:
     from ...registry import ExtractorSpec, Forward
@@ -52,17 +52,9 @@ def resolve_device(device: str) -> Any:
 
 def to_jax_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Returns float32 parameters in JAX layouts: conv kernels HWIO, dense (in, out), others unchanged."""
-    out: dict[str, np.ndarray] = {}
-    ops = {n.name: n.op for n in graph.nodes}
-    for key in graph.param_shapes():
-        node, _, name = key.rpartition(".")
-        arr = np.asarray(params[key], dtype=np.float32)
-        if name == "weight" and ops[node] == "conv2d":
-            arr = arr.transpose(2, 3, 1, 0)
-        elif name == "weight" and ops[node] == "dense":
-            arr = arr.T
-        out[key] = np.ascontiguousarray(arr)
-    return out
+    from ...backends.numpy.network import channels_last_params
+
+    return channels_last_params(graph, params)
 
 
 def _pool(lax: Any, jnp: Any, node: Node, x: Any) -> Any:
@@ -132,18 +124,11 @@ def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
           policy: ResizePolicy) -> Forward:
     """Returns the jax forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
     jax = _jax()
-    from ...backends.numpy.network import load_params
-    from ...registry import load_object
+    from ...backends.numpy.network import graph_and_params
 
-    if spec.arch is None:
-        raise InputError(f"extractor {spec.name!r} has no graph (spec.arch); the jax graph runtime "
-                         f"cannot run it")
-    if weights is None:
-        raise WeightsError(f"extractor {spec.name!r} needs weights, and none were resolved; pass "
-                           f"--weights FILE")
-    graph: Graph = load_object(spec.arch)()
+    graph, params = graph_and_params(spec, weights, "jax")
     dev = resolve_device(device)
-    params = jax.device_put(to_jax_params(graph, load_params(graph, str(weights.path))), dev)
+    params = jax.device_put(to_jax_params(graph, params), dev)
     size = tuple(spec.input_size)
     mean = np.asarray(policy.mean, np.float32)
     std = np.asarray(policy.std, np.float32)

@@ -205,22 +205,43 @@ def load_params(graph: Graph, path: str, where: str | None = None) -> dict[str, 
     return params
 
 
-def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
-          policy: ResizePolicy) -> Forward:
-    """Returns the numpy forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
+def graph_and_params(spec: ExtractorSpec, weights: CanonicalWeights | None,
+                     runtime: str) -> tuple[Graph, dict[str, np.ndarray]]:
+    """Returns the spec's graph and its float64 parameters: the start of every runtime's `build`."""
     from ...registry import load_object
 
-    if device not in ("cpu", "auto"):
-        raise InputError(f"the numpy runtime runs on the CPU only, but device {device!r} was asked "
-                         f"for; pass --device cpu or choose another runtime")
     if spec.arch is None:
-        raise InputError(f"extractor {spec.name!r} has no graph (spec.arch); the numpy runtime can only "
-                         f"run graph extractors")
+        raise InputError(f"extractor {spec.name!r} has no graph (spec.arch); the {runtime} graph runtime "
+                         f"cannot run it")
     if weights is None:
         raise WeightsError(f"extractor {spec.name!r} needs weights, and none were resolved; pass "
                            f"--weights FILE")
     graph: Graph = load_object(spec.arch)()
-    params = load_params(graph, str(weights.path))
+    return graph, load_params(graph, str(weights.path))
+
+
+def channels_last_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Returns float32 parameters in the layouts of TF and JAX: conv kernels HWIO, dense (in, out)."""
+    out: dict[str, np.ndarray] = {}
+    ops = {n.name: n.op for n in graph.nodes}
+    for key in graph.param_shapes():
+        node, _, name = key.rpartition(".")
+        arr = np.asarray(params[key], dtype=np.float32)
+        if name == "weight" and ops[node] == "conv2d":
+            arr = arr.transpose(2, 3, 1, 0)
+        elif name == "weight" and ops[node] == "dense":
+            arr = arr.T
+        out[key] = np.ascontiguousarray(arr)
+    return out
+
+
+def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
+          policy: ResizePolicy) -> Forward:
+    """Returns the numpy forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
+    if device not in ("cpu", "auto"):
+        raise InputError(f"the numpy runtime runs on the CPU only, but device {device!r} was asked "
+                         f"for; pass --device cpu or choose another runtime")
+    graph, params = graph_and_params(spec, weights, "numpy")
     size = tuple(spec.input_size)
     mean = getattr(policy, "mean", None)
     std = getattr(policy, "std", None)

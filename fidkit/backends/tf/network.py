@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...archs.spec import Graph, Node
-from ...errors import BackendUnavailableError, InputError, WeightsError
+from ...errors import BackendUnavailableError, InputError
 
 if TYPE_CHECKING:
     from ...registry import ExtractorSpec, Forward
@@ -48,17 +48,9 @@ def resolve_device(device: str) -> str:
 
 def to_tf_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Returns float32 parameters in TF layouts: conv kernels HWIO, dense (in, out), others unchanged."""
-    out: dict[str, np.ndarray] = {}
-    ops = {n.name: n.op for n in graph.nodes}
-    for key in graph.param_shapes():
-        node, _, name = key.rpartition(".")
-        arr = np.asarray(params[key], dtype=np.float32)
-        if name == "weight" and ops[node] == "conv2d":
-            arr = arr.transpose(2, 3, 1, 0)
-        elif name == "weight" and ops[node] == "dense":
-            arr = arr.T
-        out[key] = np.ascontiguousarray(arr)
-    return out
+    from ...backends.numpy.network import channels_last_params
+
+    return channels_last_params(graph, params)
 
 
 def _is_same(padding: Any, kernel: Any, stride: Any, size: Any) -> bool:
@@ -229,22 +221,15 @@ def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
           policy: ResizePolicy) -> Forward:
     """Returns the tf forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
     tf = _tf()
-    from ...backends.numpy.network import load_params
-    from ...registry import load_object
+    from ...backends.numpy.network import graph_and_params
 
-    if spec.arch is None:
-        raise InputError(f"extractor {spec.name!r} has no graph (spec.arch); the tf graph runtime "
-                         f"cannot run it")
-    if weights is None:
-        raise WeightsError(f"extractor {spec.name!r} needs weights, and none were resolved; pass "
-                           f"--weights FILE")
-    graph: Graph = load_object(spec.arch)()
+    graph, params = graph_and_params(spec, weights, "tf")
     dev = resolve_device(device)
     if dev.startswith("/GPU"):
         tf.config.experimental.enable_tensor_float32_execution(False)
     size = tuple(spec.input_size)
     with tf.device(dev):
-        module = graph_module(graph, load_params(graph, str(weights.path)), size, policy.mean, policy.std)
+        module = graph_module(graph, params, size, policy.mean, policy.std)
 
     def forward(images: np.ndarray) -> dict[str, np.ndarray]:
         with tf.device(dev):

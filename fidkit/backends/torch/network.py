@@ -209,21 +209,14 @@ def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
           policy: ResizePolicy) -> Forward:
     """Returns the torch forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
     torch = _torch()
-    from ...backends.numpy.network import load_params
-    from ...registry import load_object
+    from ...backends.numpy.network import graph_and_params
 
-    if spec.arch is None:
-        raise InputError(f"extractor {spec.name!r} has no graph (spec.arch); the torch graph runtime "
-                         f"cannot run it")
-    if weights is None:
-        raise WeightsError(f"extractor {spec.name!r} needs weights, and none were resolved; pass "
-                           f"--weights FILE")
-    graph: Graph = load_object(spec.arch)()
+    graph, params = graph_and_params(spec, weights, "torch")
     dev = resolve_device(device)
     # channels_last: oneDNN and cuDNN run NHWC convolutions without reordering each layer (~30% less CPU
     # time on Inception); the tensors stay logically NCHW, so results and state_dict are unchanged.
     cl = torch.channels_last
-    module = load_module(graph, load_params(graph, str(weights.path)), str(weights.path))
+    module = load_module(graph, params, str(weights.path))
     module = module.to(dev, memory_format=cl)
     size = tuple(spec.input_size)
     mean = torch.tensor(policy.mean, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
