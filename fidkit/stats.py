@@ -281,8 +281,11 @@ class StatsAccumulator:
         if self.n < 2 or self._mean is None or self._m2 is None:
             raise InputError(f"StatsAccumulator.stats: a covariance needs at least 2 feature rows, "
                              f"received {self.n}; add more images")
-        m2 = np.triu(self._m2) + np.triu(self._m2, 1).T  # exactly symmetric
-        return Stats(self.n, self._mean.copy(), m2 / (self.n - 1), self.provenance)
+        upper = np.triu(self._m2)
+        cov = upper + upper.T  # exactly symmetric; the diagonal, counted twice, is put back below
+        np.fill_diagonal(cov, upper.diagonal())
+        cov /= self.n - 1
+        return Stats(self.n, self._mean.copy(), cov, self.provenance)
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
