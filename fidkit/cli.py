@@ -54,6 +54,8 @@ def _pipeline() -> argparse.ArgumentParser:
     g.add_argument("--range", metavar="LOW,HIGH", dest="value_range",
                    help="value range of float images: 0,255 or 0,1 or -1,1 (default: inferred when "
                         "unambiguous)")
+    g.add_argument("--layout", choices=("NHWC", "NCHW", "NHW"),
+                   help="axis order of image arrays, when their shape does not tell")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable image files, counting them")
     g.add_argument("--allow-mismatch", action="store_true",
                    help="compare statistics computed under different extractors/weights/resize policies")
@@ -83,7 +85,7 @@ class _Context:
     def pipe(self) -> dict[str, Any]:
         a = self.args
         return {"batch_size": a.batch_size, "workers": a.workers, "progress": a.progress,
-                "value_range": a.value_range, "skip_bad": a.skip_bad}
+                "value_range": a.value_range, "layout": a.layout, "skip_bad": a.skip_bad}
 
     def operand(self, value: str, label: str, *, with_features: bool) -> Any:
         from .pipeline import classify, operand

@@ -361,8 +361,8 @@ def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "p
           extractor: Extractor | str = "mnist", runtime: str | None = None, *,
           weights: str | None = None, resize: str | None = None, device: str = "cpu",
           batch_size: int = DEFAULT_BATCH_SIZE, workers: int = DEFAULT_WORKERS, progress: bool = False,
-          allow_mismatch: bool = False, value_range: Any = None, skip_bad: bool = False,
-          is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3,
+          allow_mismatch: bool = False, value_range: Any = None, layout: str | None = None,
+          skip_bad: bool = False, is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3,
           dc_k: int = 5, bootstrap: int = 0, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
     """Returns {metric: value} comparing ``fake`` with ``real``: the one-call API.
 
@@ -381,7 +381,7 @@ def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "p
     if "images" in kinds:
         ex = _as_extractor(extractor, runtime, weights, device, resize)
     pipe = {"batch_size": batch_size, "workers": workers, "progress": progress,
-            "value_range": value_range, "skip_bad": skip_bad}
+            "value_range": value_range, "layout": layout, "skip_bad": skip_bad}
     a = operand(real, ex, "real", with_features=need_real_features, **pipe)
     b = operand(fake, ex, "fake", with_features=need_fake_features, **pipe)
     check_provenance(a.provenance, b.provenance, allow_mismatch)

@@ -179,6 +179,20 @@ def test_images_through_the_numpy_runtime(capsys, tmp_path, mnist_weights) -> No
     np.testing.assert_allclose(load(tmp_path / "t.npz").mean, load(tmp_path / "u.npz").mean, rtol=1e-5, atol=1e-6)
 
 
+def test_layout_flag_settles_ambiguous_arrays(capsys, tmp_path, mnist_weights) -> None:
+    nchw = np.random.default_rng(1).integers(0, 256, (6, 3, 28, 3), dtype=np.uint8)  # 3 channels or 3 wide?
+    np.save(tmp_path / "nchw.npy", nchw)
+    np.save(tmp_path / "nhwc.npy", nchw.transpose(0, 2, 3, 1))
+    opts = ["--runtime", "numpy", "--weights", mnist_weights, "--no-progress"]
+    code, _, err = _run(capsys, "stats", tmp_path / "nchw.npy", "-o", tmp_path / "a.npz", *opts)
+    assert code == 2 and "layout" in err
+    code, _, err = _run(capsys, "stats", tmp_path / "nchw.npy", "-o", tmp_path / "a.npz", "--layout", "NCHW", *opts)
+    assert code == 0, err
+    code, _, err = _run(capsys, "stats", tmp_path / "nhwc.npy", "-o", tmp_path / "b.npz", "--layout", "NHWC", *opts)
+    assert code == 0, err
+    np.testing.assert_array_equal(load(tmp_path / "a.npz").mean, load(tmp_path / "b.npz").mean)
+
+
 def test_real_process_prints_json_and_exit_codes(tmp_path, stats_files) -> None:
     _, _, pa, pb = stats_files
     ok = subprocess.run([sys.executable, "-m", "fidkit", "fid", str(pa), str(pb), "--json"],
