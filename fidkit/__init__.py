@@ -14,6 +14,7 @@ from .bootstrap import (
     MeanStd,
     bootstrap_fid,
     bootstrap_kid,
+    bootstrap_prdc,
     mean_std,
     over_seeds,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "MeanStd",
     "bootstrap_fid",
     "bootstrap_kid",
+    "bootstrap_prdc",
     "mean_std",
     "over_seeds",
     "FrechetReference",

@@ -114,9 +114,9 @@ def _lines(result: dict[str, Any]) -> list[str]:
     lines = []
     intervals = result.get("intervals", {})
 
-    def ci(key: str) -> str:
+    def ci(key: str, fmt: str = ".6g") -> str:
         iv = intervals.get(key)
-        return f"  [{iv['low']:.6g}, {iv['high']:.6g}] {iv['level']:.0%} CI" if iv else ""
+        return f"  [{iv['low']:{fmt}}, {iv['high']:{fmt}}] {iv['level']:.0%} CI" if iv else ""
 
     if "fid" in result:
         lines.append(f"FID        {result['fid']:.6g}{ci('fid')}")
@@ -125,11 +125,11 @@ def _lines(result: dict[str, Any]) -> list[str]:
     if "is" in result:
         lines.append(f"IS         {result['is']['mean']:.6g} ± {result['is']['std']:.3g}")
     if "pr" in result:
-        lines.append(f"precision  {result['pr']['precision']:.4f}")
-        lines.append(f"recall     {result['pr']['recall']:.4f}")
+        lines.append(f"precision  {result['pr']['precision']:.4f}{ci('precision', '.4f')}")
+        lines.append(f"recall     {result['pr']['recall']:.4f}{ci('recall', '.4f')}")
     if "dc" in result:
-        lines.append(f"density    {result['dc']['density']:.4f}")
-        lines.append(f"coverage   {result['dc']['coverage']:.4f}")
+        lines.append(f"density    {result['dc']['density']:.4f}{ci('density', '.4f')}")
+        lines.append(f"coverage   {result['dc']['coverage']:.4f}{ci('coverage', '.4f')}")
     n = f"n = {result.get('n_real')} real, {result.get('n_fake')} fake" if "n_real" in result else ""
     prov = result.get("provenance", {})
     lines.append(f"({n}; extractor {prov.get('extractor', 'unknown')}, resize policy "

@@ -372,7 +372,7 @@ def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "p
     density/coverage (Naeem et al. 2020, ``dc_k``) need features; IS (Salimans et al. 2016) needs the
     logits of ``fake`` only. Values: ``fid`` a float, ``kid`` and ``is`` {"mean", "std"}, ``pr``
     {"precision", "recall"}, ``dc`` {"density", "coverage"}; plus ``n_real``, ``n_fake``, the
-    ``provenance`` used, and with ``bootstrap`` > 0 percentile ``intervals`` for FID and KID
+    ``provenance`` used, and with ``bootstrap`` > 0 ``intervals`` for FID, KID and the k-NN metrics
     (`fidkit.bootstrap`, seeded by ``seed``). KID subsets are capped at the smaller sample size (the
     size used is returned as ``kid_subset_size``).
     """
@@ -425,6 +425,13 @@ def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "p
     for name, keys, kk in (("pr", ("precision", "recall"), k), ("dc", ("density", "coverage"), dc_k)):
         if name in metrics:
             fa, fb = a.need_features(name).features, b.need_features(name).features
+            if bootstrap:
+                from .bootstrap import bootstrap_prdc
+
+                cis = bootstrap_prdc(fa, fb, k=kk, n_boot=bootstrap, level=level, seed=seed)
+                result[name] = {key: cis[key].value for key in keys}
+                intervals.update({key: _interval(cis[key]) for key in keys})
+                continue
             out = _metric(name)(fa, fb, k=kk)
             result[name] = dict(zip(keys, (float(v) for v in _pair(out, keys)), strict=True))
     if intervals:

@@ -97,8 +97,38 @@ def _check(real: object, fake: object, k: int) -> tuple[np.ndarray, np.ndarray, 
     return r, f, k
 
 
+class PerSample(NamedTuple):
+    """The per-sample quantities the four metrics average: real balls containing each fake sample (n_fake,),
+    and for each real sample whether some fake ball holds it (recall) and whether its ball holds some fake
+    sample (coverage), both (n_real,)."""
+
+    inside_count: np.ndarray
+    recalled: np.ndarray
+    covered: np.ndarray
+    k: int
+
+    def aggregate(self) -> PRDC:
+        """Returns the four metrics from the per-sample quantities (prdc's order of operations)."""
+        return PRDC(precision=float((self.inside_count > 0).mean()),
+                    recall=float(self.recalled.mean()),
+                    density=float((1.0 / self.k) * self.inside_count.mean()),
+                    coverage=float(self.covered.mean()))
+
+
+def per_sample(real: np.ndarray, fake: np.ndarray, k: int = 5, *, block_size: int | None = None) -> PerSample:
+    """Returns the per-sample quantities behind precision, recall, density and coverage for one ``k``."""
+    r, f, k = _check(real, fake, k)
+    return _per_sample(r, f, k, block_size, need_recall=True)
+
+
 def _prdc(real: np.ndarray, fake: np.ndarray, k: int, block_size: int | None,
           need_recall: bool) -> PRDC:
+    out = _per_sample(real, fake, k, block_size, need_recall).aggregate()
+    return out if need_recall else out._replace(recall=float("nan"))
+
+
+def _per_sample(real: np.ndarray, fake: np.ndarray, k: int, block_size: int | None,
+                need_recall: bool) -> PerSample:
     r_real = knn_radii(real, k, block_size=block_size)
     r_fake = knn_radii(fake, k, block_size=block_size) if need_recall else None
     real_sq, fake_sq = _sq_norms(real), _sq_norms(fake)
@@ -115,10 +145,7 @@ def _prdc(real: np.ndarray, fake: np.ndarray, k: int, block_size: int | None,
         covered[lo:hi] = d.min(axis=1) < r_real[lo:hi]
         if r_fake is not None:
             recalled[lo:hi] = (d < r_fake[None, :]).any(axis=1)
-    return PRDC(precision=float((inside_count > 0).mean()),
-                recall=float(recalled.mean()) if need_recall else float("nan"),
-                density=float((1.0 / k) * inside_count.mean()),  # prdc's order of operations
-                coverage=float(covered.mean()))
+    return PerSample(inside_count, recalled, covered, k)
 
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, *,

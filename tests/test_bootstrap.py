@@ -7,10 +7,18 @@ import statistics
 import numpy as np
 import pytest
 
-from fidkit.bootstrap import ConfidenceInterval, bootstrap_fid, bootstrap_kid, mean_std, over_seeds
+from fidkit.bootstrap import (
+    ConfidenceInterval,
+    bootstrap_fid,
+    bootstrap_kid,
+    bootstrap_prdc,
+    mean_std,
+    over_seeds,
+)
 from fidkit.errors import FidkitWarning, InputError
 from fidkit.frechet import FrechetReference, frechet_distance
 from fidkit.kid import kid
+from fidkit.prdc import prdc
 
 
 def _data() -> tuple[np.ndarray, np.ndarray]:
@@ -93,3 +101,27 @@ def test_bad_input() -> None:
         mean_std([1.0])
     with pytest.raises(InputError, match="NaN"):
         mean_std([1.0, float("nan")])
+
+
+def test_bootstrap_prdc_against_brute_force_indicators() -> None:
+    from scipy.spatial.distance import cdist
+
+    real, fake = _data()
+    k = 3
+    d_rr, d_ff, d_rf = cdist(real, real), cdist(fake, fake), cdist(real, fake)
+    r_real, r_fake = np.sort(d_rr, axis=1)[:, k], np.sort(d_ff, axis=1)[:, k]
+    inside = (d_rf < r_real[:, None]).sum(axis=0)           # per fake sample
+    recalled = (d_rf < r_fake[None, :]).any(axis=1)         # per real sample
+    covered = (d_rf < r_real[:, None]).any(axis=1)          # per real sample
+    cis = bootstrap_prdc(real, fake, k=k, n_boot=50, level=0.9, seed=5)
+    assert tuple(cis[m].value for m in ("precision", "recall", "density", "coverage")) == tuple(prdc(real, fake, k))
+    rng = np.random.default_rng(5)
+    reps = []
+    for _ in range(50):
+        i_f, i_r = rng.integers(0, 200, 200), rng.integers(0, 300, 300)
+        reps.append(((inside[i_f] > 0).mean(), recalled[i_r].mean(), inside[i_f].mean() / k, covered[i_r].mean()))
+    reps = np.array(reps)
+    for j, name in enumerate(("precision", "recall", "density", "coverage")):
+        lo, hi = np.percentile(reps[:, j], [5, 95])
+        assert (cis[name].low, cis[name].high) == pytest.approx((lo, hi), rel=1e-12, abs=1e-15)
+        assert cis[name].low <= cis[name].value <= cis[name].high
