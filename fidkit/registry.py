@@ -99,6 +99,16 @@ def runtime_installed(runtime: str) -> bool:
     return importlib.util.find_spec(RUNTIME_MODULES[runtime]) is not None
 
 
+def import_runtime(runtime: str, purpose: str) -> Any:
+    """Returns the framework module of ``runtime``, or raises naming ``purpose`` and the extra to install."""
+    module = RUNTIME_MODULES[runtime]
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise BackendUnavailableError(f"{purpose} needs {module!r} ({exc}): "
+                                      f"pip install 'fidkit[{runtime}]'") from None
+
+
 def load_object(ref: str) -> Any:
     """Returns the object named by ``"package.module:attribute"``."""
     module, _, attr = ref.partition(":")

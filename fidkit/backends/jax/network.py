@@ -15,6 +15,7 @@ import numpy as np
 
 from ...archs.spec import Graph, Node
 from ...errors import BackendUnavailableError, InputError
+from ...registry import import_runtime
 
 if TYPE_CHECKING:
     from ...registry import ExtractorSpec, Forward
@@ -23,11 +24,7 @@ if TYPE_CHECKING:
 
 
 def _jax() -> Any:
-    try:
-        import jax
-    except ImportError as exc:
-        raise BackendUnavailableError(f"the jax runtime needs 'jax' ({exc}): pip install 'fidkit[jax]'") from None
-    return jax
+    return import_runtime("jax", "the jax runtime")
 
 
 def resolve_device(device: str) -> Any:

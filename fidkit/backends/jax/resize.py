@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from ...errors import InputError
+from ...registry import import_runtime
 from ...resize import PIL_PRECISION_BITS as _BITS
 from ...resize import ResizePolicy, check_size, get_policy, resize_matrix, resize_plan, taps
 
@@ -22,9 +23,7 @@ _CENTRE = 128.0
 
 
 def _jax() -> Any:
-    import jax
-
-    return jax
+    return import_runtime("jax", "the jax resize")
 
 
 @lru_cache(maxsize=64)

@@ -14,11 +14,13 @@ tensorflow is imported inside the functions only.
 from __future__ import annotations
 
 import tarfile
+from typing import Any
 
 import numpy as np
 
 from ...archs.inception import BN_EPS
-from ...errors import BackendUnavailableError, WeightsError
+from ...errors import WeightsError
+from ...registry import import_runtime
 from ...weights import TF2015_SCOPES
 
 #: The member of the .tgz that holds the graph.
@@ -26,13 +28,8 @@ GRAPH_MEMBER = "classify_image_graph_def.pb"
 _BN_OP = "BatchNormWithGlobalNormalization"
 
 
-def _tf():
-    try:
-        import tensorflow as tf
-    except ImportError as exc:
-        raise BackendUnavailableError(f"converting the TensorFlow graph needs 'tensorflow' ({exc}): "
-                                      f"pip install 'fidkit[tf]'") from None
-    return tf
+def _tf() -> Any:
+    return import_runtime("tf", "converting the TensorFlow graph")
 
 
 def _read_graph_bytes(path: str) -> bytes:

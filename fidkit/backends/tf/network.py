@@ -14,6 +14,7 @@ import numpy as np
 
 from ...archs.spec import Graph, Node
 from ...errors import BackendUnavailableError, InputError
+from ...registry import import_runtime
 
 if TYPE_CHECKING:
     from ...registry import ExtractorSpec, Forward
@@ -22,12 +23,7 @@ if TYPE_CHECKING:
 
 
 def _tf() -> Any:
-    try:
-        import tensorflow as tf
-    except ImportError as exc:
-        raise BackendUnavailableError(f"the tf runtime needs 'tensorflow' ({exc}): "
-                                      f"pip install 'fidkit[tf]'") from None
-    return tf
+    return import_runtime("tf", "the tf runtime")
 
 
 def resolve_device(device: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import InputError
+from ...registry import import_runtime
 from ...resize import PIL_PRECISION_BITS as _BITS
 from ...resize import ResizePolicy, check_size, get_policy, resize_matrix, resize_plan, taps
 
@@ -22,9 +23,7 @@ _CENTRE = 128.0
 
 
 def _tf() -> Any:
-    import tensorflow as tf
-
-    return tf
+    return import_runtime("tf", "the tf resize")
 
 
 def _gather_pass(x: Any, idx_np: Any, w_np: Any, axis: int, dtype: Any) -> Any:

@@ -14,22 +14,20 @@ torch is imported inside the functions only, and files are loaded with ``weights
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ...errors import BackendUnavailableError, WeightsError
+from ...errors import WeightsError
+from ...registry import import_runtime
 from ...weights import TF2015_SCOPES
 
 _DROP_PREFIXES = ("AuxLogits.",)
 _DROP_SUFFIXES = (".num_batches_tracked",)
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:
-        raise BackendUnavailableError(f"converting PyTorch weights needs 'torch' ({exc}): "
-                                      f"pip install 'fidkit[torch]'") from None
-    return torch
+def _torch() -> Any:
+    return import_runtime("torch", "converting PyTorch weights")
 
 
 def _to_numpy(name: str, t: object, path: str) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 
 from ...archs.spec import Graph, Node
 from ...errors import BackendUnavailableError, InputError, WeightsError
+from ...registry import import_runtime
 
 if TYPE_CHECKING:
     import torch
@@ -27,12 +28,7 @@ if TYPE_CHECKING:
 
 
 def _torch() -> Any:
-    try:
-        import torch
-    except ImportError as exc:
-        raise BackendUnavailableError(f"the torch runtime needs 'torch' ({exc}): "
-                                      f"pip install 'fidkit[torch]'") from None
-    return torch
+    return import_runtime("torch", "the torch runtime")
 
 
 def resolve_device(device: str) -> torch.device:

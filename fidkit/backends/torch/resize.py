@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import InputError
+from ...registry import import_runtime
 from ...resize import PIL_PRECISION_BITS as _BITS
 from ...resize import ResizePolicy, check_size, get_policy, resize_matrix, resize_plan
 
@@ -24,9 +25,7 @@ _INV_ONE = 1.0 / (1 << _BITS)
 
 
 def _torch() -> Any:
-    import torch
-
-    return torch
+    return import_runtime("torch", "the torch resize")
 
 
 def _matrix(policy: ResizePolicy, n_in: int, n_out: int, like: Any) -> Any:
