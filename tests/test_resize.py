@@ -291,13 +291,60 @@ def test_quantize_rounds_to_uint8_levels() -> None:
     np.testing.assert_array_equal(quantize(x), [0, 0, 0, 2, 2, 255, 255])
 
 
-def test_pillow_pass_order_follows_the_installed_pillow() -> None:
-    from importlib.metadata import version
+#: (in_h, in_w, out_h, out_w) -> the pass Pillow runs first on (<= 12.1, 12.2-12.3, >= 13), found by
+#: running each release: tall images around h = 100 w, both sides of Pillow 13's boundary
+#: ``in_h - out_h > 2 * (in_w - out_w)``, the width growing while the height shrinks, upscales.
+PASS_ORDER = {
+    (501, 5, 500, 4): ("w", "h", "w"),  # over 100x taller than wide, height barely shrinks
+    (501, 5, 100, 4): ("w", "h", "h"),
+    (500, 5, 100, 4): ("w", "w", "h"),  # exactly 100x: not "tall" for 12.2-12.3
+    (300, 2, 150, 40): ("w", "h", "h"),
+    (60, 40, 41, 30): ("w", "w", "w"),
+    (60, 40, 40, 30): ("w", "w", "w"),  # 20 = 2 x 10: on the boundary
+    (60, 40, 39, 30): ("w", "w", "h"),
+    (300, 100, 50, 90): ("w", "w", "h"),
+    (40, 60, 20, 80): ("w", "w", "h"),
+    (64, 64, 28, 28): ("w", "w", "w"),
+    (17, 45, 40, 23): ("w", "w", "w"),
+    (28, 28, 60, 45): ("w", "w", "w"),
+}
 
-    major = int(version("pillow").split(".")[0])
-    plan = [axis for axis, _, _ in resize_plan(get_policy("pil-bilinear"), (300, 100), (50, 90))]
-    assert plan == (["h", "w"] if major >= 13 else ["w", "h"])
-    assert [a for a, _, _ in resize_plan(get_policy("legacy-pytorch"), (300, 100), (50, 90))] == ["w", "h"]
+
+def _pillow_era() -> int:
+    major, minor = (int(p) for p in Image.__version__.split(".")[:2])
+    return 2 if major >= 13 else 1 if (major, minor) >= (12, 2) else 0
+
+
+@pytest.mark.parametrize("shape", list(PASS_ORDER), ids=lambda s: "{}x{}->{}x{}".format(*s))
+def test_pillow_pass_order_follows_the_installed_pillow(shape) -> None:
+    """The plan's order is the installed Pillow's: fidkit is bit-exact to ``Image.resize`` on uint8 L
+    and RGB (bilinear, bicubic), Pillow's own two single-axis resizes in the plan's order equal its
+    full resize on mode F, and in the other order they differ (so each shape tells the orders apart)."""
+    in_h, in_w, out_h, out_w = shape
+    plan = [axis for axis, _, _ in resize_plan(get_policy("pil-bilinear"), (in_h, in_w), (out_h, out_w))]
+    assert plan[0] == PASS_ORDER[shape][_pillow_era()], f"Pillow {Image.__version__}"
+    assert [a for a, _, _ in resize_plan(get_policy("legacy-pytorch"), (in_h, in_w), (out_h, out_w))] == ["w", "h"]
+
+    bicubic = dataclasses.replace(get_policy("pil-bilinear"), name="pil-bicubic-test", filter="bicubic")
+    rng = np.random.default_rng(sum(shape))
+    rgb = rng.integers(0, 256, (in_h, in_w, 3), dtype=np.uint8)
+    gray = rng.integers(0, 256, (in_h, in_w), dtype=np.uint8)
+    for policy, resample in ((get_policy("pil-bilinear"), Image.BILINEAR), (bicubic, Image.BICUBIC)):
+        for img in (rgb, gray):
+            ref = np.asarray(Image.fromarray(img).resize((out_w, out_h), resample))
+            ours = resize(np.atleast_3d(img)[None].astype(np.float32), policy, (out_h, out_w))[0]
+            np.testing.assert_array_equal(ours.reshape(ref.shape), ref)
+
+    steps = {"w": (out_w, in_h), "h": (in_w, out_h)}
+    other = "h" if plan[0] == "w" else "w"
+    for resample in (Image.BILINEAR, Image.BICUBIC):
+        for img in (rgb, rng.uniform(0, 255, (in_h, in_w)).astype(np.float32)):
+            im = Image.fromarray(img)
+            full = np.asarray(im.resize((out_w, out_h), resample))
+            planned = np.asarray(im.resize(steps[plan[0]], resample).resize((out_w, out_h), resample))
+            swapped = np.asarray(im.resize(steps[other], resample).resize((out_w, out_h), resample))
+            np.testing.assert_array_equal(full, planned)
+            assert not np.array_equal(full, swapped), "this shape does not tell the pass orders apart"
 
 
 def test_bad_arguments_raise_input_errors() -> None:
