@@ -330,6 +330,39 @@ def resize_matrix(policy: ResizePolicy, in_size: int, out_size: int) -> np.ndarr
     return _cached_matrix(kernel, int(in_size), int(out_size), policy.integer_path)
 
 
+#: Outputs per block of a banded pass (`resize_blocks`); 8..48 measured on a 2-core CPU, 32..1024 -> 299:
+#: 16 was best or within 5% of the best everywhere.
+BLOCK = 16
+
+Block = tuple[int, int, int, int, np.ndarray]
+
+
+def resize_blocks(policy: ResizePolicy, in_size: int, out_size: int, block: int = BLOCK) -> tuple[Block, ...]:
+    """Returns one pass's matrix (`resize_matrix`) cut into bands: ``(o0, o1, i0, i1, m[o0:o1, i0:i1])`` for
+    each run of ``block`` outputs and the inputs they read; every other entry of those rows is zero.
+
+    A pass as per-band products reads each input a few times instead of multiplying by the whole dense
+    matrix: 1024 -> 299 bicubic does ~15x fewer multiply-adds (each output reads 14 inputs, not 1024).
+    """
+    kernel = (policy.library, policy.filter, policy.antialias)
+    return _cached_blocks(kernel, int(in_size), int(out_size), policy.integer_path, int(block))
+
+
+@lru_cache(maxsize=256)
+def _cached_blocks(kernel: tuple[str, str, bool], in_size: int, out_size: int, fixed: bool,
+                   block: int) -> tuple[Block, ...]:
+    m = _cached_matrix(kernel, in_size, out_size, fixed)
+    out = []
+    for o0 in range(0, out_size, block):
+        o1 = min(o0 + block, out_size)
+        used = np.flatnonzero(m[o0:o1].any(axis=0))
+        i0, i1 = (int(used[0]), int(used[-1]) + 1) if used.size else (0, 1)
+        band = m[o0:o1, i0:i1].copy()
+        band.flags.writeable = False
+        out.append((o0, o1, i0, i1, band))
+    return tuple(out)
+
+
 @lru_cache(maxsize=256)
 def _cached_matrix(kernel: tuple[str, str, bool], in_size: int, out_size: int, fixed: bool) -> np.ndarray:
     idx, w = (_cached_fixed_taps if fixed else _cached_taps)(kernel, in_size, out_size)
