@@ -14,8 +14,8 @@ HTTP Range request). Among an extractor's files, those whose converter can run i
 first. Converted files are cached under ``$FIDKIT_HOME/weights/canonical/<source sha256>.npz``.
 
 Downloads are hand-written on urllib rather than pooch: pooch is not a core dependency (tqdm, filelock and
-platformdirs are), it cannot check the 8-hex torch-hub prefixes that are the only published digests of most
-of these files, and it takes no inter-process lock, which a shared cache needs.
+platformdirs are), it cannot check a bare 8-hex torch-hub prefix or a byte size (all that is published for
+some files), and it takes no inter-process lock, which a shared cache needs.
 """
 
 from __future__ import annotations
@@ -58,9 +58,9 @@ class _DigestMismatch(WeightsError):
 class WeightsFile:
     """A published weights file: where it comes from, how to check it and how to convert it.
 
-    ``sha256`` is the full digest where the source publishes one; ``sha256_prefix`` the torch hub prefix in
-    the file name otherwise; ``converter`` is ``"module:function"`` (path -> canonical arrays) and
-    ``runtime`` the fidkit runtime whose framework it imports.
+    ``sha256`` is the full digest where a source publishes one; ``sha256_prefix`` the torch hub prefix in
+    the file name (checked only when no full digest is known); ``converter`` is ``"module:function"``
+    (path -> canonical arrays) and ``runtime`` the fidkit runtime whose framework it imports.
     """
 
     name: str
@@ -75,6 +75,9 @@ class WeightsFile:
     #: Digest of the canonical content once converted, where known: lets an already converted ``.npz``
     #: passed explicitly count as official, and checks the converter on the real file.
     canonical_digest: str | None = None
+    #: Published size in bytes, checked before the digest: a truncated or different file fails at once with
+    #: a clear message, and a file with no published digest (TensorFlow's ``.tgz``) is still checked.
+    size: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,43 +106,60 @@ FORMATS: Mapping[str, tuple[str | None, str | None]] = MappingProxyType({
 
 
 def _entry(name: str, url: str | None, fmt: str, *, sha256: str | None = None,
-           sha256_prefix: str | None = None, bundled: bool = False, note: str = "") -> WeightsFile:
+           sha256_prefix: str | None = None, size: int | None = None, bundled: bool = False,
+           note: str = "") -> WeightsFile:
     converter, runtime = FORMATS[fmt]
-    return WeightsFile(name, url, sha256, sha256_prefix, fmt, converter, runtime, bundled, note)
+    return WeightsFile(name, url, sha256, sha256_prefix, fmt, converter, runtime, bundled, note, size=size)
 
 
-#: The registered weights files, by file name. Where a digest comes from is said in ``note``: none of the
-#: Inception sources publishes a full SHA-256; torch hub file names carry the first 8 hex digits of the
-#: file's SHA-256 (``torch.hub.download_url_to_file`` checks them), and that prefix is all that is checked.
+#: The registered weights files, by file name. No upstream project publishes a digest of its Inception file
+#: beside the download; the full SHA-256s and sizes below are the values that other public projects pin or
+#: record for these exact URLs. Every digest was found in more than one independent place and agrees with
+#: the torch hub prefix in the file name (``load_state_dict_from_url`` does not check that prefix by default,
+#: so nothing upstream does). ``note`` says where each value comes from and when a size has one source only;
+#: tests/weights_keys/README.md lists the sources. The ``.tgz`` has a published size but no published digest.
 WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType({f.name: f for f in (
     _entry("pt_inception-2015-12-05-6726825d.pth",
            "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/"
            "pt_inception-2015-12-05-6726825d.pth",
            "torch-state-dict", sha256_prefix="6726825d",
-           note="pytorch-fid FID_WEIGHTS_URL (src/pytorch_fid/inception.py); SHA-256 prefix from the torch "
-                "hub file name only"),
+           sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2", size=95_628_359,
+           note="pytorch-fid FID_WEIGHTS_URL (src/pytorch_fid/inception.py). SHA-256 pinned as the download "
+                "check in snap-research/discoscene models/inception_model.py (genforce code) and recorded, "
+                "with the size, by several unrelated projects; SHA-1 bd836944fd6db519dfd8d924aa457f5b3c8357ff "
+                "in mlcommons/training stable_diffusion/scripts/checkpoints/download_inception.sh"),
     _entry("weights-inception-2015-12-05-6726825d.pth",
            "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
            "weights-inception-2015-12-05-6726825d.pth",
            "torch-state-dict", sha256_prefix="6726825d",
-           note="torch-fidelity URL_INCEPTION_V3 (torch_fidelity/feature_extractor_inceptionv3.py); SHA-256 "
-                "prefix from the torch hub file name only"),
+           sha256="6726825d0af5f729cebd5821db510b11b1cfad8faad88a03f1befd49fb9129b2", size=95_628_359,
+           note="torch-fidelity URL_INCEPTION_V3 (torch_fidelity/feature_extractor_inceptionv3.py). The same "
+                "bytes as pytorch-fid's file: projects that pin torch-fidelity's v0.2.0 asset record the same "
+                "SHA-256 (no repository of torch-fidelity's own publishes it)"),
     _entry("inception-2015-12-05.pt",
            "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
            "inception-2015-12-05.pt",
            "torchscript",
-           note="NVIDIA's TorchScript (stylegan2-ada-pytorch metrics, clean-fid downloads_helper.py); no "
-                "digest is published by either"),
+           sha256="f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4", size=95_607_719,
+           note="NVIDIA's TorchScript (stylegan2-ada-pytorch metrics, clean-fid downloads_helper.py). SHA-256 "
+                "pinned as the download check in crowsonkb/k-diffusion k_diffusion/evaluation.py and recorded "
+                "by several other projects; the exact size is recorded by one project only (it agrees with "
+                "the 91.18 MiB others report)"),
     _entry("inception-2015-12-05.tgz",
            "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz",
-           "tf-graphdef-tgz",
-           note="TensorFlow's classify_image_graph_def.pb archive (bioinf-jku/TTUR fid.py); no digest is "
-                "published"),
+           "tf-graphdef-tgz", size=88_931_400,
+           note="TensorFlow's classify_image_graph_def.pb archive (bioinf-jku/TTUR fid.py). No digest is "
+                "published; the size is the server's Content-Length, quoted in "
+                "https://github.com/BartyzalRadek/Multi-label-Inception-net/issues/13, and what "
+                "TensorFlow's classify_image.py prints after downloading it"),
     _entry("inception_v3_google-0cc3c7bd.pth",
            "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth",
            "torch-state-dict", sha256_prefix="0cc3c7bd",
-           note="torchvision Inception_V3_Weights.IMAGENET1K_V1 (torchvision/models/inception.py); SHA-256 "
-                "prefix from the torch hub file name only"),
+           sha256="0cc3c7bd75056d25e46cba549dc184522069b81e9787eff6df84f397bd52a5ef", size=108_949_747,
+           note="torchvision Inception_V3_Weights.IMAGENET1K_V1 (torchvision/models/inception.py; its meta "
+                "_file_size 103.903 MiB agrees with the size). SHA-256 recorded by several unrelated projects; "
+                "size also the Content-Length shown in pytorch-ignite/pytorch-ignite.ai "
+                "src/blog/2021-08-11-GAN-evaluation-using-FID-and-IS.md"),
     _entry("fidkit-mnist-v1.npz", None, "canonical-npz", bundled=True,
            note="shipped in fidkit/data; its SHA-256 is read from the fidkit-mnist-v1.json sidecar that "
                 "scripts/train_mnist.py writes beside it"),
@@ -254,6 +274,17 @@ def _expected(entry: WeightsFile) -> str:
     return _full_pin(entry) or f"{entry.sha256_prefix}… (torch hub prefix)"
 
 
+def _size_mismatch(entry: WeightsFile | None, path: Path) -> str | None:
+    """Returns why ``path`` is not ``entry``'s published size, or None when it is or none is published."""
+    if entry is None or entry.size is None:
+        return None
+    have = path.stat().st_size
+    if have == entry.size:
+        return None
+    how = "truncated" if have < entry.size else "longer than published"
+    return f"is {have} bytes, expected {entry.size} for {entry.name} ({how}: a broken download or another file)"
+
+
 # ----------------------------------------------------------------------------------------- locations
 
 
@@ -345,6 +376,10 @@ def download(entry: WeightsFile, *, progress: bool = True, timeout: float = 60.0
             return final
         with atomic_path(final) as tmp:
             _fetch(entry.url, tmp, entry.name, progress=progress, timeout=timeout)
+            bad_size = _size_mismatch(entry, tmp)
+            if bad_size:
+                raise _DigestMismatch(f"{entry.name}: downloaded from {entry.url} {bad_size}; nothing was kept "
+                                      f"— retry, or report a changed file")
             sha = sha256_file(tmp)
             if _matches_pin(entry, sha) is False:
                 raise _DigestMismatch(f"{entry.name}: downloaded from {entry.url} with SHA-256 {sha}, expected "
@@ -406,7 +441,11 @@ def _reason(exc: BaseException) -> str:
 
 
 def _verify_or_raise(entry: WeightsFile, path: Path) -> str:
-    """Returns the file's SHA-256 after checking it against ``entry``'s pin; deletes nothing."""
+    """Returns the file's SHA-256 after checking it against ``entry``'s size and pin; deletes nothing."""
+    bad_size = _size_mismatch(entry, path)
+    if bad_size:
+        raise _DigestMismatch(f"{path}: {bad_size}; fidkit did not touch it — delete it to download a fresh "
+                              f"copy, or pass it explicitly (weights=/--weights) to use it as unofficial weights")
     sha = sha256_file(path)
     if _matches_pin(entry, sha) is False:
         raise _DigestMismatch(f"{path}: SHA-256 is {sha}, expected {_expected(entry)} for {entry.name}; fidkit "
@@ -587,8 +626,10 @@ def resolve_weights(names: tuple[str, ...], explicit: str | None) -> CanonicalWe
                            f"for {entry.name}; the converter or the file changed — report it to fidkit")
     pin = _matches_pin(entry, sha)
     if pin is None and not entry.bundled:
+        sized = ", its size is the published one" if entry.size is not None else ""
         warnings.warn(f"{path}: {entry.name} has no published SHA-256 to check against; using it as found "
-                      f"(SHA-256 {sha[:12]}…, canonical digest {digest[:12]}…)", FidkitWarning, stacklevel=2)
+                      f"(SHA-256 {sha[:12]}…, canonical digest {digest[:12]}…{sized})", FidkitWarning,
+                      stacklevel=2)
     return CanonicalWeights(str(canon), digest, entry.name, bool(pin) or entry.bundled, sha)
 
 
@@ -688,6 +729,8 @@ def _cli_verify(args: argparse.Namespace) -> int:
             sha = sha256_file(path)
             matches = [e.name for e in WEIGHTS_FILES.values() if _matches_pin(e, sha)]
             pin = _matches_pin(entry, sha) if entry else None
+            if _size_mismatch(entry, path):
+                pin = False
             status = ("ok" if pin else "mismatch" if pin is False else
                       "unpinned" if entry else "ok" if matches else "unknown")
             pinned = entry is not None and (entry.sha256 or entry.sha256_prefix)

@@ -153,13 +153,35 @@ def test_key_tables_are_consistent_with_the_graphs() -> None:
     for table in ("nvidia-torchscript", "tf-graphdef"):
         entries = _table(table)["keys"]
         for src, info in entries.items():
-            shape = canon[info["canonical"]]
-            if "transpose" in info:
-                shape = tuple(np.empty(info["shape"], np.uint8).transpose(info["transpose"]).shape)
-            assert tuple(shape) == canon[info["canonical"]] and len(info["shape"]) == len(shape), src
+            # the table's own shape, in the file's layout, must become the canonical shape
+            axes = info.get("transpose", list(range(len(info["shape"]))))
+            shape = tuple(np.empty(info["shape"], np.uint8).transpose(axes).shape)
+            assert shape == canon[info["canonical"]], src
         bn_weights = {k for k in canon if k.endswith(".bn.weight")}
         covered = {i["canonical"] for i in entries.values()}
         assert covered | bn_weights == set(canon)
+
+
+def test_key_tables_match_the_converters_and_the_documented_sources() -> None:
+    """The converters expect exactly the tables' names, and the tables say where the names come from."""
+    from fidkit.backends.torch.convert import nvidia_names
+
+    nvidia = _table("nvidia-torchscript")
+    assert nvidia_names() == {k: v["canonical"] for k, v in nvidia["keys"].items()}
+    # 94 conv blocks of (weight, beta, mean, var) and the 2048->1008 output layer, as in the sources' port
+    assert len(nvidia["keys"]) == 94 * 4 + 2
+    assert all(k.startswith(("layers.", "output.")) for k in nvidia["keys"])
+    assert {k for k in nvidia["keys"] if k.startswith("layers.mixed_9.")} == {
+        f"layers.mixed_9.{m}.{p}" for p in ("weight", "beta", "mean", "var") for m in
+        ("conv", "tower_conv", "tower_mixed_conv", "tower_mixed_conv_1", "tower_1_conv", "tower_1_conv_1",
+         "tower_1_mixed_conv", "tower_1_mixed_conv_1", "tower_2_conv")}
+    tf = _table("tf-graphdef")
+    expected = {f"{scope}/{p}" for scope in W.TF2015_SCOPES for p in
+                ("conv2d_params", "batchnorm/beta", "batchnorm/gamma", "batchnorm/moving_mean",
+                 "batchnorm/moving_variance")} | {"softmax/weights", "softmax/biases"}
+    assert set(tf["keys"]) == expected and len(W.TF2015_SCOPES) == 94
+    for table in (nvidia, tf):
+        assert table["dtype"] == "float32" and table["evidence"], table["files"]
 
 
 @pytest.mark.peers
@@ -196,7 +218,9 @@ def test_full_size_pytorch_fid_file_loads_in_peers_and_converts_exactly(tmp_path
     _equal(ours, peer_state)
     _equal(ours, fidelity_state)
     # found in torch hub under its registered name, but not the published file: refused, and left alone
-    with pytest.raises(WeightsError, match="expected 6726825d"):
+    # (by its size or, were the sizes equal, its SHA-256)
+    expected = W.WEIGHTS_FILES[PFID]
+    with pytest.raises(WeightsError, match=f"expected ({expected.size}|{expected.sha256})"):
         W.resolve_weights((PFID,), None)
     assert path.is_file()
     with pytest.warns(FidkitWarning, match="unofficial"):

@@ -237,6 +237,35 @@ def test_registry_entries_are_complete() -> None:
             assert name in W.WEIGHTS_FILES, f"extractor {ext!r} names unregistered weights {name!r}"
 
 
+def test_registered_digests_and_sizes_are_well_formed() -> None:
+    """Full digests are 64 lowercase hex digits extending the torch hub prefix; every downloadable file has
+    a published size, and the files with no published digest say so in their note."""
+    for name, e in W.WEIGHTS_FILES.items():
+        if e.sha256 is not None:
+            assert len(e.sha256) == 64 and set(e.sha256) <= set("0123456789abcdef"), name
+            assert e.sha256.startswith(e.sha256_prefix or ""), name
+        assert e.size is None or (isinstance(e.size, int) and e.size > 0), name
+        if e.url is not None:
+            assert e.size is not None, f"{name}: its published size is known (tests/weights_keys/README.md)"
+        if e.url is not None and e.sha256 is None:
+            assert "no digest" in e.note.lower(), name
+    pfid = W.WEIGHTS_FILES["pt_inception-2015-12-05-6726825d.pth"]
+    tfid = W.WEIGHTS_FILES["weights-inception-2015-12-05-6726825d.pth"]
+    assert (pfid.sha256, pfid.size) == (tfid.sha256, tfid.size)  # torch-fidelity re-hosts pytorch-fid's file
+
+
+def test_registered_digests_match_the_readme() -> None:
+    """The sources table in tests/weights_keys/README.md and the registry give the same values."""
+    readme = (Path(__file__).parent / "weights_keys" / "README.md").read_text()
+    for name, e in W.WEIGHTS_FILES.items():
+        if e.bundled:
+            continue
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
+        if e.sha256 is not None and "same as above" not in row:
+            assert e.sha256 in row, name
+        assert f"{e.size:,}" in row, name
+
+
 @pytest.mark.peers
 def test_peer_urls_match_the_registry() -> None:
     """The URLs and file names are the ones the peer libraries themselves download."""
@@ -338,6 +367,53 @@ def test_download_digest_mismatch_keeps_nothing(tmp_path: Path, monkeypatch: pyt
         W.resolve_weights(("w.npz",), None)
     assert hashlib.sha256(data).hexdigest() in str(exc.value)
     assert _leftovers(W.cache_dir(), "w.npz") == []
+
+
+def test_download_of_another_size_keeps_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               server: _Server) -> None:
+    from dataclasses import replace
+
+    data = _npz_bytes(tmp_path, _arrays())
+    server.files["/w.npz"] = data
+    _register(monkeypatch, replace(_entry("w.npz", server.url("/w.npz"), data), size=len(data) + 7))
+    with pytest.raises(WeightsError, match=rf"is {len(data)} bytes, expected {len(data) + 7}.*truncated"):
+        W.resolve_weights(("w.npz",), None)
+    assert _leftovers(W.cache_dir(), "w.npz") == []
+
+
+def test_a_local_file_of_another_size_is_refused_before_hashing(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    data = _npz_bytes(tmp_path, _arrays())
+    _register(monkeypatch, replace(_entry("w.npz", None, data), size=len(data)))
+    W.cache_dir().mkdir(parents=True)
+    cut = W.cache_dir() / "w.npz"
+    cut.write_bytes(data[:-1])
+
+    def no_hashing(path: object) -> str:
+        raise AssertionError("the size check comes first")
+
+    monkeypatch.setattr(W, "sha256_file", no_hashing)
+    with pytest.raises(WeightsError, match=r"truncated.*delete it"):
+        W.resolve_weights(("w.npz",), None)
+    assert cut.read_bytes() == data[:-1]  # reported, not touched
+
+
+def test_a_size_only_entry_checks_the_size_and_warns_of_no_digest(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Like TensorFlow's .tgz: a published size but no published digest."""
+    data = _npz_bytes(tmp_path, _arrays())
+    entry = W.WeightsFile("s.npz", None, None, None, "canonical-npz", None, None, size=len(data))
+    _register(monkeypatch, entry)
+    W.cache_dir().mkdir(parents=True)
+    (W.cache_dir() / "s.npz").write_bytes(data)
+    with pytest.warns(FidkitWarning, match="no published SHA-256.*size is the published one"):
+        cw = W.resolve_weights(("s.npz",), None)
+    assert not cw.official
+    (W.cache_dir() / "s.npz").write_bytes(data + b"\0")
+    with pytest.raises(WeightsError, match="longer than published"):
+        W.resolve_weights(("s.npz",), None)
 
 
 def test_interrupted_transfer_leaves_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -575,6 +651,13 @@ def test_cli_where_verify_convert_json(tmp_path: Path, monkeypatch: pytest.Monke
     row = json.loads(capsys.readouterr().out)[0]
     assert rc == 0 and row["status"] == "ok" and row["sha256"] == hashlib.sha256(data).hexdigest()
     (W.cache_dir() / "w.npz").write_bytes(_npz_bytes(tmp_path, _arrays(5), "other.npz"))
+    rc = _cli("weights", "verify", str(W.cache_dir() / "w.npz"), "--json")
+    assert rc == 1 and json.loads(capsys.readouterr().out)[0]["status"] == "mismatch"
+    _register(monkeypatch, W.WeightsFile("w.npz", None, None, None, "canonical-npz", None, None, size=len(data)))
+    (W.cache_dir() / "w.npz").write_bytes(data)  # no digest registered: the size alone decides
+    rc = _cli("weights", "verify", str(W.cache_dir() / "w.npz"), "--json")
+    assert rc == 0 and json.loads(capsys.readouterr().out)[0]["status"] == "unpinned"
+    (W.cache_dir() / "w.npz").write_bytes(data[:-3])
     rc = _cli("weights", "verify", str(W.cache_dir() / "w.npz"), "--json")
     assert rc == 1 and json.loads(capsys.readouterr().out)[0]["status"] == "mismatch"
 
