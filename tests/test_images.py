@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +161,128 @@ def test_sixteen_bit_grayscale_is_scaled_exactly(tmp_path: Path) -> None:
     quantized = open_source(tmp_path / "one")
     (batch, _), = quantized.iter_batches(1, "clean", (299, 299))
     np.testing.assert_array_equal(batch[0, ..., 0], np.rint(expected))
+
+
+#: Adam7 passes as (first column, first row, column step, row step).
+ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2))
+#: Channels of 16-bit samples -> PNG colour type (gray, gray + alpha, RGB, RGBA).
+COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _filtered_png(samples: np.ndarray, interlace: bool) -> bytes:
+    """Returns a PNG of uint16 (h, w, channels) samples whose scanlines take filter types 0-4 in turn,
+    split over three IDAT chunks (pypng's writer only writes filter type 0)."""
+    h, w, c = samples.shape
+    bpp = 2 * c
+    raw = bytearray()
+    k = 0
+    for x0, y0, dx, dy in ADAM7 if interlace else ((0, 0, 1, 1),):
+        sub = samples[y0::dy, x0::dx]
+        if sub.size == 0:
+            continue
+        rows = sub.astype(">u2").view(np.uint8).reshape(sub.shape[0], -1).astype(np.int64)
+        prev = np.zeros_like(rows[0])
+        for row in rows:
+            a = np.concatenate([np.zeros(bpp, np.int64), row[:-bpp]])
+            c_ = np.concatenate([np.zeros(bpp, np.int64), prev[:-bpp]])
+            pa, pb, pc = np.abs(prev - c_), np.abs(a - c_), np.abs(a + prev - 2 * c_)
+            paeth = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, prev, c_))
+            ftype = k % 5
+            pred = (0, a, prev, (a + prev) // 2, paeth)[ftype]
+            raw += bytes([ftype]) + ((row - pred) % 256).astype(np.uint8).tobytes()
+            prev, k = row, k + 1
+    z = zlib.compress(bytes(raw))
+    cut = [0, len(z) // 3, 2 * len(z) // 3, len(z)]
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, COLOUR_TYPES[c], 0, 0, int(interlace))
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr)
+            + b"".join(_png_chunk(b"IDAT", z[i:j]) for i, j in zip(cut, cut[1:], strict=False))
+            + _png_chunk(b"IEND", b""))
+
+
+def _pypng(samples: np.ndarray, interlace: bool) -> bytes:
+    """Returns ``samples`` (uint8 or uint16, (h, w, channels)) as a PNG written by pypng."""
+    import png
+
+    h, w, c = samples.shape
+    buf = io.BytesIO()
+    png.Writer(w, h, greyscale=c < 3, alpha=c in (2, 4), bitdepth=8 * samples.itemsize,
+               interlace=interlace).write(buf, samples.reshape(h, -1).tolist())
+    return buf.getvalue()
+
+
+def _deep_samples(h: int, w: int, c: int, seed: int) -> np.ndarray:
+    """Returns uint16 (h, w, c): noise, gradients, both extremes and low bytes unlike the high ones."""
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 65536, (h, w, c), dtype=np.uint16)
+    x[::3] = (np.arange(w, dtype=np.uint32)[None, :, None] * 65535 // max(w - 1, 1)).astype(np.uint16)
+    x[1::4, ::2] = 65535
+    x[2::5, 1::3] = 0
+    x[..., 0] ^= 0x00FF * (np.arange(w) % 2).astype(np.uint16)
+    return x
+
+
+def _read_png_everywhere(tmp_path: Path, data: bytes) -> list[np.ndarray]:
+    """Returns the image as fidkit reads it from a folder (a path for Pillow) and a zip (bytes)."""
+    root = tmp_path / "png"
+    root.mkdir(exist_ok=True)
+    (root / "x.png").write_bytes(data)
+    with zipfile.ZipFile(tmp_path / "png.zip", "w") as z:
+        z.writestr("x.png", data)
+    out = []
+    for src in (root, tmp_path / "png.zip"):
+        (batch, _), = open_source(src).iter_batches(1, "legacy-pytorch", (299, 299))
+        out.append(batch[0])
+    return out
+
+
+def _scaled(samples: np.ndarray) -> np.ndarray:
+    colour = samples[..., :3] if samples.shape[-1] >= 3 else np.repeat(samples[..., :1], 3, -1)
+    return (colour.astype(np.float64) * 255 / 65535).astype(np.float32)
+
+
+@pytest.mark.parametrize("interlace", [False, True], ids=["progressive", "adam7"])
+@pytest.mark.parametrize("channels", [3, 4, 2, 1], ids=["rgb48", "rgba64", "gray-alpha32", "gray16"])
+def test_sixteen_bit_pngs_written_by_pypng_are_read_exactly(tmp_path: Path, channels: int,
+                                                            interlace: bool) -> None:
+    for h, w in ((1, 1), (3, 2), (11, 17)):
+        samples = _deep_samples(h, w, channels, h * w + channels)
+        for got in _read_png_everywhere(tmp_path, _pypng(samples, interlace)):
+            assert got.dtype == np.float32
+            np.testing.assert_array_equal(got, _scaled(samples))
+
+
+@pytest.mark.parametrize("interlace", [False, True], ids=["progressive", "adam7"])
+@pytest.mark.parametrize("channels", [3, 4, 2], ids=["rgb48", "rgba64", "gray-alpha32"])
+def test_sixteen_bit_pngs_with_every_filter_type_are_read_exactly(tmp_path: Path, channels: int,
+                                                                  interlace: bool) -> None:
+    import png
+
+    for h, w in ((2, 3), (9, 7), (23, 19)):
+        samples = _deep_samples(h, w, channels, 7 * h + w)
+        data = _filtered_png(samples, interlace)
+        width, height, rows, _ = png.Reader(bytes=data).asDirect()  # the writer, checked by pypng
+        np.testing.assert_array_equal(np.array(list(rows)).reshape(height, width, channels), samples)
+        for got in _read_png_everywhere(tmp_path, data):
+            np.testing.assert_array_equal(got, _scaled(samples))
+
+
+def test_eight_bit_rgb_png_by_pypng_reads_as_uint8_levels(tmp_path: Path) -> None:
+    samples = RNG.integers(0, 256, (5, 9, 3), dtype=np.uint8)
+    for interlace in (False, True):
+        for got in _read_png_everywhere(tmp_path, _pypng(samples, interlace)):
+            np.testing.assert_array_equal(got, samples.astype(np.float32))
+
+
+def test_sixteen_bit_png_that_pillow_lays_out_unexpectedly_is_refused(tmp_path: Path, monkeypatch) -> None:
+    import fidkit.images
+
+    monkeypatch.setattr(fidkit.images, "_PNG16_RAWMODES", {})
+    with pytest.raises(InputError, match="x.png: a PNG with 16 bits per channel.*convert the file"):
+        _read_png_everywhere(tmp_path, _pypng(_deep_samples(4, 4, 3, 0), False))
 
 
 def test_cmyk_follows_the_stated_conversion(tmp_path: Path) -> None:
