@@ -324,11 +324,11 @@ class GeneratorSource(ImageSource):
 #: mode that unpacks the bytes Pillow leaves out. Pillow unfilters and de-interlaces the scanlines in C,
 #: then keeps each big-endian sample's high byte (``RGB;16B`` -> mode RGB). The same decoder with the
 #: little-endian unpacker keeps the low bytes instead, so a second decode (RGB, RGBA) or a byte-for-byte
-#: one (gray + alpha as four 8-bit "channels") recovers every sample exactly at C speed (512 x 512
-#: RGB: 8 ms with the float conversion, against 1.6 ms for Pillow's 8-bit read). A PNG decoder in numpy would need a Python loop along every scanline for
-#: the Average and Paeth filters, orders of magnitude slower. This relies on Pillow's tile layout
-#: (the same in Pillow 10.0 to 13.0), so `_png16` checks it first and refuses a layout it does not know
-#: with a clear error rather than read 8 bits.
+#: one (gray + alpha as four 8-bit "channels") recovers every sample exactly at C speed (512 x 512 RGB:
+#: 8 ms with the float conversion, against 1.6 ms for Pillow's 8-bit read). A PNG decoder in numpy
+#: would need a Python loop along every scanline for the Average and Paeth filters, orders of magnitude
+#: slower. This relies on Pillow's tile layout (the same in Pillow 10.0 to 13.0), so `_png16` checks it
+#: first and refuses a layout it does not know with a clear error rather than read 8 bits.
 _PNG16_RAWMODES = MappingProxyType({
     ("RGB", "RGB;16B"): "RGB;16L",
     ("RGBA", "RGBA;16B"): "RGBA;16L",
