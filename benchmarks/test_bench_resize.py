@@ -91,3 +91,11 @@ def test_bench_pil_loop(benchmark, side: int) -> None:
     benchmark.group = f"{side}->299"
     _run(benchmark, lambda: [np.asarray(Image.fromarray(img).resize(OUT, Image.BILINEAR)) for img in x],
          len(x), "PIL bilinear uint8 (per image)")
+
+
+@pytest.mark.parametrize("side", list(INPUTS))
+def test_bench_output_write_floor(benchmark, side: int) -> None:
+    """The floor under any batched float32 resize to 299 x 299: allocating and writing the output once."""
+    n = INPUTS[side]
+    benchmark.group = f"{side}->299"
+    _run(benchmark, lambda: np.full((n, 3, *OUT), 1.0, dtype=np.float32), n, "write the float32 output once")

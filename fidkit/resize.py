@@ -363,6 +363,19 @@ def _cached_blocks(kernel: tuple[str, str, bool], in_size: int, out_size: int, f
     return tuple(out)
 
 
+def band_table(policy: ResizePolicy, in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the bands of `resize_blocks` padded to one width ``k``, for a gather and a batched product:
+    ``index`` (nb, k) and ``weight`` (nb, k, BLOCK); band ``b``'s outputs are ``weight[b].T @ x[index[b]]``,
+    and the first ``out_size`` of the nb * BLOCK results are the pass's output (float64 weights)."""
+    blocks = resize_blocks(policy, in_size, out_size)
+    k = max(i1 - i0 for _o0, _o1, i0, i1, _m in blocks)
+    starts = np.array([min(i0, in_size - k) for _o0, _o1, i0, _i1, _m in blocks])
+    weight = np.zeros((len(blocks), k, BLOCK))
+    for b, (o0, o1, i0, i1, m) in enumerate(blocks):
+        weight[b, i0 - starts[b]:i1 - starts[b], :o1 - o0] = m.T
+    return starts[:, None] + np.arange(k)[None, :], weight
+
+
 @lru_cache(maxsize=256)
 def _cached_matrix(kernel: tuple[str, str, bool], in_size: int, out_size: int, fixed: bool) -> np.ndarray:
     idx, w = (_cached_fixed_taps if fixed else _cached_taps)(kernel, in_size, out_size)

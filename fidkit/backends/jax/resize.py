@@ -1,8 +1,9 @@
 """The JAX fast path of every resize policy: batched NHWC float32 arrays, jit-compiled, on their device.
 
-The per-axis weights of the numpy reference (`fidkit.resize`) are applied as matrix products at
-``Precision.HIGHEST`` (no reduced-precision matmul on accelerators), or as Pillow's fixed-point gathers in
-int32 where the policy quantizes its output, so the result equals the reference for every policy.
+The per-axis weights of the numpy reference (`fidkit.resize`) are applied band by band (`band_table`:
+a gather of the inputs each run of outputs reads, then one batched product at ``Precision.HIGHEST``, no
+reduced-precision matmul on accelerators), or as Pillow's fixed-point gathers in int32 where the policy
+quantizes its output, so the result equals the reference for every policy.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from typing import Any
 from ...errors import InputError
 from ...registry import import_runtime
 from ...resize import PIL_PRECISION_BITS as _BITS
-from ...resize import ResizePolicy, check_size, get_policy, resize_matrix, resize_plan, taps
+from ...resize import ResizePolicy, band_table, check_size, get_policy, resize_plan, taps
 
-_EQUATIONS = {"w": "nhwc,ow->nhoc", "h": "nhwc,oh->nowc"}
+#: gathered bands (axis 2 -> b, k for "w"; axis 1 for "h") times weight (b, k, o): outputs in band order
+_EQUATIONS = {"w": "nhbkc,bko->nhboc", "h": "nbkwc,bko->nbowc"}
 _AXES = {"h": 1, "w": 2}
 #: Each pass's weights sum to 1, so resampling x - c and adding c back is the same resize; centring the
 #: 0..255 values on 0 halves their magnitude and with it float32 rounding.
@@ -46,12 +48,16 @@ def _compiled(policy: ResizePolicy, in_hw: tuple[int, int], out_hw: tuple[int, i
                 y = jnp.clip(jnp.right_shift(acc, _BITS), 0, 255)
             return y.astype(jnp.float32)
     else:
-        mats = [(_EQUATIONS[a], resize_matrix(policy, i, o).astype("float32")) for a, i, o in plan]
+        bands = [(_AXES[a], o, *band_table(policy, i, o)) for a, i, o in plan]
 
         def run(x: Any) -> Any:
-            y = x.astype(jnp.float32) - _CENTRE
-            for eq, m in mats:
-                y = jnp.einsum(eq, y, m, precision=jax.lax.Precision.HIGHEST)
+            y = x.astype(jnp.float32) - _CENTRE  # fused into the first gather by XLA
+            for axis, n_out, idx, w in bands:
+                g = jnp.take(y, idx, axis=axis)
+                y = jnp.einsum(_EQUATIONS["w" if axis == 2 else "h"], g, w.astype("float32"),
+                               precision=jax.lax.Precision.HIGHEST)
+                shape = list(g.shape[:axis]) + [-1] + list(g.shape[axis + 2:])
+                y = jax.lax.slice_in_dim(y.reshape(shape), 0, n_out, axis=axis)
             y = y + _CENTRE
             if policy.quantize_output:
                 y = jnp.round(y)

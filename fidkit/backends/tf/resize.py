@@ -1,7 +1,8 @@
 """The TensorFlow fast path of every resize policy: batched NHWC float32 tensors, on their own device.
 
-The per-axis weights of the numpy reference (`fidkit.resize`) are applied as float32 matrix products, or
-as gathers where a matrix product could lose precision (TensorFloat-32 on a GPU); Pillow's fixed-point
+The per-axis weights of the numpy reference (`fidkit.resize`) are applied band by band (`band_table`: a
+gather of the inputs each run of outputs reads, then one batched float32 product), or tap by tap as
+gathers where a matrix product could lose precision (TensorFloat-32 on a GPU); Pillow's fixed-point
 uint8 path runs as float64 matrix products (exact integers). The result equals the reference for every
 policy, TF1's own included.
 """
@@ -13,9 +14,19 @@ from typing import Any
 from ...errors import InputError
 from ...registry import import_runtime
 from ...resize import PIL_PRECISION_BITS as _BITS
-from ...resize import ResizePolicy, check_size, get_policy, resize_matrix, resize_plan, taps
+from ...resize import (
+    ResizePolicy,
+    band_table,
+    check_size,
+    get_policy,
+    resize_matrix,
+    resize_plan,
+    taps,
+)
 
 _EQUATIONS = {"w": "nhwc,ow->nhoc", "h": "nhwc,oh->nowc"}
+#: gathered bands (axis 2 -> b, k for "w"; axis 1 for "h") times weight (b, k, o): outputs in band order
+_BAND_EQUATIONS = {"w": "nhbkc,bko->nhboc", "h": "nbkwc,bko->nbowc"}
 _AXES = {"h": 1, "w": 2}
 #: Each pass's weights sum to 1, so resampling x - c and adding c back is the same resize; centring the
 #: 0..255 values on 0 halves their magnitude and with it float32 rounding.
@@ -36,6 +47,17 @@ def _gather_pass(x: Any, idx_np: Any, w_np: Any, axis: int, dtype: Any) -> Any:
         term = tf.gather(x, tf.constant(idx_np[:, j]), axis=axis) * w
         acc = term if acc is None else acc + term
     return acc
+
+
+def _band_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, axis: str) -> Any:
+    """One pass as a gather of each band's inputs and one batched product (`fidkit.resize.band_table`)."""
+    tf = _tf()
+    idx, w = band_table(policy, n_in, n_out)
+    g = tf.gather(x, tf.constant(idx), axis=_AXES[axis])
+    y = tf.einsum(_BAND_EQUATIONS[axis], g, tf.constant(w, dtype=tf.float32))
+    shape = tf.concat([tf.shape(x)[:_AXES[axis]], [-1], tf.shape(x)[_AXES[axis] + 1:]], axis=0)
+    y = tf.reshape(y, shape)
+    return y[:, :n_out] if axis == "h" else y[:, :, :n_out]
 
 
 def _matmul_is_exact(x: Any) -> bool:
@@ -72,8 +94,7 @@ def resize_batch(x: Any, policy: ResizePolicy | str, size: tuple[int, int]) -> A
     exact_matmul = _matmul_is_exact(x)
     for axis, n_in, n_out in plan:
         if exact_matmul:
-            m = tf.constant(resize_matrix(policy, n_in, n_out), dtype=tf.float32)
-            y = tf.einsum(_EQUATIONS[axis], y, m)
+            y = _band_pass(y, policy, n_in, n_out, axis)
         else:
             y = _gather_pass(y, *taps(policy, n_in, n_out), _AXES[axis], tf.float32)
     y = y + _CENTRE
