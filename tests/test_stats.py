@@ -221,3 +221,13 @@ def test_fid_checks_provenance_then_matches_scipy() -> None:
         assert fid(a, b) == pytest.approx(expected, rel=1e-9)
     with pytest.raises(ProvenanceMismatchError):
         fid(a, Stats(b.n, b.mean, b.cov, dataclasses.replace(PROV, extractor="inception-tf2015")))
+
+
+@pytest.mark.parametrize("d", [1, 5, 256, 300, 513])
+def test_mirror_upper_equals_the_triangle_and_its_transpose(d: int) -> None:
+    from fidkit.stats import _mirror_upper
+
+    m = np.random.default_rng(d).normal(size=(d, d))
+    expected = np.triu(m) + np.triu(m, 1).T
+    got = _mirror_upper(m, block=128)
+    assert np.array_equal(got, expected) and np.array_equal(got, got.T)
