@@ -66,7 +66,7 @@ def _fidkit(runtime: str, weights: Path, policy: str) -> Extractor:
 def _run(benchmark, fn: Callable[[], object], group: str, label: str) -> None:
     fn()  # build, trace, compile: not part of the steady state
     benchmark.group = group
-    benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=0)
+    benchmark.pedantic(fn, rounds=5, iterations=1, warmup_rounds=0)
     benchmark.extra_info["impl"] = label
     if benchmark.stats is not None:  # None under --benchmark-disable
         n = BATCH if group == "network" else len(IMAGES_64)
