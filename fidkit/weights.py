@@ -376,14 +376,10 @@ def download(entry: WeightsFile, *, progress: bool = True, timeout: float = 60.0
             return final
         with atomic_path(final) as tmp:
             _fetch(entry.url, tmp, entry.name, progress=progress, timeout=timeout)
-            bad_size = _size_mismatch(entry, tmp)
-            if bad_size:
-                raise _DigestMismatch(f"{entry.name}: downloaded from {entry.url} {bad_size}; nothing was kept "
+            problem, _sha = _check(entry, tmp)
+            if problem:
+                raise _DigestMismatch(f"{entry.name}: downloaded from {entry.url}, {problem}; nothing was kept "
                                       f"— retry, or report a changed file")
-            sha = sha256_file(tmp)
-            if _matches_pin(entry, sha) is False:
-                raise _DigestMismatch(f"{entry.name}: downloaded from {entry.url} with SHA-256 {sha}, expected "
-                                   f"{_expected(entry)}; nothing was kept — retry, or report a changed file")
     return final
 
 
@@ -442,16 +438,23 @@ def _reason(exc: BaseException) -> str:
 
 def _verify_or_raise(entry: WeightsFile, path: Path) -> str:
     """Returns the file's SHA-256 after checking it against ``entry``'s size and pin; deletes nothing."""
+    problem, sha = _check(entry, path)
+    if problem or sha is None:
+        raise _DigestMismatch(f"{path}: {problem}; fidkit did not touch it — delete it to download a fresh "
+                              f"copy, or pass it explicitly (weights=/--weights) to use it as unofficial weights")
+    return sha
+
+
+def _check(entry: WeightsFile, path: Path) -> tuple[str | None, str | None]:
+    """Returns (what is wrong with ``path`` as ``entry``: its size, else its SHA-256; None if nothing,
+    the SHA-256 if it was computed): the size first, which needs no read of the file."""
     bad_size = _size_mismatch(entry, path)
     if bad_size:
-        raise _DigestMismatch(f"{path}: {bad_size}; fidkit did not touch it — delete it to download a fresh "
-                              f"copy, or pass it explicitly (weights=/--weights) to use it as unofficial weights")
+        return bad_size, None
     sha = sha256_file(path)
     if _matches_pin(entry, sha) is False:
-        raise _DigestMismatch(f"{path}: SHA-256 is {sha}, expected {_expected(entry)} for {entry.name}; fidkit "
-                           f"did not touch it — delete it to download a fresh copy, or pass it explicitly "
-                           f"(weights=/--weights) to use it as unofficial weights")
-    return sha
+        return f"has SHA-256 {sha}, expected {_expected(entry)} for {entry.name}", sha
+    return None, sha
 
 
 # ----------------------------------------------------------------------------------------- formats
