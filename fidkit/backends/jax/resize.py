@@ -48,14 +48,13 @@ def _compiled(policy: ResizePolicy, in_hw: tuple[int, int], out_hw: tuple[int, i
                 y = jnp.clip(jnp.right_shift(acc, _BITS), 0, 255)
             return y.astype(jnp.float32)
     else:
-        bands = [(_AXES[a], o, *band_table(policy, i, o)) for a, i, o in plan]
+        bands = [(_EQUATIONS[a], _AXES[a], o, *band_table(policy, i, o)) for a, i, o in plan]
 
         def run(x: Any) -> Any:
             y = x.astype(jnp.float32) - _CENTRE  # fused into the first gather by XLA
-            for axis, n_out, idx, w in bands:
+            for eq, axis, n_out, idx, w in bands:
                 g = jnp.take(y, idx, axis=axis)
-                y = jnp.einsum(_EQUATIONS["w" if axis == 2 else "h"], g, w.astype("float32"),
-                               precision=jax.lax.Precision.HIGHEST)
+                y = jnp.einsum(eq, g, w.astype("float32"), precision=jax.lax.Precision.HIGHEST)
                 shape = list(g.shape[:axis]) + [-1] + list(g.shape[axis + 2:])
                 y = jax.lax.slice_in_dim(y.reshape(shape), 0, n_out, axis=axis)
             y = y + _CENTRE
