@@ -140,11 +140,11 @@ WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType({f.name: f for f in 
            "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/"
            "inception-2015-12-05.pt",
            "torchscript",
-           sha256="f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4", size=95_607_719,
+           sha256="f58cb9b6ec323ed63459aa4fb441fe750cfe39fafad6da5cb504a16f19e958f4",
            note="NVIDIA's TorchScript (stylegan2-ada-pytorch metrics, clean-fid downloads_helper.py). SHA-256 "
                 "pinned as the download check in crowsonkb/k-diffusion k_diffusion/evaluation.py and recorded "
-                "by several other projects; the exact size is recorded by one project only (it agrees with "
-                "the 91.18 MiB others report)"),
+                "by several other projects. Its exact size (95,607,719 bytes) has one source only, so it is "
+                "not checked: a wrong size would refuse the real file, and the digest decides anyway"),
     _entry("inception-2015-12-05.tgz",
            "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz",
            "tf-graphdef-tgz", size=88_931_400,

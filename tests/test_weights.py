@@ -239,14 +239,14 @@ def test_registry_entries_are_complete() -> None:
 
 def test_registered_digests_and_sizes_are_well_formed() -> None:
     """Full digests are 64 lowercase hex digits extending the torch hub prefix; every downloadable file has
-    a published size, and the files with no published digest say so in their note."""
+    a digest or a published size to be checked by, and the files with no published digest say so."""
     for name, e in W.WEIGHTS_FILES.items():
         if e.sha256 is not None:
             assert len(e.sha256) == 64 and set(e.sha256) <= set("0123456789abcdef"), name
             assert e.sha256.startswith(e.sha256_prefix or ""), name
         assert e.size is None or (isinstance(e.size, int) and e.size > 0), name
         if e.url is not None:
-            assert e.size is not None, f"{name}: its published size is known (tests/weights_keys/README.md)"
+            assert e.sha256 is not None or e.size is not None, f"{name}: nothing to check a download by"
         if e.url is not None and e.sha256 is None:
             assert "no digest" in e.note.lower(), name
     pfid = W.WEIGHTS_FILES["pt_inception-2015-12-05-6726825d.pth"]
@@ -263,7 +263,8 @@ def test_registered_digests_match_the_readme() -> None:
         row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}` |"))
         if e.sha256 is not None and "same as above" not in row:
             assert e.sha256 in row, name
-        assert f"{e.size:,}" in row, name
+        if e.size is not None:
+            assert f"{e.size:,}" in row, name
 
 
 @pytest.mark.peers
