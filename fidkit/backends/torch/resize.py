@@ -39,7 +39,8 @@ def _torch() -> Any:
 
 
 @lru_cache(maxsize=128)
-def _bands(policy: ResizePolicy, n_in: int, n_out: int, device: str, dtype: str) -> list[tuple[int, int, Any]]:
+def _bands(policy: ResizePolicy, n_in: int, n_out: int, device: str,
+           dtype: str) -> list[tuple[int, int, Any]] | None:
     """Returns (i0, i1, band) per block of outputs, the band on ``device``: float32/float64 weights, or
     for ``dtype="split"`` the pair (hi, lo) of float32 fixed-point halves (None if float32 cannot be exact)."""
     torch = _torch()
