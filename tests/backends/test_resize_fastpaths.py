@@ -101,3 +101,21 @@ def test_torch_split_float32_fixed_point_path_is_exact(monkeypatch) -> None:
         x = _images(h, w)
         out = torch_resize.resize_batch(torch.from_numpy(x).permute(0, 3, 1, 2), "pil-bilinear", (oh, ow))
         np.testing.assert_array_equal(out.permute(0, 2, 3, 1).numpy(), resize(x, "pil-bilinear", (oh, ow)))
+
+
+@pytest.mark.tf
+def test_tf_tap_by_tap_path_equals_the_reference(monkeypatch) -> None:
+    """The GPU route of the tf fast path when TensorFloat-32 is on (gathers, no matrix product), on the CPU."""
+    require_runtime("tf")
+    import tensorflow as tf
+
+    from fidkit.backends.tf import resize as tf_resize
+
+    monkeypatch.setattr(tf_resize, "_matmul_is_exact", lambda x: False)
+    for name in sorted(POLICIES):
+        for h, w, oh, ow in SIZES:
+            x = _images(h, w)
+            out = tf_resize.resize_batch(tf.constant(x), name, (oh, ow)).numpy()
+            ref = resize(x, name, (oh, ow))
+            tol = 0 if POLICIES[name].quantize_output else TOL
+            np.testing.assert_allclose(out, ref, atol=tol, rtol=0, err_msg=f"{name} {h}x{w}->{oh}x{ow}")
