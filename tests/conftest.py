@@ -63,6 +63,23 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
+def runtime_sees_gpu(runtime: str) -> bool:
+    """Whether ``runtime``'s installed build can use the visible GPU (tensorflow-cpu or jax without
+    jax[cuda] cannot)."""
+    if runtime == "torch":
+        return cuda_available()
+    if runtime == "tf":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    import jax
+
+    try:
+        return bool(jax.devices("gpu"))
+    except RuntimeError:
+        return False
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if cuda_available():
         return

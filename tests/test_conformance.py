@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cuda_available, require_runtime, runtimes_under_test
+from conftest import cuda_available, require_runtime, runtime_sees_gpu, runtimes_under_test
 
 from fidkit.archs.inception import inception_tf2015, inception_torchvision
 from fidkit.archs.synthetic import synthetic_images, write_synthetic_weights
@@ -271,27 +271,12 @@ def test_torchvision_extractor_equals_torchvision_inception_v3(outputs, weight_f
 # --------------------------------------------------------------------------------------------- GPU
 
 
-def _runtime_sees_gpu(runtime: str) -> bool:
-    if runtime == "torch":
-        return cuda_available()
-    if runtime == "tf":
-        import tensorflow as tf
-
-        return bool(tf.config.list_physical_devices("GPU"))
-    import jax
-
-    try:
-        return bool(jax.devices("gpu"))
-    except RuntimeError:
-        return False
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize("name", EXTRACTORS)
 @pytest.mark.parametrize("runtime", FRAMEWORKS)
 def test_gpu_matches_cpu(outputs, name: str, runtime: str) -> None:
     assert cuda_available()
-    if not _runtime_sees_gpu(runtime):  # e.g. tensorflow-cpu, or jax without jax[cuda]
+    if not runtime_sees_gpu(runtime):  # e.g. tensorflow-cpu, or jax without jax[cuda]
         pytest.skip(f"CUDA is visible but this {runtime} build has no GPU support")
     cpu = outputs(name, runtime)
     gpu = outputs(name, runtime, device="cuda")

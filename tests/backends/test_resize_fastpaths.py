@@ -6,7 +6,7 @@ import importlib
 
 import numpy as np
 import pytest
-from conftest import require_runtime
+from conftest import require_runtime, runtime_sees_gpu
 
 from fidkit.errors import InputError
 from fidkit.resize import POLICIES, resize
@@ -119,3 +119,39 @@ def test_tf_tap_by_tap_path_equals_the_reference(monkeypatch) -> None:
             ref = resize(x, name, (oh, ow))
             tol = 0 if POLICIES[name].quantize_output else TOL
             np.testing.assert_allclose(out, ref, atol=tol, rtol=0, err_msg=f"{name} {h}x{w}->{oh}x{ow}")
+
+
+def _on_gpu(runtime: str):
+    """Returns f(NHWC numpy, policy, size) -> NHWC numpy through the runtime's resize_batch on its GPU."""
+    mod = importlib.import_module(f"fidkit.backends.{runtime}.resize")
+    if runtime == "torch":
+        import torch
+
+        return lambda x, p, s: mod.resize_batch(torch.from_numpy(x).permute(0, 3, 1, 2).cuda(), p, s
+                                                ).permute(0, 2, 3, 1).cpu().numpy()
+    if runtime == "tf":
+        import tensorflow as tf
+
+        def run(x, p, s):
+            with tf.device("/GPU:0"):
+                return mod.resize_batch(tf.constant(x), p, s).numpy()
+        return run
+    import jax
+
+    return lambda x, p, s: np.asarray(mod.resize_batch(jax.device_put(x, jax.devices("gpu")[0]), p, s))
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("runtime", ["torch", "tf", "jax"])
+def test_gpu_fast_path_equals_reference(runtime: str) -> None:
+    """What the fast paths are for: on the GPU, every policy still equals the numpy reference."""
+    require_runtime(runtime)
+    if not runtime_sees_gpu(runtime):
+        pytest.skip(f"CUDA is visible but this {runtime} build has no GPU support")
+    fast = _on_gpu(runtime)
+    for name in sorted(POLICIES):
+        for h, w, oh, ow in SIZES:
+            x = _images(h, w)
+            tol = 0 if POLICIES[name].quantize_output else TOL
+            np.testing.assert_allclose(fast(x, name, (oh, ow)), resize(x, name, (oh, ow)), atol=tol, rtol=0,
+                                       err_msg=f"{runtime} cuda {name} {h}x{w}->{oh}x{ow}")
