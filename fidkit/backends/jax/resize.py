@@ -1,7 +1,7 @@
 """The JAX fast path of every resize policy: batched NHWC float32 arrays, jit-compiled, on their device.
 
-The per-axis weights of the numpy reference (`fidkit.resize`) are applied band by band (`band_table`:
-a gather of the inputs each run of outputs reads, then one batched product at ``Precision.HIGHEST``, no
+The per-axis weights of the numpy reference (`fidkit.resize`) are applied band by band (runs of outputs
+times the inputs they read: `resize_blocks`, `band_table`) as products at ``Precision.HIGHEST`` (no
 reduced-precision matmul on accelerators), or as Pillow's fixed-point gathers in int32 where the policy
 quantizes its output, so the result equals the reference for every policy.
 """
@@ -11,13 +11,21 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from ...errors import InputError
 from ...registry import import_runtime
 from ...resize import PIL_PRECISION_BITS as _BITS
-from ...resize import ResizePolicy, band_table, check_size, get_policy, resize_plan, taps
+from ...resize import (
+    ResizePolicy,
+    band_table,
+    check_size,
+    get_policy,
+    resize_blocks,
+    resize_plan,
+    taps,
+)
 
-#: gathered bands (axis 2 -> b, k for "w"; axis 1 for "h") times weight (b, k, o): outputs in band order
-_EQUATIONS = {"w": "nhbkc,bko->nhboc", "h": "nbkwc,bko->nbowc"}
 _AXES = {"h": 1, "w": 2}
 #: Each pass's weights sum to 1, so resampling x - c and adding c back is the same resize; centring the
 #: 0..255 values on 0 halves their magnitude and with it float32 rounding.
@@ -26,6 +34,26 @@ _CENTRE = 128.0
 
 def _jax() -> Any:
     return import_runtime("jax", "the jax resize")
+
+
+def _width_pass(y: Any, blocks: Any) -> Any:
+    """The pass along the width of NHWC images: a row's (w, c) values are contiguous, so each band is a
+    column slice of the (N*H, W*C) matrix times kron(band, I_c), a plain 2-D product with no gather or
+    transpose (3x the multiply-adds of the taps themselves, yet 1.1-1.6x faster than a gather here)."""
+    jax = _jax()
+    n, h, _, c = y.shape
+    rows = y.reshape(n * h, -1)
+    parts = [jax.numpy.matmul(rows[:, i0 * c:i1 * c], np.kron(m, np.eye(c)).T.astype(np.float32),
+                              precision=jax.lax.Precision.HIGHEST) for _o0, _o1, i0, i1, m in blocks]
+    return jax.numpy.concatenate(parts, axis=1).reshape(n, h, -1, c)
+
+
+def _height_pass(y: Any, idx: Any, w: Any, n_out: int) -> Any:
+    """The pass along the height: a gather of each band's rows and one batched product (`band_table`)."""
+    jax = _jax()
+    g = jax.numpy.take(y, idx, axis=1)  # (N, bands, k, W, C)
+    out = jax.numpy.einsum("nbkwc,bko->nbowc", g, w.astype(np.float32), precision=jax.lax.Precision.HIGHEST)
+    return out.reshape(y.shape[0], -1, *y.shape[2:])[:, :n_out]
 
 
 @lru_cache(maxsize=64)
@@ -48,15 +76,12 @@ def _compiled(policy: ResizePolicy, in_hw: tuple[int, int], out_hw: tuple[int, i
                 y = jnp.clip(jnp.right_shift(acc, _BITS), 0, 255)
             return y.astype(jnp.float32)
     else:
-        bands = [(_EQUATIONS[a], _AXES[a], o, *band_table(policy, i, o)) for a, i, o in plan]
+        passes = [(a, o, resize_blocks(policy, i, o) if a == "w" else band_table(policy, i, o)) for a, i, o in plan]
 
         def run(x: Any) -> Any:
-            y = x.astype(jnp.float32) - _CENTRE  # fused into the first gather by XLA
-            for eq, axis, n_out, idx, w in bands:
-                g = jnp.take(y, idx, axis=axis)
-                y = jnp.einsum(eq, g, w.astype("float32"), precision=jax.lax.Precision.HIGHEST)
-                shape = list(g.shape[:axis]) + [-1] + list(g.shape[axis + 2:])
-                y = jax.lax.slice_in_dim(y.reshape(shape), 0, n_out, axis=axis)
+            y = x.astype(jnp.float32) - _CENTRE
+            for axis, n_out, table in passes:
+                y = _width_pass(y, table) if axis == "w" else _height_pass(y, *table, n_out)
             y = y + _CENTRE
             if policy.quantize_output:
                 y = jnp.round(y)
