@@ -1,7 +1,7 @@
 """The TensorFlow fast path of every resize policy: batched NHWC float32 tensors, on their own device.
 
 The per-axis weights of the numpy reference (`fidkit.resize`) are applied band by band (`resize_blocks`:
-each run of outputs times the slice of inputs it reads) as float32 products, or tap by tap as gathers
+each run of outputs times the slice of inputs it reads) as float32 2-D products, or tap by tap as gathers
 where a matrix product could lose precision (TensorFloat-32 on a GPU); Pillow's fixed-point uint8 path
 runs as float64 products (exact integers). Each (policy, sizes) compiles to one ``tf.function`` (2x
 faster than eager here). The result equals the reference for every policy, TF1's own included.
@@ -12,12 +12,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from ...errors import InputError
 from ...registry import import_runtime
 from ...resize import PIL_PRECISION_BITS as _BITS
 from ...resize import ResizePolicy, check_size, get_policy, resize_blocks, resize_plan, taps
 
-_EQUATIONS = {"w": "nhwc,ow->nhoc", "h": "nhwc,oh->nowc"}
 _AXES = {"h": 1, "w": 2}
 #: Each pass's weights sum to 1, so resampling x - c and adding c back is the same resize; centring the
 #: 0..255 values on 0 halves their magnitude and with it float32 rounding.
@@ -42,18 +43,27 @@ def _gather_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, axis: str)
 
 
 def _band_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, axis: str) -> Any:
-    """One pass band by band: each band's weights times the slice of inputs it reads, side by side."""
+    """One pass band by band, as plain 2-D products on the NHWC layout (no transposes; 2x faster than
+    einsum here): along the height each band times the (k, W*C) slab of rows it reads; along the width,
+    where a row's (w, c) values are contiguous, each band's column slice of the (N*H, W*C) matrix times
+    kron(band, I_c)."""
     tf = _tf()
-    parts = []
-    for _o0, _o1, i0, i1, m in resize_blocks(policy, n_in, n_out):
-        part = x[:, :, i0:i1] if axis == "w" else x[:, i0:i1]
-        parts.append(tf.einsum(_EQUATIONS[axis], part, tf.constant(m, x.dtype)))
-    return tf.concat(parts, axis=_AXES[axis])
+    n, h, w, c = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
+    blocks = resize_blocks(policy, n_in, n_out)
+    if axis == "h":
+        rows = tf.reshape(x, [n, h, w * c])
+        parts = [tf.matmul(tf.constant(m, x.dtype), rows[:, i0:i1]) for _o0, _o1, i0, i1, m in blocks]
+        return tf.reshape(tf.concat(parts, axis=1), [n, n_out, w, c])
+    rows = tf.reshape(x, [-1, w * c])
+    parts = [tf.matmul(rows[:, i0 * c:i1 * c], tf.constant(np.kron(m, np.eye(c)).T, x.dtype))
+             for _o0, _o1, i0, i1, m in blocks]
+    return tf.reshape(tf.concat(parts, axis=1), [n, h, n_out, c])
 
 
 @lru_cache(maxsize=64)
-def _compiled(policy: ResizePolicy, in_hw: tuple[int, int], out_hw: tuple[int, int], exact_matmul: bool) -> Any:
-    """Returns the tf.function that resizes a batch (any N, any channels) of ``in_hw`` images."""
+def _compiled(policy: ResizePolicy, in_hw: tuple[int, int], out_hw: tuple[int, int], channels: int,
+              exact_matmul: bool) -> Any:
+    """Returns the tf.function that resizes a batch (any N) of ``in_hw`` images with ``channels``."""
     tf = _tf()
     plan = resize_plan(policy, in_hw, out_hw)
 
@@ -75,7 +85,7 @@ def _compiled(policy: ResizePolicy, in_hw: tuple[int, int], out_hw: tuple[int, i
             y = tf.clip_by_value(y, 0.0, 255.0)
         return y
 
-    return tf.function(run, input_signature=[tf.TensorSpec([None, *in_hw, None], tf.float32)])
+    return tf.function(run, input_signature=[tf.TensorSpec([None, *in_hw, channels], tf.float32)])
 
 
 def _matmul_is_exact(x: Any) -> bool:
@@ -98,4 +108,4 @@ def resize_batch(x: Any, policy: ResizePolicy | str, size: tuple[int, int]) -> A
     in_hw = (int(x.shape[1]), int(x.shape[2]))
     if in_hw == out_hw:
         return x
-    return _compiled(policy, in_hw, out_hw, _matmul_is_exact(x))(tf.cast(x, tf.float32))
+    return _compiled(policy, in_hw, out_hw, int(x.shape[3]), _matmul_is_exact(x))(tf.cast(x, tf.float32))
