@@ -363,6 +363,18 @@ def _cached_blocks(kernel: tuple[str, str, bool], in_size: int, out_size: int, f
     return tuple(out)
 
 
+@lru_cache(maxsize=64)
+def interleaved_bands(policy: ResizePolicy, in_size: int, out_size: int,
+                      channels: int) -> tuple[tuple[int, int, np.ndarray], ...]:
+    """Returns `resize_blocks` for the width of channels-last images, whose rows hold their (w, c) values
+    side by side: per band the columns ``[c0, c1)`` it reads of the (N*H, W*C) matrix and the float64
+    matrix ``kron(band, I_c).T`` to multiply them by, a plain 2-D product with no gather or transpose
+    (3x the multiply-adds of the taps for RGB, yet the fastest form on CPU for tf and jax)."""
+    eye = np.eye(channels)
+    return tuple((i0 * channels, i1 * channels, np.kron(m, eye).T)
+                 for _o0, _o1, i0, i1, m in resize_blocks(policy, in_size, out_size))
+
+
 def band_table(policy: ResizePolicy, in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Returns the bands of `resize_blocks` padded to one width ``k``, for a gather and a batched product:
     ``index`` (nb, k) and ``weight`` (nb, k, BLOCK); band ``b``'s outputs are ``weight[b].T @ x[index[b]]``,

@@ -381,3 +381,17 @@ def test_preprocess_of_uint8_equals_resize() -> None:
     for name in POLICIES:
         np.testing.assert_array_equal(preprocess(x.astype(np.uint8), name, (299, 299)),
                                       resize(x, name, (299, 299)))
+
+
+@pytest.mark.parametrize(("n_in", "n_out", "channels"), [(1024, 299, 3), (32, 299, 3), (37, 5, 1), (299, 299, 2)])
+def test_interleaved_bands_are_the_width_pass_on_channels_last_rows(n_in: int, n_out: int, channels: int) -> None:
+    from fidkit.resize import interleaved_bands, resize_matrix
+
+    policy = get_policy("clean")
+    x = np.random.default_rng(n_in).normal(size=(2, 3, n_in, channels))
+    rows = x.reshape(6, n_in * channels)
+    got = np.concatenate([rows[:, c0:c1] @ m for c0, c1, m in interleaved_bands(policy, n_in, n_out, channels)],
+                         axis=1).reshape(2, 3, -1, channels)
+    expected = np.einsum("nhwc,ow->nhoc", x, resize_matrix(policy, n_in, n_out))
+    np.testing.assert_allclose(got[:, :, :n_out], expected, rtol=0, atol=1e-12)
+    assert got.shape[2] == n_out

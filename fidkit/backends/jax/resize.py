@@ -21,7 +21,7 @@ from ...resize import (
     band_table,
     check_size,
     get_policy,
-    resize_blocks,
+    interleaved_bands,
     resize_plan,
     taps,
 )
@@ -36,15 +36,13 @@ def _jax() -> Any:
     return import_runtime("jax", "the jax resize")
 
 
-def _width_pass(y: Any, blocks: Any) -> Any:
-    """The pass along the width of NHWC images: a row's (w, c) values are contiguous, so each band is a
-    column slice of the (N*H, W*C) matrix times kron(band, I_c), a plain 2-D product with no gather or
-    transpose (3x the multiply-adds of the taps themselves, yet 1.1-1.6x faster than a gather here)."""
+def _width_pass(y: Any, bands: Any) -> Any:
+    """The pass along the width: 2-D products of column slices (`fidkit.resize.interleaved_bands`)."""
     jax = _jax()
     n, h, _, c = y.shape
     rows = y.reshape(n * h, -1)
-    parts = [jax.numpy.matmul(rows[:, i0 * c:i1 * c], np.kron(m, np.eye(c)).T.astype(np.float32),
-                              precision=jax.lax.Precision.HIGHEST) for _o0, _o1, i0, i1, m in blocks]
+    parts = [jax.numpy.matmul(rows[:, c0:c1], m.astype(np.float32), precision=jax.lax.Precision.HIGHEST)
+             for c0, c1, m in bands]
     return jax.numpy.concatenate(parts, axis=1).reshape(n, h, -1, c)
 
 
@@ -76,12 +74,13 @@ def _compiled(policy: ResizePolicy, in_hw: tuple[int, int], out_hw: tuple[int, i
                 y = jnp.clip(jnp.right_shift(acc, _BITS), 0, 255)
             return y.astype(jnp.float32)
     else:
-        passes = [(a, o, resize_blocks(policy, i, o) if a == "w" else band_table(policy, i, o)) for a, i, o in plan]
-
         def run(x: Any) -> Any:
             y = x.astype(jnp.float32) - _CENTRE
-            for axis, n_out, table in passes:
-                y = _width_pass(y, table) if axis == "w" else _height_pass(y, *table, n_out)
+            for axis, n_in, n_out in plan:
+                if axis == "w":
+                    y = _width_pass(y, interleaved_bands(policy, n_in, n_out, y.shape[3]))
+                else:
+                    y = _height_pass(y, *band_table(policy, n_in, n_out), n_out)
             y = y + _CENTRE
             if policy.quantize_output:
                 y = jnp.round(y)

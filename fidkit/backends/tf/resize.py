@@ -12,12 +12,18 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 from ...errors import InputError
 from ...registry import import_runtime
 from ...resize import PIL_PRECISION_BITS as _BITS
-from ...resize import ResizePolicy, check_size, get_policy, resize_blocks, resize_plan, taps
+from ...resize import (
+    ResizePolicy,
+    check_size,
+    get_policy,
+    interleaved_bands,
+    resize_blocks,
+    resize_plan,
+    taps,
+)
 
 _AXES = {"h": 1, "w": 2}
 #: Each pass's weights sum to 1, so resampling x - c and adding c back is the same resize; centring the
@@ -46,17 +52,17 @@ def _band_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, axis: str) -
     """One pass band by band, as plain 2-D products on the NHWC layout (no transposes; 2x faster than
     einsum here): along the height each band times the (k, W*C) slab of rows it reads; along the width,
     where a row's (w, c) values are contiguous, each band's column slice of the (N*H, W*C) matrix times
-    kron(band, I_c)."""
+    kron(band, I_c) (`fidkit.resize.interleaved_bands`)."""
     tf = _tf()
     n, h, w, c = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
-    blocks = resize_blocks(policy, n_in, n_out)
     if axis == "h":
         rows = tf.reshape(x, [n, h, w * c])
-        parts = [tf.matmul(tf.constant(m, x.dtype), rows[:, i0:i1]) for _o0, _o1, i0, i1, m in blocks]
+        parts = [tf.matmul(tf.constant(m, x.dtype), rows[:, i0:i1])
+                 for _o0, _o1, i0, i1, m in resize_blocks(policy, n_in, n_out)]
         return tf.reshape(tf.concat(parts, axis=1), [n, n_out, w, c])
     rows = tf.reshape(x, [-1, w * c])
-    parts = [tf.matmul(rows[:, i0 * c:i1 * c], tf.constant(np.kron(m, np.eye(c)).T, x.dtype))
-             for _o0, _o1, i0, i1, m in blocks]
+    parts = [tf.matmul(rows[:, c0:c1], tf.constant(m, x.dtype))
+             for c0, c1, m in interleaved_bands(policy, n_in, n_out, c)]
     return tf.reshape(tf.concat(parts, axis=1), [n, h, n_out, c])
 
 
