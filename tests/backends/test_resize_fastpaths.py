@@ -155,3 +155,24 @@ def test_gpu_fast_path_equals_reference(runtime: str) -> None:
             tol = 0 if POLICIES[name].quantize_output else TOL
             np.testing.assert_allclose(fast(x, name, (oh, ow)), resize(x, name, (oh, ow)), atol=tol, rtol=0,
                                        err_msg=f"{runtime} cuda {name} {h}x{w}->{oh}x{ow}")
+
+
+@pytest.mark.torch
+def test_torch_cpu_buffers_are_reused_only_when_nothing_refers_to_them() -> None:
+    require_runtime("torch")
+    from fidkit.backends.torch.resize import _CpuBuffers
+
+    pool = _CpuBuffers(limit=3 * 4 * 100)
+    a = pool.empty((10, 10))
+    view = a[2:].t()
+    del a
+    b = pool.empty((10, 10))  # ``view`` still holds the first buffer
+    assert b.data_ptr() != view.data_ptr() - 2 * 10 * 4
+    first = view.data_ptr() - 2 * 10 * 4
+    arr = view.numpy()
+    del view
+    assert pool.empty((10, 10)).data_ptr() not in (first, b.data_ptr())  # a numpy view holds it too
+    del arr
+    assert pool.empty((10, 10)).data_ptr() == first  # free again: reused
+    assert pool.empty((5, 10)).shape == (5, 10)
+    assert sum(buf.nbytes for buf in pool.buffers) <= pool.limit
