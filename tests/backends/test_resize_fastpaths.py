@@ -176,3 +176,22 @@ def test_torch_cpu_buffers_are_reused_only_when_nothing_refers_to_them() -> None
     assert pool.empty((10, 10)).data_ptr() == first  # free again: reused
     assert pool.empty((5, 10)).shape == (5, 10)
     assert sum(buf.nbytes for buf in pool.buffers) <= pool.limit
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", ["legacy-pytorch", "torchvision"])
+def test_torch_library_policies_are_f_interpolate_itself(name: str) -> None:
+    """The torch policies' fast path (aten's out= form, into a recycled buffer) is bit for bit
+    ``F.interpolate``, the call the policy names."""
+    require_runtime("torch")
+    import torch
+
+    from fidkit.backends.torch.resize import resize_batch
+    from fidkit.resize import get_policy
+
+    policy = get_policy(name)
+    for h, w, oh, ow in SIZES:
+        x = torch.from_numpy(_images(h, w)).permute(0, 3, 1, 2).contiguous()
+        want = torch.nn.functional.interpolate(x, size=(oh, ow), mode=policy.filter, align_corners=False,
+                                               antialias=policy.antialias)
+        assert torch.equal(resize_batch(x, name, (oh, ow)), want), f"{name} {h}x{w}->{oh}x{ow}"
