@@ -32,7 +32,7 @@ def _images(side: int) -> np.ndarray:
 
 
 def _run(benchmark, fn, n: int, label: str) -> None:
-    benchmark.pedantic(fn, rounds=3, iterations=1, warmup_rounds=1)
+    benchmark.pedantic(fn, rounds=5, iterations=1, warmup_rounds=1)
     benchmark.extra_info["impl"] = label
     if benchmark.stats is not None:  # None under --benchmark-disable
         benchmark.extra_info["images_per_s"] = n / benchmark.stats.stats.mean

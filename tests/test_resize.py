@@ -395,3 +395,17 @@ def test_interleaved_bands_are_the_width_pass_on_channels_last_rows(n_in: int, n
     expected = np.einsum("nhwc,ow->nhoc", x, resize_matrix(policy, n_in, n_out))
     np.testing.assert_allclose(got[:, :, :n_out], expected, rtol=0, atol=1e-12)
     assert got.shape[2] == n_out
+
+
+def test_shifted_passes_places_the_shift_where_it_is_needed_or_cheap() -> None:
+    from fidkit.resize import MAX_UNSHIFTED_TAPS, shifted_passes, taps
+
+    clean = get_policy("clean")
+    # upscaling: shift the small input, add 128 back before the last pass (its output is the largest)
+    assert shifted_passes(clean, [("h", 32, 299), ("w", 32, 299)], (32, 32)) == [True, False]
+    # downscaling: leave the large input alone, run the last pass shifted (its output is the smallest)
+    assert shifted_passes(clean, [("w", 1024, 299), ("h", 1024, 299)], (1024, 1024)) == [False, True]
+    # a pass summing many taps is always shifted
+    assert taps(clean, 299, 28)[0].shape[1] > MAX_UNSHIFTED_TAPS
+    assert shifted_passes(clean, [("w", 299, 28), ("h", 299, 28)], (299, 299)) == [True, True]
+    assert shifted_passes(clean, [("w", 299, 28)], (299, 299)) == [True]

@@ -22,12 +22,12 @@ from ...resize import (
     interleaved_bands,
     resize_blocks,
     resize_plan,
+    shifted_passes,
     taps,
 )
 
 _AXES = {"h": 1, "w": 2}
-#: Each pass's weights sum to 1, so resampling x - c and adding c back is the same resize; centring the
-#: 0..255 values on 0 halves their magnitude and with it float32 rounding.
+#: the shift of `fidkit.resize.shifted_passes`
 _CENTRE = 128.0
 
 
@@ -81,14 +81,17 @@ def _compiled(policy: ResizePolicy, in_hw: tuple[int, int], out_hw: tuple[int, i
                 acc = _band_pass(y, policy, n_in, n_out, axis)
                 y = tf.clip_by_value(tf.floor((acc + (1 << (_BITS - 1))) / (1 << _BITS)), 0.0, 255.0)
             return tf.cast(y, tf.float32)
-        y = x - _CENTRE
-        for axis, n_in, n_out in plan:
+        y, shifted = x, False
+        for (axis, n_in, n_out), want in zip(plan, shifted_passes(policy, plan, in_hw), strict=True):
+            if want != shifted:
+                y, shifted = y + (_CENTRE if shifted else -_CENTRE), want
             y = (_band_pass if exact_matmul else _gather_pass)(y, policy, n_in, n_out, axis)
-        y = y + _CENTRE
+        if shifted:
+            y = y + _CENTRE
         if policy.quantize_output:
             y = tf.round(y)
-        if policy.clip or policy.quantize_output:
-            y = tf.clip_by_value(y, 0.0, 255.0)
+        if policy.clip or policy.quantize_output:  # one kernel (tf.clip_by_value is two, each a new output)
+            y = tf.raw_ops.ClipByValue(t=y, clip_value_min=tf.constant(0.0), clip_value_max=tf.constant(255.0))
         return y
 
     return tf.function(run, input_signature=[tf.TensorSpec([None, *in_hw, channels], tf.float32)])

@@ -17,14 +17,21 @@ import numpy as np
 
 from ...errors import InputError
 from ...registry import import_runtime
-from ...resize import BLOCK, ResizePolicy, check_size, get_policy, resize_blocks, resize_plan, taps
+from ...resize import (
+    BLOCK,
+    ResizePolicy,
+    check_size,
+    get_policy,
+    resize_blocks,
+    resize_plan,
+    shifted_passes,
+)
 from ...resize import PIL_PRECISION_BITS as _BITS
 
 #: Each pass's weights sum to 1, so resampling x - c and adding c back is the same resize; centring the
 #: 0..255 values on 0 halves their magnitude and with it float32 rounding (4x less error measured).
 _CENTRE = 128.0
 _HALF = 1 << (_BITS - 1)
-_MAX_UNCENTRED_TAPS = 16
 #: A pass over at most this many inputs runs as one dense product: side-by-side bands need a copy of the
 #: output (torch.cat) that costs more than the multiply-adds they save (32 -> 299: 58 -> 37 ms for 64
 #: images; at 128 inputs bands win, 11 -> 5 ms for 16).
@@ -159,22 +166,11 @@ def _empty(shape: tuple[int, ...], like: Any) -> Any:
     return _torch().empty(shape, dtype=_torch().float32, device=like.device)
 
 
-def _shift_before(policy: ResizePolicy, n_in: int, n_out: int, size_in: int, size_out: int, i: int,
-                  count: int) -> bool:
-    if taps(policy, n_in, n_out)[0].shape[1] > _MAX_UNCENTRED_TAPS:
-        return True
-    if i == 0 and count > 1:
-        return size_in <= size_out
-    return size_out < size_in
-
-
 def _float_passes(x: Any, policy: ResizePolicy, out_h: int, out_w: int) -> Any:
     """The float32 path of the Pillow and TF1 policies: the height, then the width (any order is the same
     linear map; this one lets the last pass write the output in place, column band by column band).
 
-    Values are shifted by -128 around a pass that sums more than 16 taps, or where the shift is cheap
-    (the smaller of the arrays on each side), since float32 sums of 0..255 values drift past 1e-4 there
-    (299 -> 28 bicubic, 45 taps: 1.2e-4 off the reference unshifted)."""
+    Values are shifted by -128 where `fidkit.resize.shifted_passes` says (float32 rounding)."""
     torch = _torch()
     n, c, in_h, in_w = x.shape
     y = x.reshape(n * c, in_h, in_w)
@@ -182,9 +178,9 @@ def _float_passes(x: Any, policy: ResizePolicy, out_h: int, out_w: int) -> Any:
     passes = [(axis, n_in, n_out) for axis, n_in, n_out in (("h", in_h, out_h), ("w", in_w, out_w))
               if n_in != n_out]
     shifted = False
+    shifts = shifted_passes(policy, passes, (in_h, in_w))
     for i, (axis, n_in, n_out) in enumerate(passes):
-        size_in, size_out = y.numel(), y.numel() // n_in * n_out
-        want = _shift_before(policy, n_in, n_out, size_in, size_out, i, len(passes))
+        want = shifts[i]
         if want != shifted:
             y = torch.sub(y, _CENTRE, out=_empty(y.shape, x)) if i == 0 else y.add_(-_CENTRE if want else _CENTRE)
             shifted = want
