@@ -51,8 +51,9 @@ def _torch() -> Any:
 def _bands(policy: ResizePolicy, n_in: int, n_out: int, device: str, dtype: str,
            dense_max: int = _DENSE_MAX) -> list[tuple[int, int, int, int, Any]] | None:
     """Returns (o0, o1, i0, i1, band) per block of outputs (one dense block when ``n_in <= dense_max``), the
-    band on ``device``: float32/float64 weights, or for ``dtype="split"`` the pair (hi, lo) of float32
-    fixed-point halves (None if float32 cannot be exact)."""
+    band on ``device``: float32/float64 weights, ``"scaled64"`` Pillow's fixed-point weights times 2**-22,
+    or for ``dtype="split"`` the pair (hi, lo) of float32 fixed-point halves (None if float32 cannot be
+    exact)."""
     torch = _torch()
     out = []
     for o0, o1, i0, i1, band in resize_blocks(policy, n_in, n_out, n_out if n_in <= dense_max else BLOCK):
@@ -63,6 +64,8 @@ def _bands(policy: ResizePolicy, n_in: int, n_out: int, device: str, dtype: str,
             if 255.0 * max(np.abs(hi).sum(axis=1).max(), lo.sum(axis=1).max()) >= _EXACT_F32:
                 return None
             m = tuple(torch.tensor(h, dtype=torch.float32, device=device) for h in (hi, lo))
+        elif dtype == "scaled64":
+            m = torch.tensor(band * 2.0 ** -_BITS, dtype=torch.float64, device=device)
         else:
             m = torch.tensor(band, dtype=getattr(torch, dtype), device=device)
         out.append((o0, o1, i0, i1, m))
@@ -94,13 +97,14 @@ def _prefer_split(x: Any) -> bool:
 
 def _fixed_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, axis: str) -> Any:
     """One pass of Pillow's uint8 arithmetic on integer values, exact: float32 products of split weights,
-    or float64 products (integers below 2**53, kept in float64 for the next pass)."""
+    or float64 products of the weights times 2**-22 (exact: integers times a power of two, sums below
+    2**53) whose ``floor(acc + 1/2)`` is Pillow's ``(acc + 2**21) >> 22``; float64 levels come back."""
     torch = _torch()
     device = str(x.device)
     split = _bands(policy, n_in, n_out, device, "split") if _prefer_split(x) else None
     if split is None:
-        acc = _apply(x.to(torch.float64), _bands(policy, n_in, n_out, device, "float64"), axis)
-        return acc.add_(_HALF).mul_(1.0 / (1 << _BITS)).floor_().clamp_(0, 255)  # in place: 3x faster
+        acc = _apply(x.to(torch.float64), _bands(policy, n_in, n_out, device, "scaled64"), axis)
+        return acc.add_(0.5).floor_().clamp_(0, 255)  # in place: 3x faster
     x = x.to(torch.float32)  # uint8 levels, exact (the pass before may have run in float64)
     acc = (_apply(x, split, axis, 0).to(torch.int64) * _SPLIT + _apply(x, split, axis, 1).to(torch.int64) + _HALF)
     return torch.clamp(acc >> _BITS, 0, 255).to(torch.float32)
@@ -122,7 +126,7 @@ def _integer_passes(x: Any, policy: ResizePolicy, plan: list[tuple[str, int, int
                   + [out_h * out_w])
     step = n if x.is_cuda else max(1, _INTEGER_SLICE_BYTES // (8 * c * largest))
     for b0 in range(0, n, step):
-        y = torch.clamp(torch.round(x[b0:b0 + step]), 0, 255)
+        y = x[b0:b0 + step].to(torch.float64).round_().clamp_(0, 255)
         for axis, n_in, n_out in plan:
             y = _fixed_pass(y, policy, n_in, n_out, axis)
         out[b0:b0 + step].copy_(y)
