@@ -140,7 +140,7 @@ class _CpuBuffers:
     only when no tensor, view or array refers to it any more (its reference count says so); at most
     ``limit`` bytes are kept."""
 
-    def __init__(self, limit: int = 512 << 20) -> None:
+    def __init__(self, limit: int = 256 << 20) -> None:
         self.limit = limit
         self.buffers: list[np.ndarray] = []
         self.lock = threading.Lock()
