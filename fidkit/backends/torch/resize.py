@@ -197,8 +197,10 @@ def _float_passes(x: Any, policy: ResizePolicy, out_h: int, out_w: int) -> Any:
             continue
         out = _empty((n * c, y.shape[1], n_out), x)
         flat_in, flat_out = y.reshape(-1, n_in), out.view(-1, n_out)
-        step = flat_out.shape[0] if x.is_cuda else max(1, _ROWS_BYTES // (4 * n_out))
-        for r0 in range(0, flat_out.shape[0], step):  # a slab of rows at a time, finished while in cache
+        rows = flat_out.shape[0]
+        slabs = 1 if x.is_cuda else -(-rows * n_out * 4 // _ROWS_BYTES)  # ceil: even slabs of <= 16 MB
+        step = -(-rows // slabs)
+        for r0 in range(0, rows, step):  # a slab of rows at a time, finished while in cache
             rows_in, rows_out = flat_in[r0:r0 + step], flat_out[r0:r0 + step]
             for o0, o1, i0, i1, m in bands:
                 torch.mm(rows_in[:, i0:i1], m.T, out=rows_out[:, o0:o1])
