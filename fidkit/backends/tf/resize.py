@@ -48,22 +48,28 @@ def _gather_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, axis: str)
     return acc
 
 
-def _band_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, axis: str) -> Any:
+def _band_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, axis: str, scale: float = 1.0) -> Any:
     """One pass band by band, as plain 2-D products on the NHWC layout (no transposes; 2x faster than
     einsum here): along the height each band times the (k, W*C) slab of rows it reads; along the width,
     where a row's (w, c) values are contiguous, each band's column slice of the (N*H, W*C) matrix times
-    kron(band, I_c) (`fidkit.resize.interleaved_bands`)."""
+    kron(band, I_c) (`fidkit.resize.interleaved_bands`). The weights are multiplied by ``scale``."""
     tf = _tf()
     n, h, w, c = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
     if axis == "h":
         rows = tf.reshape(x, [n, h, w * c])
-        parts = [tf.matmul(tf.constant(m, x.dtype), rows[:, i0:i1])
+        parts = [tf.matmul(tf.constant(m * scale, x.dtype), rows[:, i0:i1])
                  for _o0, _o1, i0, i1, m in resize_blocks(policy, n_in, n_out)]
         return tf.reshape(tf.concat(parts, axis=1), [n, n_out, w, c])
     rows = tf.reshape(x, [-1, w * c])
-    parts = [tf.matmul(rows[:, c0:c1], tf.constant(m, x.dtype))
+    parts = [tf.matmul(rows[:, c0:c1], tf.constant(m * scale, x.dtype))
              for c0, c1, m in interleaved_bands(policy, n_in, n_out, c)]
     return tf.reshape(tf.concat(parts, axis=1), [n, h, n_out, c])
+
+
+def _clip(y: Any) -> Any:
+    """Clamps to [0, 255] in one kernel (``tf.clip_by_value`` runs two, each writing a new tensor)."""
+    tf = _tf()
+    return tf.raw_ops.ClipByValue(t=y, clip_value_min=tf.constant(0.0, y.dtype), clip_value_max=tf.constant(255.0, y.dtype))
 
 
 @lru_cache(maxsize=64)
@@ -75,14 +81,17 @@ def _compiled(policy: ResizePolicy, in_hw: tuple[int, int], out_hw: tuple[int, i
 
     def run(x: Any) -> Any:
         if policy.integer_path:
-            # Pillow's fixed-point arithmetic, exact in float64 (integers below 2**53; TF32 never applies)
-            y = tf.cast(tf.clip_by_value(tf.round(x), 0.0, 255.0), tf.float64)
+            # Pillow's fixed-point arithmetic, exact in float64 (TF32 never applies): the integer weights
+            # times 2**-22 are exact, so are their sums, and floor(acc + 1/2) is Pillow's (acc + 2**21) >> 22
+            y = _clip(tf.round(tf.cast(x, tf.float64)))
             for axis, n_in, n_out in plan:
-                acc = _band_pass(y, policy, n_in, n_out, axis)
-                y = tf.clip_by_value(tf.floor((acc + (1 << (_BITS - 1))) / (1 << _BITS)), 0.0, 255.0)
+                y = _clip(tf.floor(_band_pass(y, policy, n_in, n_out, axis, 2.0 ** -_BITS) + 0.5))
             return tf.cast(y, tf.float32)
+        # the height first whatever the library's order (the same linear map): the width's kron products,
+        # 3x the multiply-adds of its taps, then run on fewer rows when downscaling (1024 px: 13 -> 9.4 ms)
+        passes = sorted(plan, key=lambda p: p[0] != "h")
         y, shifted = x, False
-        for (axis, n_in, n_out), want in zip(plan, shifted_passes(policy, plan, in_hw), strict=True):
+        for (axis, n_in, n_out), want in zip(passes, shifted_passes(policy, passes, in_hw), strict=True):
             if want != shifted:
                 y, shifted = y + (_CENTRE if shifted else -_CENTRE), want
             y = (_band_pass if exact_matmul else _gather_pass)(y, policy, n_in, n_out, axis)
@@ -90,8 +99,8 @@ def _compiled(policy: ResizePolicy, in_hw: tuple[int, int], out_hw: tuple[int, i
             y = y + _CENTRE
         if policy.quantize_output:
             y = tf.round(y)
-        if policy.clip or policy.quantize_output:  # one kernel (tf.clip_by_value is two, each a new output)
-            y = tf.raw_ops.ClipByValue(t=y, clip_value_min=tf.constant(0.0), clip_value_max=tf.constant(255.0))
+        if policy.clip or policy.quantize_output:
+            y = _clip(y)
         return y
 
     return tf.function(run, input_signature=[tf.TensorSpec([None, *in_hw, channels], tf.float32)])
