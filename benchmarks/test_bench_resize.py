@@ -8,6 +8,8 @@ each benchmark's ``extra_info`` holds images/s. Runtimes that are not installed 
 from __future__ import annotations
 
 import importlib.util
+import statistics
+import time
 
 import numpy as np
 import pytest
@@ -83,6 +85,35 @@ def test_bench_cleanfid_per_image(benchmark, side: int) -> None:
     x = _images(side)
     benchmark.group = f"{side}->299"
     _run(benchmark, lambda: [fn_resize(img) for img in x], len(x), "clean-fid clean (per image)")
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize("side", list(INPUTS))
+@pytest.mark.parametrize("runtime", ["torch", "tf", "jax"])
+def test_bench_clean_paired_with_cleanfid(benchmark, runtime: str, side: int) -> None:
+    """clean-fid's per-image loop and fidkit's batched ``clean`` timed back to back in every round: this
+    machine's speed drifts between minutes, a pair run within one does not. ``extra_info["speedup"]`` is
+    the median over rounds of (clean-fid's time / fidkit's time)."""
+    pytest.importorskip("cleanfid")
+    from cleanfid.resize import make_resizer
+
+    fn_resize = make_resizer("PIL", False, "bicubic", OUT)
+    x = _images(side)
+    fast = _fast_path(runtime, x, "clean")
+    ratios = []
+
+    def pair() -> None:
+        t0 = time.perf_counter()
+        [fn_resize(img) for img in x]
+        t1 = time.perf_counter()
+        fast()
+        ratios.append((t1 - t0) / (time.perf_counter() - t1))
+
+    benchmark.group = f"{side}->299 paired with clean-fid"
+    benchmark.pedantic(pair, rounds=7, iterations=1, warmup_rounds=1)
+    benchmark.extra_info["impl"] = f"clean-fid loop + fidkit {runtime} clean"
+    if benchmark.stats is not None:  # None under --benchmark-disable (one call, no warm-up)
+        benchmark.extra_info["speedup"] = statistics.median(ratios[1:])
 
 
 @pytest.mark.parametrize("side", list(INPUTS))
