@@ -4,6 +4,8 @@ Policies whose library is torch call ``F.interpolate`` itself; the others (Pillo
 per-axis weights of the numpy reference (`fidkit.resize`) band by band (`resize_blocks`) as float32
 matrix products, or Pillow's fixed-point weights as exact integer arithmetic in float32 (split weights)
 or float64 matrix products where the policy quantizes its output, so the result equals the reference.
+The float policies run the height, then the width, whose column bands write the output in place; on CPU
+outputs come from `_CpuBuffers`, memory recycled once no tensor refers to it.
 """
 
 from __future__ import annotations
