@@ -69,7 +69,8 @@ def _band_pass(x: Any, policy: ResizePolicy, n_in: int, n_out: int, axis: str, s
 def _clip(y: Any) -> Any:
     """Clamps to [0, 255] in one kernel (``tf.clip_by_value`` runs two, each writing a new tensor)."""
     tf = _tf()
-    return tf.raw_ops.ClipByValue(t=y, clip_value_min=tf.constant(0.0, y.dtype), clip_value_max=tf.constant(255.0, y.dtype))
+    low, high = tf.constant(0.0, y.dtype), tf.constant(255.0, y.dtype)
+    return tf.raw_ops.ClipByValue(t=y, clip_value_min=low, clip_value_max=high)
 
 
 @lru_cache(maxsize=64)

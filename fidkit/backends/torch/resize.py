@@ -34,9 +34,9 @@ from ...resize import PIL_PRECISION_BITS as _BITS
 #: 0..255 values on 0 halves their magnitude and with it float32 rounding (4x less error measured).
 _CENTRE = 128.0
 _HALF = 1 << (_BITS - 1)
-#: A pass over at most this many inputs runs as one dense product: side-by-side bands need a copy of the
-#: output (torch.cat) that costs more than the multiply-adds they save (32 -> 299: 58 -> 37 ms for 64
-#: images; at 128 inputs bands win, 11 -> 5 ms for 16).
+#: A height pass (or a pass of Pillow's uint8 path) over at most this many inputs runs as one dense product:
+#: its bands' results are concatenated (torch.cat), a copy that cost more than the multiply-adds bands save
+#: (32 -> 299: 58 -> 37 ms for 64 images; at 128 inputs bands win, 11 -> 5 ms for 16).
 _DENSE_MAX = 64
 
 #: output rows per slab of the last pass, ~16 MB (L3-sized): 10-25% faster than whole-batch sweeps at 32 px
@@ -121,9 +121,9 @@ _INTEGER_SLICE_BYTES = 8 << 20
 
 def _integer_passes(x: Any, policy: ResizePolicy, plan: list[tuple[str, int, int]], out_h: int,
                     out_w: int) -> Any:
-    """Pillow's uint8 path, slice by slice of the batch into one output: four in-place passes over each
-    float64 intermediate cost 10 ms apiece at full batch size (137 MB at 64 x 299 x 299 x 3), ~7x less
-    on a slice that stays in cache."""
+    """Pillow's uint8 path, slice by slice of the batch into one output: each in-place pass over a float64
+    intermediate cost ~10 ms at full batch size (137 MB at 64 x 299 x 299 x 3), ~7x less on a slice that
+    stays in cache."""
     torch = _torch()
     n, c, in_h, in_w = x.shape
     out = _empty((n, c, out_h, out_w), x)
@@ -140,8 +140,8 @@ def _integer_passes(x: Any, policy: ResizePolicy, plan: list[tuple[str, int, int
 
 class _CpuBuffers:
     """Output memory for CPU batches, recycled: a fresh 69 MB output (64 x 3 x 299 x 299 float32) costs
-    17-20 ms of page faults in torch's allocator, and written by two threads at once it took 80-90 ms in
-    bursts on the development VM, while a batched resize itself needs ~8 ms. A buffer is handed out again
+    17-20 ms of page faults in torch's allocator, and on the development VM 80-100 ms in bursts (the kernel
+    zeroing fresh pages), while a batched resize itself needs ~8 ms. A buffer is handed out again
     only when no tensor, view or array refers to it any more (its reference count says so); at most
     ``limit`` bytes are kept."""
 
