@@ -195,3 +195,18 @@ def test_torch_library_policies_are_f_interpolate_itself(name: str) -> None:
         want = torch.nn.functional.interpolate(x, size=(oh, ow), mode=policy.filter, align_corners=False,
                                                antialias=policy.antialias)
         assert torch.equal(resize_batch(x, name, (oh, ow)), want), f"{name} {h}x{w}->{oh}x{ow}"
+
+
+@pytest.mark.torch
+def test_torch_fast_path_takes_uint8_channels_last_input() -> None:
+    """The extractor hands uint8 NHWC memory (an NCHW view) straight to the fast path: same result."""
+    require_runtime("torch")
+    import torch
+
+    from fidkit.backends.torch.resize import resize_batch
+
+    x = _images(40, 30)
+    nhwc_u8 = torch.from_numpy(x.astype(np.uint8)).permute(0, 3, 1, 2)
+    nchw_f32 = torch.from_numpy(x).permute(0, 3, 1, 2).contiguous()
+    for name in sorted(POLICIES):
+        assert torch.equal(resize_batch(nhwc_u8, name, (299, 299)), resize_batch(nchw_f32, name, (299, 299))), name

@@ -220,12 +220,14 @@ def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
 
     def forward(images: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode(), no_tf32():
-            x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)).to(dev)
+            # uint8 batches travel as uint8 (a quarter of the bytes to the device, no float copy on the host)
+            arr = images if images.dtype == np.uint8 else np.asarray(images, dtype=np.float32)
+            x = torch.from_numpy(np.ascontiguousarray(arr)).to(dev)
             x = x.permute(0, 3, 1, 2)  # an NCHW view of NHWC memory: channels_last already
             if tuple(x.shape[2:]) != size:
                 from .resize import resize_batch
 
-                x = resize_batch(x.contiguous(), policy, size)
+                x = resize_batch(x, policy, size)  # float32 NCHW from any dtype and layout, in one copy
             x = ((x - mean) / std).contiguous(memory_format=cl)
             out = module(x)
             return {k: v.float().cpu().numpy() for k, v in out.items()}

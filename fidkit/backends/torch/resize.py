@@ -223,7 +223,8 @@ def _finish(y: Any, policy: ResizePolicy, shifted: bool = False) -> Any:
 
 
 def resize_batch(x: Any, policy: ResizePolicy | str, size: tuple[int, int]) -> Any:
-    """Returns the NCHW float32 tensor ``x`` (0..255 scale) resized to ``size`` (h, w) under ``policy``.
+    """Returns the NCHW tensor ``x`` (0..255 scale; any real dtype and memory layout, float32 NCHW
+    contiguous avoids a copy) resized to ``size`` (h, w) under ``policy``, as float32 NCHW.
 
     Equal to `fidkit.resize.resize` on the same values (1e-4 on the 0..255 scale; bit-exact where the
     policy quantizes). Runs on ``x.device``; ``x`` itself comes back when the size already matches.
@@ -237,7 +238,8 @@ def resize_batch(x: Any, policy: ResizePolicy | str, size: tuple[int, int]) -> A
     in_h, in_w = int(x.shape[2]), int(x.shape[3])
     if (in_h, in_w) == (out_h, out_w):
         return x
-    x = x.to(torch.float32)
+    if x.dtype != torch.float32 or not x.is_contiguous():  # one pass, into recycled memory on CPU
+        x = _empty(tuple(x.shape), x).copy_(x)
     plan = resize_plan(policy, (in_h, in_w), (out_h, out_w))
     if policy.integer_path:
         return _integer_passes(x, policy, plan, out_h, out_w)
