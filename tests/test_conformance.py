@@ -101,7 +101,7 @@ def build(weight_files: dict[str, Path]) -> Callable[..., Extractor]:
 @pytest.fixture(scope="session")
 def outputs(build: Callable[..., Extractor]) -> Callable[..., dict[str, np.ndarray]]:
     """Returns a cached function: (extractor, runtime, images key, policy, device) -> its outputs."""
-    images = {"299": IMAGES, "299[:2]": IMAGES[:2], "small": SMALL.astype(np.float32)}
+    images = {"299": IMAGES, "299[:2]": IMAGES[:2], "small": SMALL}  # small: uint8, as decoded files are
     cache: dict[tuple, dict[str, np.ndarray]] = {}
 
     def get(name: str, runtime: str, which: str = "299", policy: str | None = None,

@@ -229,12 +229,14 @@ def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
 
     def forward(images: np.ndarray) -> dict[str, np.ndarray]:
         with tf.device(dev):
-            x = tf.convert_to_tensor(np.ascontiguousarray(images, dtype=np.float32))
+            # uint8 batches travel as uint8 (a quarter of the bytes to the device) and are cast there
+            arr = images if images.dtype == np.uint8 else np.asarray(images, dtype=np.float32)
+            x = tf.convert_to_tensor(np.ascontiguousarray(arr))
             if tuple(x.shape[1:3]) != size:
                 from .resize import resize_batch
 
                 x = resize_batch(x, policy, size)
-            out = module(x)
+            out = module(tf.cast(x, tf.float32))
         return {k: v.numpy() for k, v in out.items()}
 
     forward.module = module  # type: ignore[attr-defined]
