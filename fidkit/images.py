@@ -226,6 +226,12 @@ class ImageSource:
         return int(batch_size)
 
 
+def device_batch(images: np.ndarray) -> np.ndarray:
+    """A batch as the extractors send it to their device: uint8 stays uint8 (a quarter of the bytes; the
+    runtime casts it there), anything else becomes float32; C-contiguous either way."""
+    return np.ascontiguousarray(images if images.dtype == np.uint8 else np.asarray(images, np.float32))
+
+
 def _finish(batch: np.ndarray, policy: ResizePolicy, integral: bool) -> np.ndarray:
     return batch if (integral or not policy.quantize_input) else quantize(batch)
 

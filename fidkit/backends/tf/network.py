@@ -14,6 +14,7 @@ import numpy as np
 
 from ...archs.spec import Graph, Node
 from ...errors import BackendUnavailableError, InputError
+from ...images import device_batch
 from ...registry import import_runtime
 
 if TYPE_CHECKING:
@@ -229,9 +230,7 @@ def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
 
     def forward(images: np.ndarray) -> dict[str, np.ndarray]:
         with tf.device(dev):
-            # uint8 batches travel as uint8 (a quarter of the bytes to the device) and are cast there
-            arr = images if images.dtype == np.uint8 else np.asarray(images, dtype=np.float32)
-            x = tf.convert_to_tensor(np.ascontiguousarray(arr))
+            x = tf.convert_to_tensor(device_batch(images))
             if tuple(x.shape[1:3]) != size:
                 from .resize import resize_batch
 
