@@ -47,7 +47,7 @@ def _pipeline() -> argparse.ArgumentParser:
     g.add_argument("--weights", metavar="FILE", help="weights file to use instead of the official one")
     g.add_argument("--resize", metavar="POLICY",
                    help="resize policy (default: the extractor's canonical policy)")
-    g.add_argument("--device", default="cpu", help="device, e.g. cpu or cuda (default: cpu)")
+    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (a GPU when one is visible; default: cpu)")
     g.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N")
     g.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, metavar="N",
                    help="decode threads")

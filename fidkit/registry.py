@@ -109,6 +109,32 @@ def import_runtime(runtime: str, purpose: str) -> Any:
                                       f"pip install 'fidkit[{runtime}]'") from None
 
 
+def parse_device(device: str) -> tuple[str, int]:
+    """Returns ``("cpu", 0)``, ``("auto", 0)`` or ``("gpu", index)`` for the ``--device`` values every
+    runtime accepts: 'cpu', 'auto' (a GPU when one is visible, else the CPU), 'cuda' / 'gpu', 'cuda:N'."""
+    if device in ("cpu", "auto"):
+        return device, 0
+    if device in ("cuda", "gpu"):
+        return "gpu", 0
+    head, _, index = device.partition(":")
+    if head in ("cuda", "gpu") and index.isdigit():
+        return "gpu", int(index)
+    raise InputError(f"unknown device {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+
+def pick_gpu(device: str, gpus: list[Any], runtime: str, hint: str = "") -> Any | None:
+    """Returns the GPU of ``gpus`` (a runtime's visible GPUs) that ``device`` names, None for the CPU
+    ('cpu', or 'auto' with no GPU visible), or raises: an index beyond ``gpus``, or no GPU at all."""
+    kind, index = parse_device(device)
+    if kind == "cpu" or (kind == "auto" and not gpus):
+        return None
+    if index < len(gpus):
+        return gpus[index]
+    seen = f"sees {len(gpus)} GPU(s)" if gpus else f"sees no GPU{hint}"
+    raise BackendUnavailableError(f"device {device!r} was asked for, but {runtime} {seen}; "
+                                  f"pass --device cpu (or auto)")
+
+
 def load_object(ref: str) -> Any:
     """Returns the object named by ``"package.module:attribute"``."""
     module, _, attr = ref.partition(":")

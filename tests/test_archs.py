@@ -15,7 +15,7 @@ from fidkit.archs.spec import Graph, GraphBuilder
 from fidkit.archs.synthetic import synthetic_images, synthetic_weights, write_synthetic_weights
 from fidkit.backends.numpy.network import load_params, run_graph
 from fidkit.errors import BackendUnavailableError, InputError, WeightsError
-from fidkit.registry import ExtractorSpec, load_object
+from fidkit.registry import ExtractorSpec, load_object, parse_device, pick_gpu
 from fidkit.resize import get_policy
 from fidkit.weights import CanonicalWeights, load_canonical
 
@@ -254,6 +254,21 @@ def test_wrong_shape_is_named(runtime: str, tmp_path: Path) -> None:
 def test_no_weights_is_an_error(runtime: str) -> None:
     with pytest.raises(WeightsError, match="needs weights"):
         _build(runtime, None)  # type: ignore[arg-type]
+
+
+def test_device_names_every_runtime_accepts() -> None:
+    assert [parse_device(d) for d in ("cpu", "auto", "cuda", "gpu", "cuda:3")] == [
+        ("cpu", 0), ("auto", 0), ("gpu", 0), ("gpu", 0), ("gpu", 3)]
+    for bad in ("tpu9", "cuda:", "cuda:x", "CPU", "cuda:1:2"):
+        with pytest.raises(InputError, match=f"unknown device '{bad}'"):
+            parse_device(bad)
+    two = ["first", "second"]
+    assert [pick_gpu(d, two, "rt") for d in ("cpu", "auto", "cuda", "cuda:1")] == [None, "first", "first", "second"]
+    assert pick_gpu("auto", [], "rt") is None
+    with pytest.raises(BackendUnavailableError, match="'cuda:2' was asked for, but rt sees 2 GPU"):
+        pick_gpu("cuda:2", two, "rt")
+    with pytest.raises(BackendUnavailableError, match="rt sees no GPU"):
+        pick_gpu("gpu", [], "rt")
 
 
 @pytest.mark.parametrize("rt", ["torch", "tf", "jax"])

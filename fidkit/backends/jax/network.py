@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...archs.spec import Graph, Node
-from ...errors import BackendUnavailableError, InputError
+from ...errors import InputError
 from ...images import device_batch
-from ...registry import import_runtime
+from ...registry import import_runtime, parse_device, pick_gpu
 
 if TYPE_CHECKING:
     from ...registry import ExtractorSpec, Forward
@@ -32,21 +32,14 @@ def _jax() -> Any:
 def resolve_device(device: str) -> Any:
     """Returns the jax device for 'cpu', 'cuda' / 'gpu' or 'auto' (a GPU when one is visible, else CPU)."""
     jax = _jax()
-    if device == "cpu":
-        return jax.devices("cpu")[0]
-    if device not in ("auto", "cuda", "gpu") and not device.startswith("cuda:"):
-        raise InputError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
-    try:
-        gpus = jax.devices("gpu")
-    except RuntimeError:
-        gpus = []
-    if gpus:
-        index = int(device.split(":")[1]) if device.startswith("cuda:") else 0
-        return gpus[index]
-    if device == "auto":
-        return jax.devices("cpu")[0]
-    raise BackendUnavailableError(f"device {device!r} was asked for, but jax sees no GPU (is jax[cuda] "
-                                  f"installed?); pass --device cpu (or auto)")
+    gpus = []
+    if parse_device(device)[0] != "cpu":
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:
+            pass
+    gpu = pick_gpu(device, gpus, "jax", " (is jax[cuda] installed?)")
+    return jax.devices("cpu")[0] if gpu is None else gpu
 
 
 def to_jax_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -18,6 +18,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ...archs.spec import Graph, Node
 from ...errors import InputError, WeightsError
+from ...registry import parse_device
 
 if TYPE_CHECKING:
     from ...registry import ExtractorSpec, Forward
@@ -238,7 +239,7 @@ def channels_last_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict
 def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
           policy: ResizePolicy) -> Forward:
     """Returns the numpy forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
-    if device not in ("cpu", "auto"):
+    if parse_device(device)[0] == "gpu":
         raise InputError(f"the numpy runtime runs on the CPU only, but device {device!r} was asked "
                          f"for; pass --device cpu or choose another runtime")
     graph, params = graph_and_params(spec, weights, "numpy")

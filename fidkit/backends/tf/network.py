@@ -15,7 +15,7 @@ import numpy as np
 from ...archs.spec import Graph, Node
 from ...errors import BackendUnavailableError, InputError
 from ...images import device_batch
-from ...registry import import_runtime
+from ...registry import import_runtime, parse_device, pick_gpu
 
 if TYPE_CHECKING:
     from ...registry import ExtractorSpec, Forward
@@ -29,18 +29,9 @@ def _tf() -> Any:
 
 def resolve_device(device: str) -> str:
     """Returns the TF device string for 'cpu', 'cuda' / 'gpu' or 'auto' (a GPU when visible, else CPU)."""
-    tf = _tf()
-    if device == "cpu":
-        return "/CPU:0"
-    if device not in ("auto", "cuda", "gpu") and not device.startswith("cuda:"):
-        raise InputError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
-    if tf.config.list_physical_devices("GPU"):
-        index = int(device.split(":")[1]) if device.startswith("cuda:") else 0
-        return f"/GPU:{index}"
-    if device == "auto":
-        return "/CPU:0"
-    raise BackendUnavailableError(f"device {device!r} was asked for, but TensorFlow sees no GPU; "
-                                  f"pass --device cpu (or auto)")
+    gpus = [] if parse_device(device)[0] == "cpu" else _tf().config.list_physical_devices("GPU")
+    gpu = pick_gpu(device, [f"/GPU:{i}" for i in range(len(gpus))], "TensorFlow")
+    return "/CPU:0" if gpu is None else gpu
 
 
 def to_tf_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

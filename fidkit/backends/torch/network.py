@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...archs.spec import Graph, Node
-from ...errors import BackendUnavailableError, InputError, WeightsError
+from ...errors import InputError, WeightsError
 from ...images import device_batch
-from ...registry import import_runtime
+from ...registry import import_runtime, parse_device, pick_gpu
 
 if TYPE_CHECKING:
     import torch
@@ -35,14 +35,9 @@ def _torch() -> Any:
 def resolve_device(device: str) -> torch.device:
     """Returns the torch device for 'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when visible, else CPU)."""
     torch = _torch()
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BackendUnavailableError(f"device {device!r} was asked for, but torch sees no CUDA device; "
-                                      f"pass --device cpu (or auto)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise InputError(f"unknown device {device!r}; expected 'cpu', 'cuda' or 'auto'")
-    return torch.device(device)
+    count = 0 if parse_device(device)[0] == "cpu" else torch.cuda.device_count()
+    gpu = pick_gpu(device, [f"cuda:{i}" for i in range(count)], "torch")
+    return torch.device("cpu" if gpu is None else gpu)
 
 
 @contextlib.contextmanager
