@@ -160,7 +160,7 @@ def compute_features(source: Any, extractor: Extractor | str = "mnist", *,
             logits.append(np.asarray(out["logits"]))
         names.extend(str(n) for n in batch_names)
     if not feats:
-        raise InputError(f"{source!r}: no images to compute features from")
+        raise InputError(f"{getattr(src, 'description', repr(source))}: no images to compute features from")
     return FeatureResult(np.concatenate(feats), np.concatenate(logits) if logits else None, names,
                          Provenance.from_extractor(ex), list(getattr(src, "skipped", [])))
 
@@ -382,6 +382,10 @@ def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "p
         ex = _as_extractor(extractor, runtime, weights, device, resize)
     pipe = {"batch_size": batch_size, "workers": workers, "progress": progress,
             "value_range": value_range, "layout": layout, "skip_bad": skip_bad}
+    # image inputs are opened (listed, their arrays' shapes and ranges checked) before any is decoded:
+    # an empty folder or a wrong range in ``fake`` fails now, not after all of ``real`` went through
+    real, fake = (_open(v, value_range=value_range, layout=layout, skip_bad=skip_bad) if kind == "images"
+                  else v for v, kind in zip((real, fake), kinds, strict=True))
     a = operand(real, ex, "real", with_features=need_real_features, **pipe)
     b = operand(fake, ex, "fake", with_features=need_fake_features, **pipe)
     check_provenance(a.provenance, b.provenance, allow_mismatch)

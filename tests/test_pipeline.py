@@ -207,6 +207,19 @@ def test_score_checks_provenance_and_what_each_metric_needs(mnist_numpy) -> None
         score(real.features, FeatureResult(real.features, None, []), metrics=("fid",))
 
 
+def test_score_opens_both_image_inputs_before_decoding_either(tmp_path, mnist_numpy) -> None:
+    """An empty fake folder, or fake images whose range contradicts the declared one, fail before the real
+    images are decoded (both sources read through one spy: nothing may have been produced)."""
+    real = ArraySource(_images(4))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: no images found"):
+        score(real, tmp_path / "empty", metrics=("fid",), extractor=mnist_numpy)
+    wrong = np.full((4, 28, 28, 3), -0.5, dtype=np.float32)
+    with pytest.raises(InputError, match=r"array: min -0.50.*\[0, 1\] was declared"):
+        score(real, wrong, metrics=("fid",), extractor=mnist_numpy, value_range=(0, 1))
+    assert real.produced == 0
+
+
 def test_folder_source_names_and_features_in_sorted_order(tmp_path, mnist_numpy) -> None:
     from PIL import Image
 
