@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ._atomic import atomic_path
+from ._validate import covariance
 from .errors import FidkitWarning, InputError, ProvenanceMismatchError
 
 if TYPE_CHECKING:
@@ -109,7 +110,10 @@ def _validate(n: int | None, mean: np.ndarray, cov: np.ndarray, where: str) -> t
         raise InputError(f"{where}: sample count must be an integer >= 2 (a covariance needs two "
                          f"samples), found {n!r}")
     mean = np.array(mean, dtype=np.float64)
-    cov = np.array(cov, dtype=np.float64)
+    try:  # symmetric (rounding-level asymmetry averaged away), non-negative variances
+        cov = np.array(covariance(cov, "covariance", d), dtype=np.float64)
+    except InputError as exc:
+        raise InputError(f"{where}: {exc}") from None
     mean.setflags(write=False)
     cov.setflags(write=False)
     return mean, cov

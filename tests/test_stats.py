@@ -182,6 +182,9 @@ def test_load_rejects_bad_files_naming_them(tmp_path) -> None:
     np.savez(tmp_path / "shape.npz", mu=np.zeros(3), sigma=np.eye(2))
     with pytest.raises(InputError, match=r"shape.npz: covariance"):
         load(tmp_path / "shape.npz")
+    np.savez(tmp_path / "asym.npz", mu=np.zeros(2), sigma=np.array([[1.0, 0.5], [0.0, 1.0]]))
+    with pytest.raises(InputError, match=r"asym.npz: covariance: expected a symmetric covariance"):
+        load(tmp_path / "asym.npz")
     with zipfile.ZipFile(tmp_path / "nozip.npz", "w") as zf:
         zf.writestr("readme.txt", "hello")
     with pytest.raises(InputError, match="nozip.npz"):
