@@ -40,7 +40,7 @@ def _pipeline() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("images -> features")
-    g.add_argument("--extractor", default="mnist",
+    g.add_argument("--extractor",
                    help="registered extractor name or 'package.module:attribute' (default: mnist)")
     g.add_argument("--runtime", choices=("torch", "tf", "jax", "numpy"),
                    help="runtime that computes the network (default: first installed)")
@@ -75,12 +75,22 @@ class _Context:
             from .pipeline import _as_extractor
 
             a = self.args
-            ex = _as_extractor(a.extractor, a.runtime, a.weights, a.device, a.resize)
+            ex = _as_extractor(a.extractor or "mnist", a.runtime, a.weights, a.device, a.resize)
             how = "as asked" if a.resize else "the extractor's canonical policy"
             print(f"fidkit: extractor {ex.name} on {ex.runtime} ({ex.device}), resize policy "
                   f"{ex.policy.name} ({how})", file=sys.stderr)
             self._extractor = ex
         return self._extractor
+
+    def _warn_unused(self, kinds: Sequence[str]) -> None:
+        """Warns when options that decide how images become features were given but no input is images:
+        statistics and features keep the extractor, weights and policy they were computed with."""
+        a = self.args
+        given = [f"--{k} {getattr(a, k)}" for k in ("extractor", "runtime", "weights", "resize") if getattr(a, k)]
+        if given and "images" not in kinds:
+            warnings.warn(f"{', '.join(given)}: no effect, no input is images (statistics and features were "
+                          f"computed with their own extractor, weights and resize policy: see their "
+                          f"provenance)", FidkitWarning, stacklevel=2)
 
     def pipe(self) -> dict[str, Any]:
         a = self.args
@@ -90,14 +100,17 @@ class _Context:
     def operand(self, value: str, label: str, *, with_features: bool) -> Any:
         from .pipeline import classify, operand
 
-        ex = self.extractor() if classify(value) == "images" else self.args.extractor
+        kind = classify(value)
+        self._warn_unused([kind])
+        ex = self.extractor() if kind == "images" else "mnist"
         return operand(value, ex, label, with_features=with_features, **self.pipe())
 
     def score(self, real: str, fake: str, metrics: Sequence[str], **kwargs: Any) -> dict[str, Any]:
         from .pipeline import check_inputs, score
 
         kinds, _, _ = check_inputs(real, fake, metrics, kwargs.get("bootstrap", 0))
-        ex = self.extractor() if "images" in kinds else self.args.extractor
+        self._warn_unused(kinds)
+        ex = self.extractor() if "images" in kinds else "mnist"
         return score(real, fake, metrics, ex, allow_mismatch=self.args.allow_mismatch, **self.pipe(),
                      **kwargs)
 

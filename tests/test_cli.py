@@ -51,6 +51,10 @@ def test_fid_of_two_stats_files(capsys, stats_files) -> None:
     assert res["provenance"]["extractor"] == "mnist"
     code, out, _ = _run(capsys, "fid", pa, pb)
     assert code == 0 and out.startswith("FID") and "resize policy mnist" in out
+    assert "no effect" not in _run(capsys, "fid", pa, pb)[2]
+    code, out, err = _run(capsys, "fid", pa, pb, "--resize", "clean", "--extractor", "inception-tf2015")
+    assert code == 0 and "resize policy mnist" in out
+    assert "--extractor inception-tf2015, --resize clean: no effect, no input is images" in err
 
 
 def test_peer_files_warn_about_unknown_provenance(capsys, tmp_path, stats_files) -> None:
