@@ -55,6 +55,7 @@ when JAX is not installed.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -89,19 +90,20 @@ class State(NamedTuple):
 
 
 def _float_dtype(dtype: Any) -> Any:
-    jax = _jax()
-    jnp = jax.numpy
-    x64 = bool(jax.config.jax_enable_x64)
+    x64 = bool(_jax().config.jax_enable_x64)
     if dtype is None:
-        return jnp.float64 if x64 else jnp.float32
-    dt = np.dtype(dtype)
+        return np.dtype(np.float64 if x64 else np.float32)
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise InputError(f"{_PURPOSE}.init: dtype must be float32 or float64, received {dtype!r}") from None
     if dt == np.float64 and not x64:
         raise InputError(f"{_PURPOSE}.init: dtype float64 needs JAX's 64-bit mode, which is off; call "
                          f"jax.config.update('jax_enable_x64', True) at startup (or set JAX_ENABLE_X64=1),"
                          f" or use float32 (the default), whose error bound the module docstring states")
     if dt not in (np.float32, np.float64):
         raise InputError(f"{_PURPOSE}.init: dtype must be float32 or float64, received {dt}")
-    return jnp.dtype(dt)
+    return dt
 
 
 def init(dim: int, dtype: Any = None) -> State:
@@ -118,7 +120,7 @@ def init(dim: int, dtype: Any = None) -> State:
     d = int(dim)
     z1 = jnp.zeros((d,), dt)
     z2 = jnp.zeros((d, d), dt)
-    return State(jnp.zeros((), jnp.int64 if dt == jnp.float64 else jnp.int32), z1, z1, z1, z2, z2)
+    return State(jnp.zeros((), np.int64 if dt == np.float64 else np.int32), z1, z1, z1, z2, z2)
 
 
 def _two_sum(a: Any, b: Any) -> tuple[Any, Any]:
@@ -275,12 +277,11 @@ def score_sampler(sample_fn: Callable[[Any, Any], Any], params: Any, rng: Any, n
     round-robin over ``devices`` (default ``jax.devices()``: under ``jax.distributed`` the devices of
     every process; ``params`` and ``rng`` must then be the same on every process) in one jitted
     ``shard_map``; each device accumulates its rows in a `State` and `psum` combines them. The rows of
-    the last round beyond ``num`` are computed and masked out.
+    the last round beyond ``num`` are computed and masked out. The compiled program is cached (the last
+    8, keyed by the two functions, ``num``, the devices and the feature shape), so scoring every epoch
+    with the same functions compiles once.
     """
     jax = _jax()
-    jnp = jax.numpy
-    from jax.sharding import Mesh, PartitionSpec
-
     if not isinstance(num, (int, np.integer)) or isinstance(num, bool) or num < 2:
         raise InputError(f"{_PURPOSE}.score_sampler: num must be an int >= 2 (samples to score), "
                          f"received {num!r}")
@@ -291,10 +292,28 @@ def score_sampler(sample_fn: Callable[[Any, Any], Any], params: Any, rng: Any, n
     if not hasattr(out, "shape") or len(out.shape) != 2:
         raise InputError(f"{_PURPOSE}.score_sampler: features_fn(sample_fn(params, rng)) must return "
                          f"(B, d) features, returned {getattr(out, 'shape', type(out).__name__)}")
-    batch, dim = int(out.shape[0]), int(out.shape[1])
+    key = (sample_fn, features_fn, int(num), tuple(devs), int(out.shape[0]), int(out.shape[1]),
+           _float_dtype(dtype), axis_name)
+    try:
+        hash(key)
+    except TypeError:  # an unhashable function: build (and compile) afresh
+        program = _sampler_program.__wrapped__(*key)
+    else:
+        program = _sampler_program(*key)
+    return finalize(program(params, rng), provenance)
+
+
+@functools.lru_cache(maxsize=8)
+def _sampler_program(sample_fn: Callable[[Any, Any], Any], features_fn: Callable[[Any], Any], num: int,
+                     devs: tuple[Any, ...], batch: int, dim: int, dtype: Any,
+                     axis_name: str) -> Callable[[Any, Any], State]:
+    """Returns the jitted shard_map of `score_sampler`; cached, so scoring every epoch compiles once."""
+    jax = _jax()
+    jnp = jax.numpy
+    from jax.sharding import Mesh, PartitionSpec
+
     ndev = len(devs)
-    rounds = math.ceil(int(num) / (ndev * batch))
-    total = int(num)
+    rounds = math.ceil(num / (ndev * batch))
 
     def per_device(params: Any, rng: Any) -> State:
         dev = jax.lax.axis_index(axis_name)
@@ -303,15 +322,14 @@ def score_sampler(sample_fn: Callable[[Any, Any], Any], params: Any, rng: Any, n
             g = i * ndev + dev
             feats = features_fn(sample_fn(params, jax.random.fold_in(rng, g)))
             rows = g * batch + jnp.arange(batch)
-            return update(st, feats, mask=rows < total)
+            return update(st, feats, mask=rows < num)
 
         st = jax.lax.fori_loop(0, rounds, body, init(dim, dtype))
         return psum(st, axis_name)
 
     mesh = Mesh(np.array(devs), (axis_name,))
     spec = PartitionSpec()
-    fn = jax.jit(_shard_map(per_device, mesh, (spec, spec), spec))
-    return finalize(fn(params, rng), provenance)
+    return jax.jit(_shard_map(per_device, mesh, (spec, spec), spec))
 
 
 def _shard_map(f: Callable[..., Any], mesh: Any, in_specs: Any, out_specs: Any) -> Callable[..., Any]:
