@@ -66,6 +66,8 @@ from ..errors import InputError
 from ..registry import import_runtime
 from ..stats import Provenance, Stats
 
+__all__ = ["State", "finalize", "init", "merge", "psum", "score_sampler", "update"]
+
 _PURPOSE = "fidkit.integrations.jax"
 
 
