@@ -29,7 +29,8 @@ if importlib.util.find_spec("torch") is not None:
 from fidkit.archs.inception import inception_tf2015
 from fidkit.archs.synthetic import synthetic_images, write_synthetic_weights
 from fidkit.errors import FidkitWarning
-from fidkit.registry import RUNTIME_MODULES, Extractor, extractor
+from fidkit.extraction import Extractor, extractor
+from fidkit.registry import RUNTIME_MODULES
 from fidkit.weights import load_canonical
 
 BATCH = 8

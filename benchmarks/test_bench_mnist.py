@@ -52,7 +52,7 @@ def _plain_torch(net):
                                   "mnist-numpy"])
 def test_bench_mnist_features(benchmark, impl: str) -> None:
     from fidkit.adapters import from_torch
-    from fidkit.registry import extractor
+    from fidkit.extraction import extractor
 
     images = to_rgb(load_mnist("test")[0][:N])
     net = _twin()

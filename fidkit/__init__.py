@@ -27,6 +27,7 @@ from .errors import (
     ProvenanceMismatchError,
     WeightsError,
 )
+from .extraction import Extractor, InputConvention, extractor, preprocess
 from .frechet import FrechetReference, frechet_distance, frechet_distance_features
 from .images import ImageSource, open_source
 from .inception_score import inception_score
@@ -35,22 +36,8 @@ from .kid import kid
 from .mnist_data import load_mnist
 from .pipeline import FeatureResult, compute_features, compute_stats, load_features, score
 from .prdc import PRDC, DensityCoverage, PrecisionRecall, density_coverage, prdc, precision_recall
-from .registry import (
-    Extractor,
-    ExtractorSpec,
-    available_extractors,
-    extractor,
-    get_spec,
-    register_extractor,
-)
-from .resize import (
-    ResizePolicy,
-    available_policies,
-    get_policy,
-    preprocess,
-    register_policy,
-    resize,
-)
+from .registry import ExtractorSpec, available_extractors, get_spec, register_extractor
+from .resize import ResizePolicy, available_policies, get_policy, register_policy, resize
 from .stats import Provenance, Stats, StatsAccumulator, check_compatible
 from .stats import load as load_stats
 from .weights import CanonicalWeights, canonical_digest, resolve_weights
@@ -93,6 +80,7 @@ __all__ = [
     "prdc",
     "precision_recall",
     "Extractor",
+    "InputConvention",
     "ExtractorSpec",
     "available_extractors",
     "extractor",

@@ -47,7 +47,7 @@ def _pipeline() -> argparse.ArgumentParser:
     g.add_argument("--weights", metavar="FILE", help="weights file to use instead of the official one")
     g.add_argument("--resize", metavar="POLICY",
                    help="resize policy (default: the extractor's canonical policy)")
-    g.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, or auto (a GPU when one is visible; default: cpu)")
+    g.add_argument("--device", default=None, help="cpu, cuda, cuda:N, or auto (a GPU when one is visible; default: cpu)")
     g.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N")
     g.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, metavar="N",
                    help="decode threads")
@@ -76,7 +76,9 @@ class _Context:
 
             a = self.args
             ex = _as_extractor(a.extractor or "mnist", a.runtime, a.weights, a.device, a.resize)
-            how = "as asked" if a.resize else "the extractor's canonical policy"
+            how = ("as asked" if a.resize and ex.policy.name == a.resize else
+                   "the extractor's canonical policy" if ex.policy.name == getattr(ex.spec, "policy", None)
+                   else "the model's own")
             print(f"fidkit: extractor {ex.name} on {ex.runtime} ({ex.device}), resize policy "
                   f"{ex.policy.name} ({how})", file=sys.stderr)
             self._extractor = ex

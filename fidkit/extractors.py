@@ -5,12 +5,7 @@ from __future__ import annotations
 from .registry import ExtractorSpec, register_extractor
 
 #: The generic graph interpreters: every built-in network is a `fidkit.archs.spec.Graph`.
-GRAPH_BUILDERS = {
-    "torch": "fidkit.backends.torch.network:build",
-    "jax": "fidkit.backends.jax.network:build",
-    "tf": "fidkit.backends.tf.network:build",
-    "numpy": "fidkit.backends.numpy.network:build",
-}
+GRAPH_BUILDERS = {rt: f"fidkit.backends.{rt}:network" for rt in ("torch", "jax", "tf", "numpy")}
 
 register_extractor(ExtractorSpec(
     name="inception-tf2015",

@@ -16,16 +16,14 @@ Colour (files are decoded by Pillow, first frame only, EXIF orientation ignored,
   * arrays: 1 channel replicated, 2 (gray + alpha) and 4 (RGBA) channels drop the alpha channel.
 
 Value range: uint8 data is [0, 255] and uint16 [0, 65535]; float data is declared by the caller
-(``value_range``: (0, 255), (0, 1) or (-1, 1)) or inferred only when unambiguous: any value below 0 ->
-[-1, 1] (if none is below -1 or above 1), all within [0, 1] -> [0, 1], some above 1 -> [0, 255]. Data that
-contradicts the declared range, or fits none, is an `InputError` that says what was found.
+(``value_range``: (0, 255), (0, 1) or (-1, 1)) or inferred only when unambiguous (`fidkit.image_rules`,
+judged on every image of the input). Data that contradicts the declared range, or fits none, is an
+`InputError` that says what was found.
 
-Quantization: a policy with ``quantize_input`` rounds float input to uint8 levels here, before resizing
-(`fidkit.resize.quantize`), as saving it as a PNG would (Parmar et al., CVPR 2022).
-
-Sizes: images that all share one size come at that size (the network's fast path resizes the batch); a
-folder or zip of mixed sizes is resized per image on the decode threads with the numpy reference to the
-requested size, so any batch size works.
+This module only decodes and groups: batches come in input order as they are (arrays in their own
+layout and dtype, with the source's ``layout`` and ``value_range``; decoded files as uint8 NHWC RGB, or
+float32 on 0..255 for 16-bit and float files); a folder or zip of mixed sizes gives a list of images
+per batch. Quantization and resizing are the extractor's preprocess (`fidkit.extraction`).
 """
 
 from __future__ import annotations
@@ -43,93 +41,39 @@ from typing import Any
 import numpy as np
 
 from .errors import InputError
-from .resize import ResizePolicy, check_size, get_policy, quantize, resize
+from .image_rules import (  # noqa: F401  (re-exported: the rules are part of this module's contract)
+    NAMED_RANGES,
+    RANGE_SLACK,
+    ValueRange,
+    check_value_range,
+    infer_value_range,
+    parse_value_range,
+    resolve_layout,
+)
 
-ValueRange = tuple[float, float]
 Name = str | int
 
 #: File extensions read from folders and zip archives (case-insensitive).
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
-#: The value ranges fidkit understands, by the spelling accepted on the command line.
-NAMED_RANGES: dict[str, ValueRange] = {"0,255": (0.0, 255.0), "0,1": (0.0, 1.0), "-1,1": (-1.0, 1.0)}
-#: Relative slack outside a range before values contradict it (float rounding of generator outputs).
-RANGE_SLACK = 1e-3
 
 _CHUNK = 256
 
 
-def _fmt_range(r: ValueRange) -> str:
-    return f"[{r[0]:g}, {r[1]:g}]"
-
-
-def parse_value_range(value: ValueRange | str | None) -> ValueRange | None:
-    """Returns ``value`` as one of the known ranges (0, 255), (0, 1), (-1, 1), or None when not given."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        key = value.replace(" ", "").strip("[]()")
-    else:
-        try:
-            lo, hi = (float(v) for v in value)
-        except (TypeError, ValueError):
-            raise InputError(f"value_range must be one of {list(NAMED_RANGES)}, received {value!r}") from None
-        key = f"{lo:g},{hi:g}"
-    if key not in NAMED_RANGES:
-        raise InputError(f"value_range must be one of {list(NAMED_RANGES)}, received {value!r}")
-    return NAMED_RANGES[key]
-
-
-def infer_value_range(dtype: np.dtype, lo: float, hi: float, name: str) -> ValueRange:
-    """Returns the value range of data with this dtype and extremes, when unambiguous; else raises."""
-    if dtype == np.uint8 or dtype == np.bool_:
-        return (0.0, 255.0)
-    if dtype == np.uint16:
-        return (0.0, 65535.0)
-    found = f"min {lo:.2f}, max {hi:.2f}"
-    if not np.issubdtype(dtype, np.floating):
-        raise InputError(f"{name}: {dtype} values ({found}) have no known image range; convert to uint8 or "
-                         f"float and pass value_range=(0, 255), (0, 1) or (-1, 1)")
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise InputError(f"{name}: contains NaN or infinite values; images must be finite")
-    if lo < 0.0:
-        if lo >= -1.0 - 2 * RANGE_SLACK and hi <= 1.0 + 2 * RANGE_SLACK:
-            return (-1.0, 1.0)
-    elif hi <= 1.0 + RANGE_SLACK:
-        return (0.0, 1.0)
-    elif hi <= 255.0 * (1 + RANGE_SLACK):
-        return (0.0, 255.0)
-    raise InputError(f"{name}: {found} fits none of [0, 255], [0, 1], [-1, 1]; rescale the images or pass "
-                     f"value_range explicitly")
-
-
-def check_value_range(declared: ValueRange, lo: float, hi: float, name: str) -> None:
-    """Raises `InputError` when data with extremes (lo, hi) contradicts the declared range."""
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise InputError(f"{name}: contains NaN or infinite values; images must be finite")
-    slack = RANGE_SLACK * (declared[1] - declared[0])
-    if lo >= declared[0] - slack and hi <= declared[1] + slack:
-        return
-    found = f"min {lo:.2f}, max {hi:.2f}"
-    try:
-        guess = infer_value_range(np.dtype(np.float32), lo, hi, name)
-        hint = f"looks like {_fmt_range(guess)} but {_fmt_range(declared)} was declared"
-        fix = f"pass value_range={_fmt_range(guess)}"
-        if guess == (-1.0, 1.0):
-            fix += " (generator outputs in [-1, 1] are usually tanh)"
-    except InputError:
-        hint = f"outside the declared {_fmt_range(declared)}"
-        fix = "rescale the images or declare their range"
-    raise InputError(f"{name}: {found}: {hint}; {fix}")
-
-
-def _extremes(arr: np.ndarray) -> tuple[float, float]:
-    """Returns (min, max) of a possibly memory-mapped array, reading it in chunks of images."""
+def _extremes(arr: np.ndarray, name: str) -> tuple[float, float]:
+    """Returns (min, max) of a possibly memory-mapped array, reading it in chunks of images; raises
+    `InputError` naming the first image with a non-finite value (wherever it is in the array)."""
     lo, hi = np.inf, -np.inf
     for start in range(0, max(arr.shape[0], 1), _CHUNK):
         part = np.asarray(arr[start:start + _CHUNK])
-        if part.size:
-            lo = min(lo, float(part.min()))
-            hi = max(hi, float(part.max()))
+        if not part.size:
+            continue
+        if np.issubdtype(part.dtype, np.floating):
+            bad = ~np.isfinite(part.reshape(len(part), -1)).all(axis=1)
+            if bad.any():
+                raise InputError(f"{name}: image {start + int(np.argmax(bad))} contains NaN or infinite "
+                                 f"values; images must be finite")
+        lo = min(lo, float(part.min()))
+        hi = max(hi, float(part.max()))
     return lo, hi
 
 
@@ -150,51 +94,32 @@ def _to_rgb255(arr: np.ndarray, value_range: ValueRange, name: str) -> np.ndarra
     return np.clip(out, 0.0, 255.0, out=out if out is not arr else None)
 
 
-def _nhwc(arr: np.ndarray, layout: str | None, name: str) -> np.ndarray:
-    """Returns a 4-d view in NHWC order of an NHWC/NCHW (declared or unambiguous) or NHW array."""
-    if arr.ndim == 3:
-        if layout is None and arr.shape[-1] in (1, 2, 3, 4):
-            raise InputError(f"{name}: shape {arr.shape} looks like one HWC image; add a batch axis "
-                             f"(images[None]) or pass layout='NHW' for a grayscale batch")
-        if layout not in (None, "NHW"):
-            raise InputError(f"{name}: a 3-d array is a grayscale batch (NHW), but layout={layout!r} was given")
-        return arr[..., None]
-    if arr.ndim != 4:
-        raise InputError(f"{name}: expected a batch of images (N, H, W, C) or (N, C, H, W), found shape "
-                         f"{arr.shape}")
-    if layout is None:  # an axis of 3 decides first (RGB is the rule), then one of 1, 2 or 4
-        last, first = arr.shape[3] == 3, arr.shape[1] == 3
-        if last == first:
-            last, first = arr.shape[3] in (1, 2, 3, 4), arr.shape[1] in (1, 2, 3, 4)
-        if last == first:
-            what = "could be either" if last else "has no channel axis of 1-4"
-            raise InputError(f"{name}: shape {arr.shape} {what} NHWC or NCHW; pass layout='NHWC' or 'NCHW'")
-        layout = "NHWC" if last else "NCHW"
-    if layout == "NCHW":
-        return arr.transpose(0, 2, 3, 1)
-    if layout != "NHWC":
-        raise InputError(f"{name}: layout must be 'NHWC', 'NCHW' or 'NHW', received {layout!r}")
-    return arr
-
-
-def _from_framework(obj: Any) -> np.ndarray | None:
-    """Returns a torch / TensorFlow / JAX tensor as numpy, or None; only already-imported frameworks."""
-    arr = None
+def to_numpy(obj: Any) -> np.ndarray:
+    """Returns a numpy array for a numpy array, a torch / TensorFlow / JAX tensor (copied to the host;
+    bfloat16 and float16 become float32), or anything ``np.asarray`` takes; frameworks are looked up in
+    ``sys.modules`` only, never imported."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(obj, torch.Tensor):
         t = obj.detach()
         if t.dtype in (torch.bfloat16, torch.float16):
             t = t.to(torch.float32)
-        arr = t.cpu().numpy()
+        return t.cpu().numpy()
     tf = sys.modules.get("tensorflow")
-    if arr is None and tf is not None and isinstance(obj, (tf.Tensor, tf.Variable)):
-        arr = obj.numpy()
-    jax = sys.modules.get("jax")
-    if arr is None and jax is not None and isinstance(obj, jax.Array):
-        arr = np.asarray(obj)
-    if arr is not None and arr.dtype.name in ("bfloat16", "float16"):
+    if tf is not None and isinstance(obj, (tf.Tensor, tf.Variable)):
+        obj = obj.numpy()
+    arr = np.asarray(obj)
+    if arr.dtype.name in ("bfloat16", "float16"):
         arr = arr.astype(np.float32)
     return arr
+
+
+def is_framework_tensor(obj: Any) -> bool:
+    """Returns whether ``obj`` is a torch, TensorFlow or JAX tensor (frameworks never imported here)."""
+    for module, attrs in (("torch", ("Tensor",)), ("tensorflow", ("Tensor", "Variable")), ("jax", ("Array",))):
+        mod = sys.modules.get(module)
+        if mod is not None and isinstance(obj, tuple(getattr(mod, a) for a in attrs)):
+            return True
+    return False
 
 
 class ImageSource:
@@ -207,6 +132,8 @@ class ImageSource:
         self.names: list[Name] = []
         self.skipped: list[str] = []
         self.value_range: ValueRange | None = None
+        #: the layout of the batches (`fidkit.image_rules.LAYOUTS`), None when each batch tells
+        self.layout: str | None = "NHWC"
 
     def __len__(self) -> int:
         return len(self.names)
@@ -214,9 +141,10 @@ class ImageSource:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.description!r}, {len(self)} images)"
 
-    def iter_batches(self, batch_size: int, policy: ResizePolicy | str, size: tuple[int, int] = (299, 299),
-                     workers: int | None = None) -> Iterator[tuple[np.ndarray, list[Name]]]:
-        """Yields (float32 NHWC RGB batch on 0..255, names) in input order, at most ``batch_size`` each."""
+    def iter_batches(self, batch_size: int, workers: int | None = None
+                     ) -> Iterator[tuple[np.ndarray | list[np.ndarray], list[Name]]]:
+        """Yields (batch, names) in input order, at most ``batch_size`` images each: an array in the
+        source's ``layout`` and dtype, or a list of HWC images of different sizes."""
         raise NotImplementedError
 
     @staticmethod
@@ -224,16 +152,6 @@ class ImageSource:
         if int(batch_size) < 1:
             raise InputError(f"batch_size must be at least 1, received {batch_size!r}")
         return int(batch_size)
-
-
-def device_batch(images: np.ndarray) -> np.ndarray:
-    """A batch as the extractors send it to their device: uint8 stays uint8 (a quarter of the bytes; the
-    runtime casts it there), anything else becomes float32; C-contiguous either way."""
-    return np.ascontiguousarray(images if images.dtype == np.uint8 else np.asarray(images, np.float32))
-
-
-def _finish(batch: np.ndarray, policy: ResizePolicy, integral: bool) -> np.ndarray:
-    return batch if (integral or not policy.quantize_input) else quantize(batch)
 
 
 class ArraySource(ImageSource):
@@ -245,31 +163,30 @@ class ArraySource(ImageSource):
         self.description = name
         if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
             raise InputError(f"{name}: expected a numeric array of images, found dtype {array.dtype}")
-        self._array = _nhwc(array, layout, name)
-        if self._array.shape[0] == 0 or 0 in self._array.shape[1:3]:
+        lay = resolve_layout(array.shape, layout, name)
+        if lay.add_axes == (0,):  # one image: a batch of one
+            array, self.layout = array[None], lay.order
+        else:
+            self.layout = "NHW" if lay.add_axes else lay.order
+        n, h, w, _ = lay.shape(array.shape[1:] if lay.add_axes == (0,) else array.shape)
+        if n == 0 or h == 0 or w == 0:
             raise InputError(f"{name}: no images (shape {array.shape})")
-        if np.issubdtype(array.dtype, np.floating) or value_range is not None:
-            lo, hi = _extremes(self._array)
+        self._array = array
+        floating = np.issubdtype(array.dtype, np.floating)
+        if floating or value_range is not None:
+            lo, hi = _extremes(array, name)
             if value_range is None:
                 value_range = infer_value_range(array.dtype, lo, hi, name)
             else:
-                check_value_range(value_range, lo, hi, name)
+                check_value_range(value_range, lo, hi, name, floating=floating)
         self.value_range = value_range or infer_value_range(array.dtype, 0.0, 0.0, name)
-        self._integral = array.dtype == np.uint8 or array.dtype == np.bool_
-        self.names = list(range(self._array.shape[0]))
+        self.names = list(range(array.shape[0]))
 
-    def iter_batches(self, batch_size: int, policy: ResizePolicy | str, size: tuple[int, int] = (299, 299),
-                     workers: int | None = None) -> Iterator[tuple[np.ndarray, list[Name]]]:
+    def iter_batches(self, batch_size: int, workers: int | None = None
+                     ) -> Iterator[tuple[np.ndarray, list[Name]]]:
         batch_size = self._check_batch_size(batch_size)
-        policy = get_policy(policy)
-        check_size(size)
-        n = self._array.shape[0]
-        for start in range(0, n, batch_size):
-            part = np.asarray(self._array[start:start + batch_size])
-            if part.dtype == np.bool_:
-                part = part.astype(np.uint8) * 255
-            batch = _to_rgb255(part, self.value_range, self.description)
-            yield _finish(batch, policy, self._integral), self.names[start:start + batch_size]
+        for start in range(0, self._array.shape[0], batch_size):
+            yield np.asarray(self._array[start:start + batch_size]), self.names[start:start + batch_size]
 
 
 class GeneratorSource(ImageSource):
@@ -278,11 +195,12 @@ class GeneratorSource(ImageSource):
     def __init__(self, sample: Callable[..., Any], *, num: int | None, seed: int | None,
                  value_range: ValueRange | None, layout: str | None) -> None:
         super().__init__()
-        self.description = getattr(sample, "__qualname__", type(sample).__name__)
+        self.description = f"generator {getattr(sample, '__qualname__', type(sample).__name__)}"
         if num is None or int(num) < 1:
-            raise InputError(f"generator {self.description}: pass num=<number of images to draw> (>= 1), "
+            raise InputError(f"{self.description}: pass num=<number of images to draw> (>= 1), "
                              f"received {num!r}")
-        self._sample, self._seed, self._layout = sample, seed, layout
+        self._sample, self._seed = sample, seed
+        self.layout = layout
         self.value_range = value_range
         self.names = list(range(int(num)))
 
@@ -296,31 +214,27 @@ class GeneratorSource(ImageSource):
             except TypeError as exc:
                 if "seed" not in str(exc):
                     raise
-                raise InputError(f"generator {self.description}: seed was given, so it is called as "
+                raise InputError(f"{self.description}: seed was given, so it is called as "
                                  f"sample(n, seed=...); add a seed parameter or drop seed") from None
-        arr = _from_framework(out)
-        arr = np.asarray(out) if arr is None else arr
-        arr = _nhwc(arr, self._layout, f"generator {self.description}")
-        if arr.shape[0] != n:
-            raise InputError(f"generator {self.description}: sample({n}) returned {arr.shape[0]} images")
+        arr = to_numpy(out)
+        got = resolve_layout(arr.shape, self.layout, self.description).shape(arr.shape)[0]
+        if got != n:
+            raise InputError(f"{self.description}: sample({n}) returned {got} images")
         return arr
 
-    def iter_batches(self, batch_size: int, policy: ResizePolicy | str, size: tuple[int, int] = (299, 299),
-                     workers: int | None = None) -> Iterator[tuple[np.ndarray, list[Name]]]:
+    def iter_batches(self, batch_size: int, workers: int | None = None
+                     ) -> Iterator[tuple[np.ndarray, list[Name]]]:
         batch_size = self._check_batch_size(batch_size)
-        policy = get_policy(policy)
-        check_size(size)
-        name = f"generator {self.description}"
         for k, start in enumerate(range(0, len(self.names), batch_size)):
             names = self.names[start:start + batch_size]
             arr = self._draw(len(names), k)
-            lo, hi = float(np.min(arr)), float(np.max(arr))
+            lo, hi = _extremes(arr, f"{self.description} (batch {k})")
             if self.value_range is None:  # inferred once, from the first batch, then enforced
-                self.value_range = infer_value_range(arr.dtype, lo, hi, name)
+                self.value_range = infer_value_range(arr.dtype, lo, hi, self.description)
             else:
-                check_value_range(self.value_range, lo, hi, f"{name} (batch {k})")
-            batch = _to_rgb255(arr, self.value_range, name)
-            yield _finish(batch, policy, arr.dtype == np.uint8), names
+                check_value_range(self.value_range, lo, hi, f"{self.description} (batch {k})",
+                                  floating=np.issubdtype(arr.dtype, np.floating))
+            yield arr, names
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -427,7 +341,7 @@ class FileSource(ImageSource):
         self.description = description
         self.names = list(names)
         self._skip_bad = skip_bad
-        self.value_range = value_range
+        self.value_range = (0.0, 255.0)  # decoded files: uint8, or float32 already on 0..255
         self._sizes: dict[str, tuple[int, int]] | None = None
         if not self.names:
             raise InputError(f"{description}: no images found (looked for "
@@ -458,20 +372,12 @@ class FileSource(ImageSource):
                 return exc
         return dict(zip(self.names, pool.map(one, self.names), strict=True))
 
-    def _load(self, name: str, policy: ResizePolicy, size: tuple[int, int] | None) -> np.ndarray:
-        img = _decode(self._read(name), self._label(name), self._float_range)
-        if img.dtype != np.uint8 and policy.quantize_input:
-            img = quantize(img)
-        img = img.astype(np.float32)
-        if size is not None and img.shape[:2] != size:
-            img = resize(img[None], policy, size)[0]
-        return img
+    def _load(self, name: str) -> np.ndarray:
+        return _decode(self._read(name), self._label(name), self._float_range)
 
-    def iter_batches(self, batch_size: int, policy: ResizePolicy | str, size: tuple[int, int] = (299, 299),
-                     workers: int | None = None) -> Iterator[tuple[np.ndarray, list[Name]]]:
+    def iter_batches(self, batch_size: int, workers: int | None = None
+                     ) -> Iterator[tuple[np.ndarray | list[np.ndarray], list[Name]]]:
         batch_size = self._check_batch_size(batch_size)
-        policy = get_policy(policy)
-        size = check_size(size)
         workers = max(1, int(workers) if workers is not None else min(8, os.cpu_count() or 1))
         self.skipped = []
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fidkit-decode") as pool:
@@ -482,8 +388,7 @@ class FileSource(ImageSource):
                     self._fail(name, sizes[name])
                 else:
                     names.append(name)
-            distinct = {sizes[n] for n in names}
-            target = None if len(distinct) <= 1 else size
+            mixed = len({sizes[n] for n in names}) > 1
             window: deque[tuple[str, Future[np.ndarray]]] = deque()
             pending = iter(names)
             batch: list[np.ndarray] = []
@@ -494,7 +399,7 @@ class FileSource(ImageSource):
                     name = next(pending, None)
                     if name is None:
                         return
-                    window.append((name, pool.submit(self._load, name, policy, target)))
+                    window.append((name, pool.submit(self._load, name)))
 
             refill()
             while window:
@@ -508,12 +413,20 @@ class FileSource(ImageSource):
                     batch_names.append(name)
                 refill()
                 if len(batch) == batch_size:
-                    yield np.stack(batch), batch_names
+                    yield (batch if mixed else _stack(batch)), batch_names
                     batch, batch_names = [], []
             if batch:
-                yield np.stack(batch), batch_names
+                yield (batch if mixed else _stack(batch)), batch_names
         if len(self.skipped) == len(self.names):
             raise InputError(f"{self.description}: every file was unreadable ({len(self.skipped)} skipped)")
+
+
+def _stack(images: list[np.ndarray]) -> np.ndarray:
+    """Returns equally sized decoded images as one batch: uint8 unless a 16-bit or float file is among
+    them (then float32, on the same 0..255 scale)."""
+    if all(i.dtype == np.uint8 for i in images):
+        return np.stack(images)
+    return np.stack([i.astype(np.float32) for i in images])
 
 
 class FolderSource(FileSource):
@@ -601,10 +514,9 @@ def open_source(source: Any, *, value_range: ValueRange | str | None = None, lay
         if low.endswith(".zip"):
             return ZipSource(path, skip_bad=skip_bad, value_range=rng)
         raise InputError(f"{path}: not an image folder, .zip, .npy or .npz file")
-    arr = _from_framework(source)
-    if arr is not None:
-        return ArraySource(arr, f"{type(source).__module__}.{type(source).__name__}", value_range=rng,
-                           layout=layout)
+    if is_framework_tensor(source):
+        return ArraySource(to_numpy(source), f"{type(source).__module__}.{type(source).__name__}",
+                           value_range=rng, layout=layout)
     if isinstance(source, np.ndarray):
         return ArraySource(source, "array", value_range=rng, layout=layout)
     if callable(source):

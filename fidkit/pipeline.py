@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from .errors import FidkitError, FidkitWarning, InputError
-from .registry import Extractor
+from .extraction import Extractor
 from .stats import Provenance, Stats, StatsAccumulator, _atomic_savez, check_provenance
 from .stats import load as load_stats
 
@@ -112,16 +112,16 @@ def _open(source: Any, *, value_range: Any = None, layout: str | None = None, sk
 
 
 def _as_extractor(ex: Extractor | str, runtime: str | None = None, weights: str | None = None,
-                  device: str = "cpu", resize: str | None = None) -> Extractor:
+                  device: str | None = None, resize: str | None = None) -> Extractor:
     if isinstance(ex, Extractor):
         return ex
-    if ":" in ex:  # a user's own model, "package.module:attribute"
+    if ":" in ex:  # a user's own model, "package.module:attribute": every option reaches it or is refused
         from .adapters import load_extractor
 
-        return load_extractor(ex)
-    from .registry import extractor
+        return load_extractor(ex, runtime=runtime, device=device, weights=weights, policy=resize)
+    from .extraction import extractor
 
-    return extractor(ex, runtime, weights=weights, device=device, policy=resize)
+    return extractor(ex, runtime, weights=weights, device=device or "cpu", policy=resize)
 
 
 def _batches(src: Any, ex: Extractor, batch_size: int, workers: int,
@@ -132,9 +132,9 @@ def _batches(src: Any, ex: Extractor, batch_size: int, workers: int,
 
     with tqdm(total=len(src), unit="img", file=sys.stderr, disable=not progress,
               desc=f"{ex.name} ({ex.runtime})") as bar:
-        for images, names in _prefetch(iter(src.iter_batches(batch_size, ex.policy, ex.input_size,
-                                                             workers))):
-            out = ex(images)
+        for images, names in _prefetch(iter(src.iter_batches(batch_size, workers))):
+            out = ex.outputs(images, layout=src.layout, value_range=src.value_range,
+                             name=src.description, checked=True)
             bar.update(len(names))
             yield out, list(names)
 
@@ -359,7 +359,7 @@ def check_inputs(real: Any, fake: Any, metrics: Sequence[str],
 
 def score(real: Any, fake: Any, metrics: Sequence[str] = ("fid", "kid", "is", "pr"),
           extractor: Extractor | str = "mnist", runtime: str | None = None, *,
-          weights: str | None = None, resize: str | None = None, device: str = "cpu",
+          weights: str | None = None, resize: str | None = None, device: str | None = None,
           batch_size: int = DEFAULT_BATCH_SIZE, workers: int = DEFAULT_WORKERS, progress: bool = False,
           allow_mismatch: bool = False, value_range: Any = None, layout: str | None = None,
           skip_bad: bool = False, is_splits: int = 10, kid_subsets: int = 100, kid_subset_size: int = 1000, k: int = 3,

@@ -8,36 +8,29 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
-
-import numpy as np
+from typing import Any
 
 from .errors import BackendUnavailableError, FidkitError, InputError
-
-if TYPE_CHECKING:
-    from .resize import ResizePolicy
-    from .weights import CanonicalWeights
 
 #: Runtime names in the order tried when the caller names none, and the module each needs.
 #: ``numpy`` is the float64 reference interpreter of the core: slow, exact, always there.
 RUNTIME_MODULES: Mapping[str, str] = MappingProxyType(
     {"torch": "torch", "jax": "jax", "tf": "tensorflow", "numpy": "numpy"})
 
-Forward = Callable[[np.ndarray], dict[str, np.ndarray]]
-
-
 @dataclass(frozen=True)
 class ExtractorSpec:
     """What an extractor is, independent of the runtime that runs it.
 
     ``builders`` maps a runtime name to ``"module:function"``; the function is called as
-    ``build(spec=..., weights=CanonicalWeights | None, device=str, policy=ResizePolicy)`` and returns a
-    forward function: float32 NHWC RGB images on the 0..255 scale (any size, uniform within the batch)
-    -> ``{"features": (N, feature_dim), "logits": (N, logits_dim)}`` as numpy arrays.
+    ``build(spec=..., weights=CanonicalWeights | None, device=str)`` and returns the network stage: a
+    callable taking the runtime's float tensor (``input_size``, normalised with the policy's mean/std,
+    in the layout named by its ``layout`` attribute, default NHWC) and returning
+    ``{"features": (N, feature_dim), "logits": (N, logits_dim)}`` as the runtime's tensors. The
+    preprocess stage in front of it is the runtime's own (`fidkit.extraction`).
     """
 
     name: str
@@ -73,7 +66,7 @@ def _load_entry_points() -> None:
     if _ENTRY_POINTS_LOADED:
         return
     _ENTRY_POINTS_LOADED = True
-    from . import extractors  # noqa: F401  (registers the built-in extractors)
+    importlib.import_module("fidkit.extractors")  # registers the built-in extractors
 
     for ep in entry_points(group="fidkit.extractors"):
         ep.load()()
@@ -135,6 +128,20 @@ def pick_gpu(device: str, gpus: list[Any], runtime: str, hint: str = "") -> Any 
                                   f"pass --device cpu (or auto)")
 
 
+def backend(runtime: str) -> Any:
+    """Returns the runtime package ``fidkit.backends.<runtime>`` (imported by name, on first use).
+
+    Every runtime package has the same entry points: ``network``, ``preprocess``, ``to_host``,
+    ``is_tensor`` and ``all_reduce_sum`` (`fidkit.backends.common`). Raises `InputError` for an unknown
+    runtime and `BackendUnavailableError` when its framework is not installed.
+    """
+    if runtime not in RUNTIME_MODULES:
+        raise InputError(f"unknown runtime {runtime!r}; expected one of {', '.join(RUNTIME_MODULES)}")
+    if runtime != "numpy":
+        import_runtime(runtime, f"the {runtime} runtime")
+    return importlib.import_module(f"fidkit.backends.{runtime}")
+
+
 def load_object(ref: str) -> Any:
     """Returns the object named by ``"package.module:attribute"``."""
     module, _, attr = ref.partition(":")
@@ -163,72 +170,3 @@ def choose_runtime(spec: ExtractorSpec, runtime: str | None) -> str:
     raise BackendUnavailableError(
         f"extractor {spec.name!r} needs one of the runtimes {', '.join(spec.builders)}, and none is "
         f"installed: pip install 'fidkit[torch]' (or tf, jax)")
-
-
-class Extractor:
-    """A feature extractor with numpy at its boundary, whatever runtime computes it."""
-
-    def __init__(self, spec: ExtractorSpec, runtime: str, device: str, policy: ResizePolicy,
-                 weights_sha256: str | None, forward: Forward, weights_source: str | None = None) -> None:
-        self.spec = spec
-        self.name = spec.name
-        self.runtime = runtime
-        self.device = device
-        self.policy = policy
-        self.weights_sha256 = weights_sha256
-        self.weights_source = weights_source
-        self.feature_dim = spec.feature_dim
-        self.logits_dim = spec.logits_dim
-        self.input_size = spec.input_size
-        self._forward = forward
-
-    def __repr__(self) -> str:
-        return (f"Extractor({self.name!r}, runtime={self.runtime!r}, device={self.device!r}, "
-                f"policy={self.policy.name!r})")
-
-    def __call__(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """Returns {'features': (N, d), 'logits': (N, k)} for float32 NHWC RGB images on the 0..255 scale."""
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise InputError(f"extractor {self.name!r}: expected images of shape (N, H, W, 3), "
-                             f"received {images.shape}")
-        if images.shape[0] == 0:
-            raise InputError(f"extractor {self.name!r}: received an empty batch")
-        out = self._forward(np.ascontiguousarray(images, dtype=np.float32))
-        for key, dim in (("features", self.feature_dim), ("logits", self.logits_dim)):
-            if dim is None or key not in out:
-                continue
-            arr = out[key]
-            if arr.shape != (images.shape[0], dim):
-                raise FidkitError(f"extractor {self.name!r} ({self.runtime}) returned {key} of shape "
-                                  f"{arr.shape}; expected {(images.shape[0], dim)}")
-        return out
-
-    def features(self, images: np.ndarray) -> np.ndarray:
-        """Returns the (N, feature_dim) features of a batch."""
-        return self(images)["features"]
-
-    def logits(self, images: np.ndarray) -> np.ndarray:
-        """Returns the (N, logits_dim) logits of a batch."""
-        if self.logits_dim is None:
-            raise FidkitError(f"extractor {self.name!r} has no logits output")
-        return self(images)["logits"]
-
-
-def extractor(name: str = "mnist", runtime: str | None = None, *, weights: str | None = None,
-              device: str = "cpu", policy: str | None = None) -> Extractor:
-    """Returns a ready extractor: spec ``name`` on ``runtime`` (first installed if None).
-
-    ``weights`` is an explicit weights file (used with a warning if its digest is not the official one);
-    ``policy`` overrides the spec's canonical resize policy (the choice is recorded in statistics).
-    """
-    from .resize import get_policy
-    from .weights import resolve_weights
-
-    spec = get_spec(name)
-    rt = choose_runtime(spec, runtime)
-    pol = get_policy(policy or spec.policy)
-    cw: CanonicalWeights | None = resolve_weights(spec.weights, weights) if (spec.weights or weights) else None
-    forward = load_object(spec.builders[rt])(spec=spec, weights=cw, device=device, policy=pol)
-    return Extractor(spec, rt, device, pol, cw.digest if cw else None, forward,
-                     weights_source=cw.source if cw else None)

@@ -30,14 +30,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 
 from .errors import InputError
-
-if TYPE_CHECKING:
-    from .images import ValueRange
 
 #: Fractional bits of Pillow's fixed-point weights on 8-bit images (``PRECISION_BITS`` in Resample.c).
 PIL_PRECISION_BITS = 32 - 8 - 2
@@ -467,24 +464,6 @@ def quantize(images: np.ndarray) -> np.ndarray:
     ``quantize_input`` applies it to float input before resizing (clean-fid's argument).
     """
     return np.clip(np.rint(np.asarray(images, dtype=np.float32)), 0.0, 255.0).astype(np.float32)
-
-
-def preprocess(images: Any, policy: ResizePolicy | str, size: tuple[int, int] = (299, 299),
-               value_range: ValueRange | str | None = None, *, layout: str | None = None) -> np.ndarray:
-    """Returns the network input before normalisation: float32 NHWC on the 0..255 scale at ``size``.
-
-    ``images`` is anything `fidkit.images.open_source` accepts (array, tensor, folder, zip, .npy/.npz).
-    Applies the policy's colour and value-range conversion, input quantization and resize (the numpy
-    reference), so what a policy does can be inspected and compared exactly; ``policy.normalize`` then
-    gives what the network sees.
-    """
-    from .images import open_source
-
-    policy = get_policy(policy) if isinstance(policy, str) else policy
-    size = check_size(size)
-    source = open_source(images, value_range=value_range, layout=layout)
-    out = [resize(batch, policy, size) for batch, _ in source.iter_batches(64, policy, size)]
-    return np.concatenate(out, axis=0)
 
 
 # ---------------------------------------------------------------------------------------------- registry

@@ -140,7 +140,7 @@ def test_torch_adapter_on_the_shipped_classifier() -> None:
 
     from fidkit.adapters import from_torch
     from fidkit.mnist_data import load_mnist, to_rgb
-    from fidkit.registry import extractor
+    from fidkit.extraction import extractor
 
     repo = Path(__file__).resolve().parent.parent
     spec = importlib.util.spec_from_file_location("fidkit_train_mnist", repo / "scripts" / "train_mnist.py")

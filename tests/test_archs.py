@@ -13,7 +13,7 @@ from conftest import require_runtime, runtimes_under_test
 from fidkit.archs.inception import inception_tf2015, inception_torchvision
 from fidkit.archs.spec import Graph, GraphBuilder
 from fidkit.archs.synthetic import synthetic_images, synthetic_weights, write_synthetic_weights
-from fidkit.backends.numpy.network import load_params, run_graph
+from fidkit.backends.common import load_params, run_graph
 from fidkit.errors import BackendUnavailableError, InputError, WeightsError
 from fidkit.registry import ExtractorSpec, load_object, parse_device, pick_gpu
 from fidkit.resize import get_policy

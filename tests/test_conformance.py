@@ -23,7 +23,7 @@ from conftest import cuda_available, require_runtime, runtime_sees_gpu, runtimes
 from fidkit.archs.inception import inception_tf2015, inception_torchvision
 from fidkit.archs.synthetic import synthetic_images, write_synthetic_weights
 from fidkit.errors import FidkitWarning
-from fidkit.registry import Extractor, extractor
+from fidkit.extraction import Extractor, extractor
 from fidkit.weights import load_canonical
 
 try:

@@ -226,7 +226,7 @@ def test_full_size_pytorch_fid_file_loads_in_peers_and_converts_exactly(tmp_path
     with pytest.warns(FidkitWarning, match="unofficial"):
         cw = W.resolve_weights((PFID,), str(path))
     assert not cw.official and cw.digest == W.canonical_digest(peer_state)
-    from fidkit.registry import extractor
+    from fidkit.extraction import extractor
 
     with pytest.warns(FidkitWarning, match="unofficial"):
         ext = extractor("inception-tf2015", runtime="torch", weights=str(path))

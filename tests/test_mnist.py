@@ -222,7 +222,7 @@ def test_npz_bytes_reproducible_and_loadable(tmp_path: Path) -> None:
 # --- through the registered extractor, on every runtime ---------------------------------------------
 
 def _extractor(runtime: str):
-    from fidkit.registry import extractor
+    from fidkit.extraction import extractor
 
     return extractor("mnist", runtime=runtime)
 
@@ -233,7 +233,7 @@ def test_extractor_accuracy() -> None:
 
     One runtime suffices: the others agree with it feature by feature (the tests below).
     """
-    from fidkit.registry import extractor
+    from fidkit.extraction import extractor
 
     ex = extractor("mnist")
     images, labels = load_mnist("test")

@@ -22,7 +22,8 @@ from fidkit.pipeline import (
     load_features,
     score,
 )
-from fidkit.registry import Extractor, get_spec
+from fidkit.extraction import Extractor
+from fidkit.registry import get_spec
 from fidkit.stats import Stats
 
 

@@ -10,7 +10,7 @@ from conftest import require_runtime
 
 from fidkit.frechet import frechet_distance
 from fidkit.mnist_data import load_mnist, to_rgb
-from fidkit.registry import extractor
+from fidkit.extraction import extractor
 from fidkit.stats import Stats, StatsAccumulator, check_compatible, load
 
 REPO = Path(__file__).resolve().parent.parent

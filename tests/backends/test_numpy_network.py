@@ -265,7 +265,7 @@ def test_build_resizes_other_sizes_with_the_reference_resizer(tmp_path) -> None:
 
 def test_numpy_runtime_takes_auto_and_refuses_cuda() -> None:
     from fidkit.errors import InputError
-    from fidkit.registry import extractor
+    from fidkit.extraction import extractor
 
     ex = extractor("mnist", runtime="numpy", device="auto")
     assert ex.features(np.zeros((1, 28, 28, 3), np.float32)).shape == (1, ex.feature_dim)

@@ -27,7 +27,7 @@ def _outputs(value: Any) -> dict[str, Any]:
 
 
 def jax_runner(fn: Callable[..., Any], params: Any, jit: bool
-               ) -> tuple[Callable[[np.ndarray], Mapping[str, np.ndarray]], str | None]:
+               ) -> tuple[Callable[[Any], Mapping[str, Any]], str | None]:
     """Returns (run, parameters digest or None): run maps model input to {'features', 'logits'?}."""
     if not callable(fn):
         raise InputError(f"from_jax expects a function, received {type(fn).__name__}")
@@ -38,7 +38,7 @@ def jax_runner(fn: Callable[..., Any], params: Any, jit: bool
     compiled = jax.jit(fn) if jit else fn
     args = () if params is None else (params,)
 
-    def run(x: np.ndarray) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v) for k, v in _outputs(compiled(*args, x)).items()}
+    def run(x: Any) -> dict[str, Any]:
+        return {k: v.reshape(v.shape[0], -1) for k, v in _outputs(compiled(*args, x)).items()}
 
     return run, digest

@@ -16,12 +16,11 @@ import numpy as np
 
 from ...archs.spec import Graph, Node
 from ...errors import InputError
-from ...images import device_batch
 from ...registry import import_runtime, parse_device, pick_gpu
+from ..common import channels_last_params, graph_and_params
 
 if TYPE_CHECKING:
-    from ...registry import ExtractorSpec, Forward
-    from ...resize import ResizePolicy
+    from ...registry import ExtractorSpec
     from ...weights import CanonicalWeights
 
 
@@ -44,8 +43,6 @@ def resolve_device(device: str) -> Any:
 
 def to_jax_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Returns float32 parameters in JAX layouts: conv kernels HWIO, dense (in, out), others unchanged."""
-    from ...backends.numpy.network import channels_last_params
-
     return channels_last_params(graph, params)
 
 
@@ -140,44 +137,32 @@ class BatchPadding:
             self.compile_s = max(self._first_s - seconds, 0.0)
 
 
-def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
-          policy: ResizePolicy) -> Forward:
-    """Returns the jax forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
+def network(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str) -> Any:
+    """Returns the JAX network stage of ``spec``: a normalised float32 NHWC array on the device ->
+    {'features', 'logits'} float32 arrays there. A batch smaller than one already compiled is padded
+    to it when that is cheaper than compiling (`BatchPadding`)."""
     jax = _jax()
-    from ...backends.numpy.network import graph_and_params
-
     graph, params = graph_and_params(spec, weights, "jax")
     dev = resolve_device(device)
     params = jax.device_put(to_jax_params(graph, params), dev)
-    size = tuple(spec.input_size)
-    mean = np.asarray(policy.mean, np.float32)
-    std = np.asarray(policy.std, np.float32)
     net = jax.jit(partial(apply, graph))
-
-    @jax.jit
-    def normalize(x: Any) -> Any:
-        return (x - mean) / std
-
     padding = BatchPadding()
 
-    def forward(images: np.ndarray) -> dict[str, np.ndarray]:
+    def forward(x: Any) -> dict[str, Any]:
         start = time.perf_counter()
-        images = device_batch(images)
-        n = len(images)
+        n = int(x.shape[0])
         target = padding.target(n)
         if target > n:
-            images = np.concatenate([images, np.zeros((target - n, *images.shape[1:]), images.dtype)])
-        x = jax.device_put(images, dev)
-        if tuple(x.shape[1:3]) != size:
-            from .resize import resize_batch
-
-            x = resize_batch(x, policy, size)
-        out = net(params, normalize(x))
-        result = {k: np.asarray(v[:n], dtype=np.float32) for k, v in out.items()}
+            x = jax.numpy.concatenate([x, jax.numpy.zeros((target - n, *x.shape[1:]), x.dtype)])
+        out = net(params, x)
+        result = {k: v[:n] for k, v in out.items()}
+        jax.block_until_ready(result)
         padding.record(target, time.perf_counter() - start)
         return result
 
     forward.apply = net  # type: ignore[attr-defined]
     forward.padding = padding  # type: ignore[attr-defined]
     forward.params = params  # type: ignore[attr-defined]
+    forward.layout = "NHWC"  # type: ignore[attr-defined]
+    forward.device = str(dev)  # type: ignore[attr-defined]
     return forward

@@ -9,7 +9,6 @@ done a few images at a time so the patch buffer stays bounded.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +16,12 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ...archs.spec import Graph, Node
-from ...errors import InputError, WeightsError
+from ...errors import InputError
 from ...registry import parse_device
+from ..common import graph_and_params
 
 if TYPE_CHECKING:
-    from ...registry import ExtractorSpec, Forward
-    from ...resize import ResizePolicy
+    from ...registry import ExtractorSpec
     from ...weights import CanonicalWeights
 
 Params = Mapping[str, np.ndarray]
@@ -177,95 +176,23 @@ def run_graph(graph: Graph, params: Params, images: np.ndarray) -> dict[str, np.
     return {key: values[name] for key, name in graph.outputs.items()}
 
 
-def load_params(graph: Graph, path: str, where: str | None = None) -> dict[str, np.ndarray]:
-    """Returns the graph's parameters read from an .npz of named float32 arrays, as float64."""
-    where = where or str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = np.load(fh, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise WeightsError(f"{where}: holds one array, not named weights; expected an .npz "
-                                   f"with arrays named '<node>.<param>'")
-            names = set(data.files)
-            params: dict[str, np.ndarray] = {}
-            for key, shape in graph.param_shapes().items():
-                if key not in names:
-                    raise WeightsError(f"{where}: weights file lacks {key!r} (shape {shape}) needed by "
-                                       f"graph {graph.name!r}; convert the checkpoint with "
-                                       f"`fidkit weights convert`")
-                arr = data[key]
-                if arr.shape != shape:
-                    raise WeightsError(f"{where}: {key!r} has shape {arr.shape}, graph {graph.name!r} "
-                                       f"expects {shape}; the file is for another network")
-                params[key] = arr.astype(np.float64)
-    except WeightsError:
-        raise
-    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise WeightsError(f"{where}: cannot read weights as .npz ({type(exc).__name__}: {exc}); "
-                           f"re-download or re-convert the file") from None
-    return params
+def network(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str) -> Any:
+    """Returns the numpy network stage of ``spec``: float64 NHWC input (normalised) -> float64 outputs.
 
-
-def graph_and_params(spec: ExtractorSpec, weights: CanonicalWeights | None,
-                     runtime: str) -> tuple[Graph, dict[str, np.ndarray]]:
-    """Returns the spec's graph and its float64 parameters: the start of every runtime's `build`."""
-    from ...registry import load_object
-
-    if spec.arch is None:
-        raise InputError(f"extractor {spec.name!r} has no graph (spec.arch); the {runtime} graph runtime "
-                         f"cannot run it")
-    if weights is None:
-        raise WeightsError(f"extractor {spec.name!r} needs weights, and none were resolved; pass "
-                           f"--weights FILE")
-    graph: Graph = load_object(spec.arch)()
-    return graph, load_params(graph, str(weights.path))
-
-
-def channels_last_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Returns float32 parameters in the layouts of TF and JAX: conv kernels HWIO, dense (in, out)."""
-    out: dict[str, np.ndarray] = {}
-    ops = {n.name: n.op for n in graph.nodes}
-    for key in graph.param_shapes():
-        node, _, name = key.rpartition(".")
-        arr = np.asarray(params[key], dtype=np.float32)
-        if name == "weight" and ops[node] == "conv2d":
-            arr = arr.transpose(2, 3, 1, 0)
-        elif name == "weight" and ops[node] == "dense":
-            arr = arr.T
-        out[key] = np.ascontiguousarray(arr)
-    return out
-
-
-def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
-          policy: ResizePolicy) -> Forward:
-    """Returns the numpy forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
+    Raises `InputError` for a GPU device (the numpy runtime runs on the CPU only).
+    """
     if parse_device(device)[0] == "gpu":
         raise InputError(f"the numpy runtime runs on the CPU only, but device {device!r} was asked "
                          f"for; pass --device cpu or choose another runtime")
     graph, params = graph_and_params(spec, weights, "numpy")
-    size = tuple(spec.input_size)
-    mean = getattr(policy, "mean", None)
-    std = getattr(policy, "std", None)
-    mean = None if mean is None else np.asarray(mean, dtype=np.float64)
-    std = None if std is None else np.asarray(std, dtype=np.float64)
 
-    def forward_chunk(images: np.ndarray) -> dict[str, np.ndarray]:
-        if tuple(images.shape[1:3]) != size:
-            from ...resize import resize
-
-            images = resize(images, policy, size)
-        x = np.asarray(images, dtype=np.float64)
-        if mean is not None:
-            x = x - mean
-        if std is not None:
-            x = x / std
-        return run_graph(graph, params, x)
-
-    def forward(images: np.ndarray) -> dict[str, np.ndarray]:
-        if len(images) == 0:
+    def forward(x: np.ndarray) -> dict[str, np.ndarray]:
+        if len(x) == 0:
             raise InputError(f"extractor {spec.name!r} (numpy): received an empty batch")
         # images are independent, so chunking changes nothing but the peak memory of float64 activations
-        outs = [forward_chunk(images[i:i + _FORWARD_CHUNK]) for i in range(0, len(images), _FORWARD_CHUNK)]
+        outs = [run_graph(graph, params, x[i:i + _FORWARD_CHUNK]) for i in range(0, len(x), _FORWARD_CHUNK)]
         return {key: np.concatenate([o[key] for o in outs]) for key in outs[0]}
 
+    forward.layout = "NHWC"  # type: ignore[attr-defined]
+    forward.device = "cpu"  # type: ignore[attr-defined]
     return forward

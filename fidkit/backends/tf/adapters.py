@@ -6,7 +6,6 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import keras
-import numpy as np
 
 from ...adapters import parameters_sha256
 from ...errors import InputError
@@ -33,7 +32,7 @@ def _output(model: Any, layer_name: str, what: str) -> Any:
 
 
 def keras_runner(model: Any, layer_name: str, logits_layer: str | None
-                 ) -> tuple[Callable[[np.ndarray], Mapping[str, np.ndarray]], str, str,
+                 ) -> tuple[Callable[[Any], Mapping[str, Any]], str, str,
                             tuple[int | None, int | None, int | None]]:
     """Returns (run, parameters digest, runtime, input (H, W, C)) for a built Keras model."""
     if not isinstance(model, keras.Model):
@@ -58,10 +57,10 @@ def keras_runner(model: Any, layer_name: str, logits_layer: str | None
                                for i, w in enumerate(model.weights))
     runtime = _RUNTIMES.get(keras.backend.backend(), keras.backend.backend())
 
-    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+    def run(x: Any) -> dict[str, Any]:
         out = sub(x, training=False)
         if not isinstance(out, (list, tuple)):
             out = [out]
-        return {k: np.asarray(keras.ops.convert_to_numpy(v)) for k, v in zip(keys, out, strict=True)}
+        return {k: keras.ops.reshape(v, (v.shape[0], -1)) for k, v in zip(keys, out, strict=True)}
 
     return run, digest, runtime, shape[1:]

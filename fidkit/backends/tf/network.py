@@ -14,12 +14,11 @@ import numpy as np
 
 from ...archs.spec import Graph, Node
 from ...errors import BackendUnavailableError, InputError
-from ...images import device_batch
 from ...registry import import_runtime, parse_device, pick_gpu
+from ..common import channels_last_params, graph_and_params, load_params
 
 if TYPE_CHECKING:
-    from ...registry import ExtractorSpec, Forward
-    from ...resize import ResizePolicy
+    from ...registry import ExtractorSpec
     from ...weights import CanonicalWeights
 
 
@@ -36,8 +35,6 @@ def resolve_device(device: str) -> str:
 
 def to_tf_params(graph: Graph, params: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Returns float32 parameters in TF layouts: conv kernels HWIO, dense (in, out), others unchanged."""
-    from ...backends.numpy.network import channels_last_params
-
     return channels_last_params(graph, params)
 
 
@@ -124,9 +121,9 @@ def apply(graph: Graph, params: Mapping[str, Any], x: Any) -> dict[str, Any]:
     return {key: values[name] for key, name in graph.outputs.items()}
 
 
-def graph_module(graph: Graph, params: Mapping[str, np.ndarray], size: tuple[int, int],
-                 mean: Any, std: Any) -> Any:
-    """Returns a ``tf.Module`` whose ``__call__`` (a tf.function) maps 0..255 NHWC images of ``size`` to outputs."""
+def graph_module(graph: Graph, params: Mapping[str, np.ndarray], size: tuple[int, int]) -> Any:
+    """Returns a ``tf.Module`` whose ``__call__`` (a tf.function) maps normalised NHWC images of ``size``
+    to the graph's outputs."""
     tf = _tf()
     tf_params = to_tf_params(graph, params)
 
@@ -137,12 +134,10 @@ def graph_module(graph: Graph, params: Mapping[str, np.ndarray], size: tuple[int
             super().__init__(name=graph.name.replace("-", "_"))
             self.params = {k: tf.Variable(v, trainable=False, name=k.replace(".", "/"))
                            for k, v in tf_params.items()}
-            self.mean = tf.constant(np.asarray(mean, np.float32))
-            self.std = tf.constant(np.asarray(std, np.float32))
 
         @tf.function(input_signature=[tf.TensorSpec([None, *size, 3], tf.float32)])
         def __call__(self, x: Any) -> dict[str, Any]:
-            return apply(graph, self.params, (x - self.mean) / self.std)
+            return apply(graph, self.params, x)
 
     return GraphModule()
 
@@ -191,7 +186,6 @@ def keras_extractor(name: str = "inception-tf2015", *, weights: str | None = Non
     ``weights`` and ``policy`` are resolved as by `fidkit.extractor`; the model takes images already at
     the extractor's input size (resize them with `fidkit.resize.resize` or the tf fast path first).
     """
-    from ...backends.numpy.network import load_params
     from ...registry import get_spec, load_object
     from ...resize import get_policy
     from ...weights import resolve_weights
@@ -205,29 +199,22 @@ def keras_extractor(name: str = "inception-tf2015", *, weights: str | None = Non
     return keras_model(graph, load_params(graph, cw.path), tuple(spec.input_size), pol.mean, pol.std)
 
 
-def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
-          policy: ResizePolicy) -> Forward:
-    """Returns the tf forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
+def network(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str) -> Any:
+    """Returns the TensorFlow network stage of ``spec``: a normalised float32 NHWC tensor -> {'features',
+    'logits'} float32 tensors (TF32 off on GPUs)."""
     tf = _tf()
-    from ...backends.numpy.network import graph_and_params
-
     graph, params = graph_and_params(spec, weights, "tf")
     dev = resolve_device(device)
     if dev.startswith("/GPU"):
         tf.config.experimental.enable_tensor_float32_execution(False)
-    size = tuple(spec.input_size)
     with tf.device(dev):
-        module = graph_module(graph, params, size, policy.mean, policy.std)
+        module = graph_module(graph, params, tuple(spec.input_size))
 
-    def forward(images: np.ndarray) -> dict[str, np.ndarray]:
+    def forward(x: Any) -> dict[str, Any]:
         with tf.device(dev):
-            x = tf.convert_to_tensor(device_batch(images))
-            if tuple(x.shape[1:3]) != size:
-                from .resize import resize_batch
-
-                x = resize_batch(x, policy, size)
-            out = module(tf.cast(x, tf.float32))
-        return {k: v.numpy() for k, v in out.items()}
+            return dict(module(x))
 
     forward.module = module  # type: ignore[attr-defined]
+    forward.layout = "NHWC"  # type: ignore[attr-defined]
+    forward.device = dev  # type: ignore[attr-defined]
     return forward

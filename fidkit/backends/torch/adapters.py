@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import numpy as np
 import torch
 
 from ...adapters import parameters_sha256
@@ -32,8 +31,9 @@ def _first_tensor(value: Any, what: str) -> torch.Tensor:
 
 
 def torch_runner(module: Any, layer: str, logits_layer: str | None, device: str | None
-                 ) -> tuple[Callable[[np.ndarray], Mapping[str, np.ndarray]], str, str]:
-    """Returns (run, parameters digest, device): run maps model input to {'features', 'logits'?}."""
+                 ) -> tuple[Callable[[Any], Mapping[str, Any]], str, str]:
+    """Returns (run, parameters digest, device): run maps the model's input tensor to {'features',
+    'logits'?} as (N, d) tensors on the model's device (eval mode, no_grad, training flag restored)."""
     if not isinstance(module, torch.nn.Module):
         raise InputError(f"from_torch expects a torch.nn.Module, received {type(module).__name__}")
     targets = {"features": _submodule(module, layer, "layer")}
@@ -46,7 +46,7 @@ def torch_runner(module: Any, layer: str, logits_layer: str | None, device: str 
     state = module.state_dict()
     digest = parameters_sha256((k, v.detach().cpu().numpy()) for k, v in state.items())
 
-    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+    def run(x: torch.Tensor) -> dict[str, torch.Tensor]:
         captured: dict[str, torch.Tensor] = {}
 
         def hook_for(key: str) -> Callable[..., None]:
@@ -59,12 +59,11 @@ def torch_runner(module: Any, layer: str, logits_layer: str | None, device: str 
         try:
             module.eval()
             with torch.no_grad():
-                module(torch.from_numpy(x).to(device=dev, dtype=dtype))
+                module(x.to(device=dev, dtype=dtype))
         finally:
             module.train(was_training)
             for h in handles:
                 h.remove()
-        return {k: v.detach().to("cpu", torch.float64 if v.dtype == torch.float64 else torch.float32)
-                .reshape(v.shape[0], -1).numpy() for k, v in captured.items()}
+        return {k: v.detach().reshape(v.shape[0], -1) for k, v in captured.items()}
 
     return run, digest, str(dev)

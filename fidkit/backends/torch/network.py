@@ -17,14 +17,13 @@ import numpy as np
 
 from ...archs.spec import Graph, Node
 from ...errors import InputError, WeightsError
-from ...images import device_batch
 from ...registry import import_runtime, parse_device, pick_gpu
+from ..common import graph_and_params
 
 if TYPE_CHECKING:
     import torch
 
-    from ...registry import ExtractorSpec, Forward
-    from ...resize import ResizePolicy
+    from ...registry import ExtractorSpec
     from ...weights import CanonicalWeights
 
 
@@ -197,34 +196,22 @@ def load_module(graph: Graph, params: Mapping[str, np.ndarray], where: str = "we
     return module.eval().requires_grad_(False)
 
 
-def build(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str,
-          policy: ResizePolicy) -> Forward:
-    """Returns the torch forward function of ``spec``: float32 NHWC RGB 0..255 -> features, logits."""
+def network(*, spec: ExtractorSpec, weights: CanonicalWeights | None, device: str) -> Any:
+    """Returns the torch network stage of ``spec``: a normalised float32 NCHW tensor on ``device`` ->
+    {'features', 'logits'} float32 tensors there (inference mode, TF32 off)."""
     torch = _torch()
-    from ...backends.numpy.network import graph_and_params
-
     graph, params = graph_and_params(spec, weights, "torch")
     dev = resolve_device(device)
     # channels_last: oneDNN and cuDNN run NHWC convolutions without reordering each layer (~30% less CPU
     # time on Inception); the tensors stay logically NCHW, so results and state_dict are unchanged.
     cl = torch.channels_last
-    module = load_module(graph, params, str(weights.path))
-    module = module.to(dev, memory_format=cl)
-    size = tuple(spec.input_size)
-    mean = torch.tensor(policy.mean, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
-    std = torch.tensor(policy.std, dtype=torch.float32, device=dev).view(1, 3, 1, 1)
+    module = load_module(graph, params, str(weights.path)).to(dev, memory_format=cl)
 
-    def forward(images: np.ndarray) -> dict[str, np.ndarray]:
+    def forward(x: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.inference_mode(), no_tf32():
-            x = torch.from_numpy(device_batch(images)).to(dev)
-            x = x.permute(0, 3, 1, 2)  # an NCHW view of NHWC memory: channels_last already
-            if tuple(x.shape[2:]) != size:
-                from .resize import resize_batch
-
-                x = resize_batch(x, policy, size)  # float32 NCHW from any dtype and layout, in one copy
-            x = ((x - mean) / std).contiguous(memory_format=cl)
-            out = module(x)
-            return {k: v.float().cpu().numpy() for k, v in out.items()}
+            return dict(module(x.contiguous(memory_format=cl)))
 
     forward.module = module  # type: ignore[attr-defined]
+    forward.layout = "NCHW"  # type: ignore[attr-defined]
+    forward.device = str(dev)  # type: ignore[attr-defined]
     return forward
