@@ -20,8 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fidkit
 from fidkit import weights as W
 from fidkit.errors import FidkitWarning, WeightsError
+from fidkit.weights import cache, canonical, files
 
 # ----------------------------------------------------------------------------------------- fixtures
 
@@ -132,7 +134,8 @@ def _npz_bytes(tmp_path: Path, arrays: dict[str, np.ndarray], name: str = "src.n
 
 
 def _register(monkeypatch: pytest.MonkeyPatch, *entries: W.WeightsFile) -> None:
-    monkeypatch.setattr(W, "WEIGHTS_FILES", {**W.WEIGHTS_FILES, **{e.name: e for e in entries}})
+    """Adds ``entries`` to the registered files (read through ``fidkit.weights.files`` by every module)."""
+    monkeypatch.setattr(files, "WEIGHTS_FILES", {**files.WEIGHTS_FILES, **{e.name: e for e in entries}})
 
 
 def _entry(name: str, url: str | None, data: bytes | None, *, prefix: bool = False,
@@ -395,7 +398,7 @@ def test_a_local_file_of_another_size_is_refused_before_hashing(tmp_path: Path,
     def no_hashing(path: object) -> str:
         raise AssertionError("the size check comes first")
 
-    monkeypatch.setattr(W, "sha256_file", no_hashing)
+    monkeypatch.setattr(cache, "sha256_file", no_hashing)
     with pytest.raises(WeightsError, match=r"truncated.*delete it"):
         W.resolve_weights(("w.npz",), None)
     assert cut.read_bytes() == data[:-1]  # reported, not touched
@@ -424,12 +427,12 @@ def test_interrupted_transfer_leaves_no_file(tmp_path: Path, monkeypatch: pytest
     server.modes["/w.npz"] = "truncate"
     _register(monkeypatch, _entry("w.npz", server.url("/w.npz"), data))
     with pytest.raises(WeightsError, match="interrupted 3 times") as exc:
-        W.download(W.WEIGHTS_FILES["w.npz"], progress=False)
+        W.download(files.WEIGHTS_FILES["w.npz"], progress=False)
     assert "w.npz" in str(exc.value) and "retry" in str(exc.value)
     assert len(server.requests) == 3
     assert _leftovers(W.cache_dir(), "w.npz") == []
     server.modes["/w.npz"] = "ok"  # a clean retry then works
-    assert W.download(W.WEIGHTS_FILES["w.npz"], progress=False).read_bytes() == data
+    assert W.download(files.WEIGHTS_FILES["w.npz"], progress=False).read_bytes() == data
 
 
 @pytest.mark.parametrize("mode", ["truncate-once", "no-range"])
@@ -439,7 +442,7 @@ def test_broken_transfer_is_resumed_with_range(tmp_path: Path, monkeypatch: pyte
     server.files["/w.npz"] = data
     server.modes["/w.npz"] = mode
     _register(monkeypatch, _entry("w.npz", server.url("/w.npz"), data))
-    path = W.download(W.WEIGHTS_FILES["w.npz"], progress=False)
+    path = W.download(files.WEIGHTS_FILES["w.npz"], progress=False)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     assert len(server.requests) == 2 and server.ranges[0] is None
     assert server.ranges[1] is not None and int(server.ranges[1][len("bytes="):-1]) > 0
@@ -449,7 +452,7 @@ def test_broken_transfer_is_resumed_with_range(tmp_path: Path, monkeypatch: pyte
 def test_http_error_is_reported_without_retry(monkeypatch: pytest.MonkeyPatch, server: _Server) -> None:
     _register(monkeypatch, _entry("w.npz", server.url("/missing.npz"), b"x"))
     with pytest.raises(WeightsError, match="HTTP 404"):
-        W.download(W.WEIGHTS_FILES["w.npz"], progress=False)
+        W.download(files.WEIGHTS_FILES["w.npz"], progress=False)
     assert server.requests == ["/missing.npz"]
     assert _leftovers(W.cache_dir(), "w.npz") == []
 
@@ -490,7 +493,7 @@ def test_two_threads_download_once(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     def worker() -> None:
         try:
-            results.append(W.download(W.WEIGHTS_FILES["w.npz"], progress=False))
+            results.append(W.download(files.WEIGHTS_FILES["w.npz"], progress=False))
         except BaseException as exc:  # noqa: BLE001  (reported by the assertion below)
             results.append(exc)
 
@@ -575,7 +578,7 @@ def test_unpinned_registered_file_is_used_with_a_warning(tmp_path: Path, monkeyp
 
 
 def test_bundled_mnist_weights_resolve_without_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    bundled = Path(W.__file__).parent / "data" / "fidkit-mnist-v1.npz"
+    bundled = Path(fidkit.__file__).parent / "data" / "fidkit-mnist-v1.npz"
     if not bundled.is_file():
         pytest.skip("fidkit/data/fidkit-mnist-v1.npz is not committed yet")
     monkeypatch.setenv("FIDKIT_OFFLINE", "1")
@@ -605,7 +608,7 @@ def test_conversion_is_cached_by_source_digest(tmp_path: Path, monkeypatch: pyte
         calls.append(fmt)
         return _arrays()
 
-    monkeypatch.setattr(W, "convert", fake_convert)
+    monkeypatch.setattr(canonical, "convert", fake_convert)
     out, digest = W.to_canonical(src)
     assert out == W.canonical_dir() / f"{hashlib.sha256(b'graph').hexdigest()}.npz"
     assert digest == _reference_digest(_arrays())
@@ -616,10 +619,9 @@ def test_conversion_is_cached_by_source_digest(tmp_path: Path, monkeypatch: pyte
 
 
 def test_missing_runtime_is_named_in_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fidkit import registry
     from fidkit.errors import BackendUnavailableError
 
-    monkeypatch.setattr(registry, "runtime_installed", lambda rt: False)
+    monkeypatch.setattr(files, "runtime_installed", lambda rt: False)
     src = tmp_path / "g.pb"
     src.write_bytes(b"graph")
     with pytest.raises(BackendUnavailableError, match=r"tensorflow.*fidkit\[tf\]"):
@@ -658,9 +660,12 @@ def test_cli_where_verify_convert_json(tmp_path: Path, monkeypatch: pytest.Monke
     (W.cache_dir() / "w.npz").write_bytes(data)  # no digest registered: the size alone decides
     rc = _cli("weights", "verify", str(W.cache_dir() / "w.npz"), "--json")
     assert rc == 0 and json.loads(capsys.readouterr().out)[0]["status"] == "unpinned"
-    (W.cache_dir() / "w.npz").write_bytes(data[:-3])
+    (W.cache_dir() / "w.npz").write_bytes(data + b"\0\0\0")  # an intact zip of another size
     rc = _cli("weights", "verify", str(W.cache_dir() / "w.npz"), "--json")
     assert rc == 1 and json.loads(capsys.readouterr().out)[0]["status"] == "mismatch"
+    (W.cache_dir() / "w.npz").write_bytes(data[:-3])  # a damaged file is an error, not a row
+    with pytest.raises(WeightsError, match=r"w\.npz: is truncated"):
+        _cli("weights", "verify", str(W.cache_dir() / "w.npz"), "--json")
 
     out = tmp_path / "conv" / "c.npz"
     rc = _cli("weights", "convert", str(tmp_path / "src.npz"), "-o", str(out), "--json")
@@ -705,7 +710,7 @@ def test_a_damaged_conversion_cache_is_rebuilt(tmp_path: Path, monkeypatch: pyte
         calls.append(fmt)
         return _arrays()
 
-    monkeypatch.setattr(W, "convert", fake_convert)
+    monkeypatch.setattr(canonical, "convert", fake_convert)
     src = tmp_path / "x.pb"
     src.write_bytes(b"graph")
     out, digest = W.to_canonical(src)
@@ -721,7 +726,7 @@ def test_bundled_file_is_checked_against_its_sidecar(tmp_path: Path, monkeypatch
     data_dir.mkdir()
     data = _npz_bytes(tmp_path, _arrays())
     (data_dir / "b.npz").write_bytes(data)
-    monkeypatch.setattr(W, "_bundled_dir", lambda: data_dir)
+    monkeypatch.setattr(files, "_bundled_dir", lambda: data_dir)
     _register(monkeypatch, W.WeightsFile("b.npz", None, None, None, "canonical-npz", None, None, bundled=True))
     cw = W.resolve_weights(("b.npz",), None)  # no sidecar: trusted as shipped
     assert cw.official and cw.digest == _reference_digest(_arrays())
@@ -733,8 +738,6 @@ def test_bundled_file_is_checked_against_its_sidecar(tmp_path: Path, monkeypatch
 
 
 def test_files_this_install_can_convert_come_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fidkit import registry
-
     pth = W.WeightsFile("a.pth", None, None, None, "torch-state-dict", *W.FORMATS["torch-state-dict"])
     tgz = W.WeightsFile("b.tgz", None, None, None, "tf-graphdef-tgz", *W.FORMATS["tf-graphdef-tgz"])
     _register(monkeypatch, pth, tgz)
@@ -742,7 +745,7 @@ def test_files_this_install_can_convert_come_first(tmp_path: Path, monkeypatch: 
     for e in (pth, tgz):
         (W.cache_dir() / e.name).write_bytes(b"x")
     assert W.locate(("a.pth", "b.tgz"))[0] == pth
-    monkeypatch.setattr(registry, "runtime_installed", lambda rt: rt != "torch")
+    monkeypatch.setattr(files, "runtime_installed", lambda rt: rt != "torch")
     assert W.locate(("a.pth", "b.tgz"))[0] == tgz
 
 
