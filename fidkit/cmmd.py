@@ -22,7 +22,7 @@ Memory and time. The three n×n / m×m / n×m kernel matrices are never formed: 
 tile (``block_size`` × ``block_size`` float64, default 1024, 8 MB; two tiles live at a time), and k_xx,
 k_yy use only the tiles on and above the diagonal, so the work is (n² + m²)/2 + n·m kernel values and
 about 2·d flops each (N = 30,000, d = 768: 2.8·10¹² flops, dominated by the matrix products). Memory is
-the float64 copies of the inputs plus O(block_size²).
+one float64 copy of each input (shifted in place when it is fidkit's own copy) plus O(block_size²).
 
 Numerics (u = 2⁻⁵³). Both sets are first shifted by their pooled mean c, which leaves every distance
 unchanged and shrinks the rows whose norms the Gram expansion loses digits to. Squared distances are
@@ -98,6 +98,14 @@ def _cross_sum(a: np.ndarray, a_sq: np.ndarray, b: np.ndarray, b_sq: np.ndarray,
     return math.fsum(parts)
 
 
+def _shifted(f: np.ndarray, given: object, c: np.ndarray) -> np.ndarray:
+    """Returns f - c, in place when ``f`` is fidkit's own float64 copy (not the caller's memory)."""
+    if isinstance(given, np.ndarray) and np.shares_memory(f, given):
+        return f - c
+    f -= c
+    return f
+
+
 def _positive_float(value: object, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise InputError(f"CMMD: expected {name} to be a positive number, received {value!r}")
@@ -147,7 +155,7 @@ def cmmd(x: np.ndarray, y: np.ndarray, sigma: float = SIGMA, scale: float = SCAL
     # Distances are translation invariant; shifting by the pooled mean (the same c whichever set comes
     # first: x_sum + y_sum == y_sum + x_sum) only reduces the norms the Gram expansion loses digits to.
     c = (fx.sum(axis=0) + fy.sum(axis=0)) / (n + m)
-    a, b = fx - c, fy - c
+    a, b = _shifted(fx, x, c), _shifted(fy, y, c)
     del fx, fy
     a_sq, b_sq = _sq_norms(a), _sq_norms(b)
 

@@ -183,6 +183,17 @@ def test_symmetry_order_and_tiling() -> None:
     assert cmmd(x + 5.0, y + 5.0) == pytest.approx(ref, rel=1e-9)
 
 
+def test_inputs_left_unchanged() -> None:
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((30, 5)) + 2.0, (rng.standard_normal((20, 5)) + 1.0).astype(np.float32)
+    x0, y0 = x.copy(), y.copy()
+    value = cmmd(x, y)
+    np.testing.assert_array_equal(x, x0)
+    np.testing.assert_array_equal(y, y0)
+    assert cmmd(x.tolist(), y) == value
+    assert cmmd(x[:, ::-1][:, ::-1], y) == value  # a view of the caller's memory is not shifted in place
+
+
 def test_bad_input() -> None:
     x = np.zeros((10, 3))
     with pytest.raises(InputError, match=r"x: expected a 2-D array"):
