@@ -28,16 +28,18 @@ from .errors import (
     WeightsError,
 )
 from .extraction import Extractor, InputConvention, extractor, preprocess
+from .features import FeatureResult, load_features
 from .frechet import FrechetReference, frechet_distance, frechet_distance_features
 from .images import ImageSource, open_source
 from .inception_score import inception_score
 from .infinity import InfinityResult, fid_infinity, is_infinity
 from .kid import kid
 from .mnist_data import load_mnist
-from .pipeline import FeatureResult, compute_features, compute_stats, load_features, score
+from .pipeline import compute_features, compute_stats
 from .prdc import PRDC, DensityCoverage, PrecisionRecall, density_coverage, prdc, precision_recall
 from .registry import ExtractorSpec, available_extractors, get_spec, register_extractor
 from .resize import ResizePolicy, available_policies, get_policy, register_policy, resize
+from .scoring import score
 from .stats import Provenance, Stats, StatsAccumulator, check_compatible
 from .stats import load as load_stats
 from .weights import CanonicalWeights, canonical_digest, resolve_weights

@@ -16,8 +16,6 @@ from typing import Any, TextIO
 
 from .errors import FidkitError, FidkitWarning, InputError
 
-_ALL_METRICS = ("fid", "kid", "is", "pr", "dc")
-
 
 def _positive(text: str) -> int:
     try:
@@ -54,7 +52,7 @@ def _pipeline() -> argparse.ArgumentParser:
     g.add_argument("--range", metavar="LOW,HIGH", dest="value_range",
                    help="value range of float images: 0,255 or 0,1 or -1,1 (default: inferred when "
                         "unambiguous)")
-    g.add_argument("--layout", choices=("NHWC", "NCHW", "NHW"),
+    g.add_argument("--layout", choices=("NHWC", "NCHW", "NHW", "HWC", "CHW"),
                    help="axis order of image arrays, when their shape does not tell")
     g.add_argument("--skip-bad", action="store_true", help="skip unreadable image files, counting them")
     g.add_argument("--allow-mismatch", action="store_true",
@@ -100,7 +98,7 @@ class _Context:
                 "value_range": a.value_range, "layout": a.layout, "skip_bad": a.skip_bad}
 
     def operand(self, value: str, label: str, *, with_features: bool) -> Any:
-        from .pipeline import classify, operand
+        from .inputs import classify, operand
 
         kind = classify(value)
         self._warn_unused([kind])
@@ -108,7 +106,8 @@ class _Context:
         return operand(value, ex, label, with_features=with_features, **self.pipe())
 
     def score(self, real: str, fake: str, metrics: Sequence[str], **kwargs: Any) -> dict[str, Any]:
-        from .pipeline import check_inputs, score
+        from .inputs import check_inputs
+        from .scoring import score
 
         kinds, _, _ = check_inputs(real, fake, metrics, kwargs.get("bootstrap", 0))
         self._warn_unused(kinds)
@@ -198,7 +197,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_features(args: argparse.Namespace) -> int:
-    from .pipeline import classify
+    from .inputs import classify
 
     if classify(args.input) != "images":
         raise InputError(f"{args.input}: `fidkit features` needs images (folder, zip or image array), "
@@ -238,6 +237,8 @@ def _cmd_extractors(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Returns the argument parser of the ``fidkit`` command."""
+    from .metrics import DEFAULT_METRICS, METRICS, parse_metrics
+
     common, pipe = _common(), _pipeline()
     parser = argparse.ArgumentParser(
         prog="fidkit", description="FID, KID, IS, precision/recall that agree across PyTorch, TensorFlow "
@@ -260,26 +261,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     pair("fid", "Fréchet Inception Distance (Heusel et al. 2017)", ("fid",))
     k = pair("kid", "Kernel Inception Distance (Bińkowski et al. 2018)", ("kid",))
-    k.add_argument("--subsets", dest="kid_subsets", type=_positive, default=100)
-    k.add_argument("--subset-size", dest="kid_subset_size", type=_positive, default=1000)
+    kid_d, pr_k, dc_k = METRICS["kid"].defaults, METRICS["pr"].defaults["k"], METRICS["dc"].defaults["k"]
+    k.add_argument("--subsets", dest="kid_subsets", type=_positive, default=kid_d["subsets"],
+                   help=f"KID subsets (default {kid_d['subsets']})")
+    k.add_argument("--subset-size", dest="kid_subset_size", type=_positive, default=kid_d["subset_size"],
+                   help=f"KID subset size (default {kid_d['subset_size']})")
     pr = pair("pr", "precision and recall (Kynkäänniemi et al. 2019)", ("pr",))
-    pr.add_argument("--k", type=_positive, default=3, help="nearest neighbour (default 3)")
+    pr.add_argument("--k", type=_positive, default=pr_k, help=f"nearest neighbour (default {pr_k})")
 
     p = sub.add_parser("is", parents=[common, pipe], help="Inception Score (Salimans et al. 2016)")
     p.add_argument("input", help="generated images, or a features file with logits")
-    p.add_argument("--splits", dest="is_splits", type=_positive, default=10)
+    splits = METRICS["is"].defaults["splits"]
+    p.add_argument("--splits", dest="is_splits", type=_positive, default=splits,
+                   help=f"IS splits (default {splits})")
     p.set_defaults(func=_cmd_is)
 
     p = sub.add_parser("score", parents=[common, pipe], help="every metric at once, with intervals")
     p.add_argument("real", help="real/reference images or features")
     p.add_argument("fake", help="generated images or features")
-    p.add_argument("--metrics", type=lambda s: tuple(m.strip() for m in s.split(",") if m.strip()),
-                   default=_ALL_METRICS, help=f"comma-separated subset of {','.join(_ALL_METRICS)}")
-    p.add_argument("--subsets", dest="kid_subsets", type=_positive, default=100)
-    p.add_argument("--subset-size", dest="kid_subset_size", type=_positive, default=1000)
-    p.add_argument("--splits", dest="is_splits", type=_positive, default=10)
-    p.add_argument("--k", type=_positive, default=3, help="precision/recall neighbour (default 3)")
-    p.add_argument("--dc-k", type=_positive, default=5, help="density/coverage neighbour (default 5)")
+    p.add_argument("--metrics", type=parse_metrics, default=DEFAULT_METRICS,
+                   help=f"comma-separated subset of {','.join(METRICS)} (default: all)")
+    p.add_argument("--subsets", dest="kid_subsets", type=_positive, default=kid_d["subsets"],
+                   help=f"KID subsets (default {kid_d['subsets']})")
+    p.add_argument("--subset-size", dest="kid_subset_size", type=_positive, default=kid_d["subset_size"],
+                   help=f"KID subset size (default {kid_d['subset_size']})")
+    p.add_argument("--splits", dest="is_splits", type=_positive, default=splits,
+                   help=f"IS splits (default {splits})")
+    p.add_argument("--k", type=_positive, default=pr_k, help=f"precision/recall neighbour (default {pr_k})")
+    p.add_argument("--dc-k", type=_positive, default=dc_k, help=f"density/coverage neighbour (default {dc_k})")
     p.add_argument("--bootstrap", type=int, default=100, metavar="N",
                    help="bootstrap resamples for FID/KID confidence intervals (default 100; 0: none)")
     p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")

@@ -10,25 +10,24 @@ import numpy as np
 import pytest
 
 from fidkit.archs.mnist import mnist_v1
-from fidkit.backends.numpy.network import build
+from fidkit.backends.numpy.network import network
 from fidkit.errors import FidkitWarning, InputError, ProvenanceMismatchError
-from fidkit.pipeline import (
-    PREFETCH,
-    FeatureResult,
-    _prefetch,
-    classify,
-    compute_features,
-    compute_stats,
-    load_features,
-    score,
-)
-from fidkit.extraction import Extractor
+from fidkit.extraction import Extractor, assemble, builtin_convention
+from fidkit.features import FeatureResult, load_features
+from fidkit.inputs import classify
+from fidkit.pipeline import PREFETCH, _prefetch, compute_features, compute_stats
 from fidkit.registry import get_spec
+from fidkit.resize import get_policy
+from fidkit.scoring import score
 from fidkit.stats import Stats
 
 
 class ArraySource:
     """A minimal source over an in-memory NHWC array, with hooks to observe the decode thread."""
+
+    description = "test array"
+    layout = "NHWC"
+    value_range = (0.0, 255.0)
 
     def __init__(self, images: np.ndarray, on_batch=None, fail_at: int | None = None) -> None:
         self.images = images
@@ -41,7 +40,7 @@ class ArraySource:
     def __len__(self) -> int:
         return len(self.images)
 
-    def iter_batches(self, batch_size, policy, size, workers):
+    def iter_batches(self, batch_size, workers=None):
         for k, lo in enumerate(range(0, len(self.images), batch_size)):
             if k == self.fail_at:
                 raise InputError(f"{self.names[lo]}: cannot decode (truncated PNG)")
@@ -49,14 +48,6 @@ class ArraySource:
                 self.on_batch(k)
             self.produced += 1
             yield self.images[lo:lo + batch_size].astype(np.float32), self.names[lo:lo + batch_size]
-
-
-def _policy():
-    try:
-        from fidkit.resize import get_policy
-    except ImportError:  # until fidkit/resize.py lands: the mnist policy's normalisation only
-        return SimpleNamespace(name="mnist", mean=(0.1307 * 255,) * 3, std=(0.3081 * 255,) * 3)
-    return get_policy("mnist")
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +60,10 @@ def mnist_numpy(tmp_path_factory) -> Extractor:
     path = tmp_path_factory.mktemp("w") / "w.npz"
     np.savez(path, **params)
     spec = get_spec("mnist")
-    policy = _policy()
-    forward = build(spec=spec, weights=SimpleNamespace(path=path), device="cpu", policy=policy)
-    return Extractor(spec, "numpy", "cpu", policy, "f" * 64, forward, weights_source="w.npz")
+    policy = get_policy("mnist")
+    forward = network(spec=spec, weights=SimpleNamespace(path=path), device="cpu")
+    return assemble(spec, "numpy", "cpu", policy, builtin_convention(spec, policy, forward.layout), forward,
+                    weights_sha256="f" * 64, weights_source="w.npz")
 
 
 def _images(n: int, seed: int = 0) -> np.ndarray:
@@ -112,9 +104,10 @@ def test_decode_runs_ahead_of_the_network(mnist_numpy) -> None:
     def forward(images):
         if not seen:  # while batch 0 is in the network, batch 1 must be decoding already
             seen.append(second_decoded.wait(timeout=10))
-        return mnist_numpy._forward(images)
+        return mnist_numpy.network(images)
 
-    ex = Extractor(mnist_numpy.spec, "numpy", "cpu", mnist_numpy.policy, "f" * 64, forward)
+    ex = Extractor(mnist_numpy.spec, "numpy", "cpu", mnist_numpy.policy, mnist_numpy.convention,
+                   mnist_numpy.preprocess, forward, weights_sha256="f" * 64)
     compute_features(ArraySource(_images(12), on_batch=on_batch), ex, batch_size=4, progress=False)
     assert seen == [True]
 
