@@ -350,8 +350,37 @@ def test_download_with_progress_and_verified_digest(tmp_path: Path, monkeypatch:
     assert hashlib.sha256(Path(cw.path).read_bytes()).hexdigest() == hashlib.sha256(data).hexdigest()
     assert cw.official and cw.digest == _reference_digest(_arrays()) and cw.source == "w.npz"
     assert "w.npz" in capsys.readouterr().err  # the tqdm bar, on stderr
+    assert list(W.cache_dir().glob("*.lock")) == []  # the download's lock is removed after it
     cw2 = W.resolve_weights(("w.npz",), None)  # now cached: no second request
     assert cw2 == cw and server.requests == ["/w.npz"]
+
+
+def test_a_refused_request_prints_no_bar_and_leaves_no_lock(monkeypatch: pytest.MonkeyPatch, server: _Server,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    """Issue 13: the bar appears once the server answers, and a lock file is removed after the attempt."""
+    url = f"http://127.0.0.1:{_closed_port()}/w.npz"
+    _register(monkeypatch, _entry("w.npz", url, b"x"), _entry("v.npz", server.url("/missing.npz"), b"x"))
+    for name in ("w.npz", "v.npz"):  # connection refused; HTTP 404
+        with pytest.raises(WeightsError, match="cannot download"):
+            W.download(files.WEIGHTS_FILES[name], progress=True)
+    assert capsys.readouterr().err == ""
+    assert sorted(p.name for p in W.fidkit_home().rglob("*") if p.is_file()) == []
+
+
+def test_a_cached_file_is_returned_without_taking_the_lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _npz_bytes(tmp_path, _arrays())
+    _register(monkeypatch, _entry("w.npz", "http://127.0.0.1:9/w.npz", data))
+    W.cache_dir().mkdir(parents=True)
+    (W.cache_dir() / "w.npz").write_bytes(data)
+
+    def no_lock(path: Path, timeout: float = 0.0) -> None:
+        raise AssertionError("a lookup that downloads nothing takes no lock")
+
+    monkeypatch.setattr(cache, "_lock", no_lock)
+    monkeypatch.setattr(canonical, "_lock", no_lock)
+    assert W.download(files.WEIGHTS_FILES["w.npz"]) == W.cache_dir() / "w.npz"
+    assert W.resolve_weights(("w.npz",), None).official
+    assert sorted(p.name for p in W.cache_dir().iterdir()) == ["w.npz"]
 
 
 def test_download_checks_the_torch_hub_prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -615,7 +644,7 @@ def test_conversion_is_cached_by_source_digest(tmp_path: Path, monkeypatch: pyte
     assert W.to_canonical(src) == (out, digest) and calls == ["tf-graphdef"]
     meta = json.loads(out.with_suffix(".json").read_text())
     assert meta["digest"] == digest and meta["source"] == "x.pb"
-    assert sorted(p.suffix for p in out.parent.iterdir() if not p.name.endswith(".lock")) == [".json", ".npz"]
+    assert sorted(p.suffix for p in out.parent.iterdir()) == [".json", ".npz"]  # and no lock file
 
 
 def test_missing_runtime_is_named_in_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -674,6 +703,24 @@ def test_cli_where_verify_convert_json(tmp_path: Path, monkeypatch: pytest.Monke
     rc = _cli("weights", "where", "inception-tf2015")
     text = capsys.readouterr().out
     assert "pt_inception-2015-12-05-6726825d.pth" in text and "inception-2015-12-05.tgz" in text
+
+
+def test_the_weights_package_imports_no_module_above_it() -> None:
+    """fidkit.weights sits below the registry, the extractors, the pipeline and the CLI: none is imported."""
+    import ast
+
+    above = {"fidkit.registry", "fidkit.extractors", "fidkit.pipeline", "fidkit.cli"}
+    for path in sorted(Path(W.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = "fidkit" if node.level == 2 else "fidkit.weights" if node.level == 1 else ""
+                module = ".".join(p for p in (base, node.module or "") if p)
+                targets = {module} | {f"{module}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                targets = {a.name for a in node.names}
+            else:
+                continue
+            assert not targets & above, f"{path.name}:{node.lineno} imports {sorted(targets & above)}"
 
 
 def test_importing_weights_and_converters_imports_no_framework() -> None:
