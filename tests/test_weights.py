@@ -657,6 +657,16 @@ def test_missing_runtime_is_named_in_the_error(tmp_path: Path, monkeypatch: pyte
         W.convert(src)
 
 
+def test_a_converter_failing_on_a_file_raises_weights_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a framework's parser raises on a user's file comes out as a WeightsError naming the file."""
+    src = tmp_path / "g.pb"
+    src.write_bytes(b"graph")
+    monkeypatch.setattr(canonical, "FORMATS", {**W.FORMATS, "tf-graphdef": ("json:loads", "tf")})
+    monkeypatch.setattr(files, "runtime_installed", lambda rt: True)
+    with pytest.raises(WeightsError, match=r"g\.pb: the tf-graphdef converter cannot read it \(JSONDecodeError"):
+        W.convert(src)
+
+
 # ----------------------------------------------------------------------------------------- CLI
 
 

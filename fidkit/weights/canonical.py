@@ -109,7 +109,7 @@ def convert(source: str | os.PathLike[str], fmt: str | None = None) -> dict[str,
                                       f"`fidkit weights convert` and pass the .npz")
     try:
         arrays = _load_object(converter)(str(source))
-    except FidkitError:
+    except (FidkitError, ImportError):  # a broken framework install is not the file's fault
         raise
     except Exception as exc:  # a user's file reaches the framework's parser, which may raise anything
         reason = " ".join(str(exc).split())[:200] or "no message"

@@ -58,8 +58,10 @@ def _groups(args_names: list[str]) -> list[tuple[str | None, list[str]]]:
 def _extractor_files(name: str) -> tuple[str, ...]:
     """Returns the weights file names of extractor ``name``, in preference order.
 
-    The registry is looked up, not imported: it imports this package (to resolve weights), and ``fidkit``
-    imports it before this package, so it is always there when fidkit's CLI runs.
+    The registry is looked up in ``sys.modules``, not imported, so that this package stays below it (the
+    registry builds extractors on resolved weights). It is always there: ``fidkit/__init__.py`` imports it
+    (``fidkit.get_spec``) before anything in ``fidkit.weights`` runs. Raises `InputError` for a name that is
+    neither a registered file nor an extractor.
     """
     registry = sys.modules.get("fidkit.registry")
     if registry is None:
@@ -93,6 +95,9 @@ def _cli_where(args: argparse.Namespace) -> int:
             lines.extend(f"  searched {s}" for s in row["searched"])
             if not found and entry.url:
                 lines.append(f"  download {entry.url} -> {row['download_to']}")
+    if not args.names:
+        lines.append("(an extractor needs only one of its files: `fidkit weights where EXTRACTOR` says which one "
+                     "it uses or would download)")
     _emit(args, rows, lines)
     return 0
 
