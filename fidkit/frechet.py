@@ -18,23 +18,46 @@ rank-deficient covariances (fewer samples than dimensions) reduce to rank-sized 
 Clamping, stated once: what the pivoted Cholesky leaves below its rounding floor is treated as zero
 (after checking it is that small: a remainder beyond ``PSD_RTOL`` of the largest variance means the
 matrix is not PSD and raises InputError); eigenvalues of the Gram matrix that are negative by rounding
-are set to zero; the final distance, mathematically >= 0, is clamped at 0 when rounding makes it
-slightly negative.
+are set to zero. Every route ends in one function (`_frechet`), which reports a distance at or below
+the rounding floor ``d * eps * (|mu1 - mu2|² + tr(S1) + tr(S2))`` as exactly 0: identical inputs give
+0 on every route, and rounding noise is never printed as a tiny positive FID on one route and 0 on
+another.
+
+Covariances stored in float16 (about 3 significant digits) are accepted when they are positive
+semi-definite to within that rounding, with a warning that bounds what the rounding can cost
+(`accept_rounded`); float32 and float64 inputs take the float64 path unchanged.
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import scipy.linalg
 
 from . import _validate
-from .errors import InputError
+from .errors import FidkitWarning, InputError
 
 #: A pivoted-Cholesky remainder larger than ``PSD_RTOL`` times the largest variance means the matrix is
 #: not PSD (float32 storage of a 2048-d covariance perturbs it by a few 1e-7 relative, far below).
 PSD_RTOL = 1e-5
 
 _EPS = np.finfo(np.float64).eps
+
+
+def _frechet(diff: np.ndarray, trace1: float, trace2: float, trace_sqrt: float, dim: int) -> float:
+    """Returns |diff|² + trace1 + trace2 - 2 trace_sqrt, or 0.0 when that is within rounding of 0.
+
+    The one place the Fréchet formula is evaluated (Dowson & Landau 1982), from its parts: the mean
+    difference (d,), tr(S1), tr(S2) and tr((S1^½ S2 S1^½)^½). Each part is a sum of about d rounded
+    terms no larger than itself, so the result is resolved only down to ``d * eps`` times the sum of
+    the parts — the relative floor LAPACK's pivoted Cholesky also stops at (``n * eps`` times the
+    largest variance). A value at or below that floor, negative ones included, is reported as 0.0.
+    """
+    mean_term = float(diff @ diff)
+    value = mean_term + trace1 + trace2 - 2.0 * trace_sqrt
+    floor = dim * _EPS * (mean_term + trace1 + trace2)
+    return float(value) if value > floor else 0.0
 
 
 def _pivoted_cholesky(sigma: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +88,77 @@ def _pivoted_cholesky(sigma: np.ndarray, name: str) -> tuple[np.ndarray, np.ndar
                              f"factorisation the remainder has entries up to {worst:.4g} (largest variance "
                              f"{top:.4g}); pass a covariance matrix, e.g. np.cov(features, rowvar=False)")
     return lower, order
+
+
+def _storage_rounding(x: object) -> tuple[np.dtype, float, float] | None:
+    """Returns (dtype, unit roundoff, half the smallest subnormal) if ``x`` is a numpy array stored in a
+    float type coarser than float32 (float16), else None: those are the inputs `_accept_rounded` serves."""
+    if not isinstance(x, np.ndarray | np.generic) or x.dtype.kind != "f":
+        return None
+    info = np.finfo(x.dtype)
+    if info.eps <= np.finfo(np.float32).eps:
+        return None
+    return x.dtype, float(info.eps) / 2, float(info.smallest_subnormal) / 2
+
+
+def _accept_rounded(mu: object, sigma: object, name_mu: str, name_sigma: str) -> tuple[np.ndarray, np.ndarray]:
+    """Returns validated float64 (mean (d,), covariance (d, d)) from a mean or covariance stored in float16.
+
+    Storing a PSD matrix S in a float type with unit roundoff u perturbs it by E with
+    |E_ij| <= u |S_ij| + t (t: half the smallest subnormal), so ||E||_2 <= ||E||_F <= u ||S||_F + d t,
+    and by Weyl's inequality no eigenvalue moves further than that. A smallest eigenvalue below minus
+    that bound is not rounding: InputError, as for any non-PSD matrix. Otherwise the negative
+    eigenvalues are set to 0 (a float64 PSD matrix) and a FidkitWarning names the dtype and bounds the
+    cost: √FID against these statistics can move by up to sqrt(|δmu|² + ||δS||_*), since √FID is the
+    2-Wasserstein distance, a metric, and the Bures part of it obeys B(A, B)² <= ||A^½ - B^½||_F² <=
+    ||A - B||_* (Powers & Størmer, Comm. Math. Phys. 16, 1970), with ||δS||_* <= √d ||E||_F plus the
+    eigenvalues set to 0.
+    """
+    m = _validate.mean_vector(mu, name_mu)
+    s = _validate.covariance(sigma, name_sigma, m.shape[0])
+    d = m.shape[0]
+    rounding_s, rounding_m = _storage_rounding(sigma), _storage_rounding(mu)
+    e_fro, clipped, lowest = 0.0, 0.0, 0.0
+    n_negative = 0
+    if rounding_s is not None:
+        dtype, u, tiny = rounding_s
+        e_fro = u * float(np.linalg.norm(s)) + d * tiny
+        w, v = scipy.linalg.eigh(s)
+        lowest = float(w[0])
+        if lowest < -e_fro:
+            raise InputError(f"{name_sigma}: not positive semi-definite even allowing for {dtype} storage: "
+                             f"smallest eigenvalue {lowest:.4g}, below -{e_fro:.3g} (the most rounding to "
+                             f"{dtype} can move an eigenvalue); pass a covariance matrix, e.g. "
+                             f"np.cov(features, rowvar=False)")
+        negative = w < 0
+        n_negative = int(negative.sum())
+        if n_negative:
+            clipped = float(-w[negative].sum())
+            s = (v * np.clip(w, 0.0, None)) @ v.T
+            s = 0.5 * (s + s.T)
+    e_mu = 0.0
+    if rounding_m is not None:
+        _, u_m, tiny_m = rounding_m
+        e_mu = u_m * float(np.linalg.norm(m)) + np.sqrt(d) * tiny_m
+    source = rounding_s if rounding_s is not None else rounding_m
+    if source is None:
+        return m, s
+    dtype, where = source[0], name_sigma if rounding_s is not None else name_mu
+    shift = float(np.sqrt(e_mu**2 + np.sqrt(d) * e_fro + clipped))
+    fixed = (f"; {n_negative} eigenvalues down to {lowest:.3g}, within that rounding, were set to 0"
+             if n_negative else "")
+    warnings.warn(f"{where}: stored as {dtype} (about {np.finfo(dtype).precision} significant digits){fixed}; "
+                  f"that rounding can move √FID against these statistics by up to {shift:.3g} (a "
+                  f"worst-case bound) — store statistics as float32 or float64",
+                  FidkitWarning, stacklevel=3)
+    return m, s
+
+
+def _mean_and_cov(mu: object, sigma: object, name_mu: str, name_sigma: str) -> tuple[np.ndarray, np.ndarray]:
+    """Returns validated float64 (mean, covariance), accepting float16 storage (`_accept_rounded`)."""
+    if _storage_rounding(mu) is not None or _storage_rounding(sigma) is not None:
+        return _accept_rounded(mu, sigma, name_mu, name_sigma)
+    return _validate.mean_and_cov(mu, sigma, name_mu, name_sigma)
 
 
 def psd_factor(sigma: np.ndarray, name: str) -> np.ndarray:
@@ -125,7 +219,7 @@ class FrechetReference:
         self._build(mu, sigma, f"{name} mean", f"{name} covariance")
 
     def _build(self, mu: np.ndarray, sigma: np.ndarray, mu_name: str, sigma_name: str) -> None:
-        mu_arr, sigma_arr = _validate.mean_and_cov(mu, sigma, mu_name, sigma_name)
+        mu_arr, sigma_arr = _mean_and_cov(mu, sigma, mu_name, sigma_name)
         self._lower, self._order = _pivoted_cholesky(sigma_arr, sigma_name)
         self.mu = mu_arr.copy()  # never freeze the caller's array
         self.mu.setflags(write=False)
@@ -153,13 +247,11 @@ class FrechetReference:
 
     def distance(self, mu: np.ndarray, sigma: np.ndarray, *, name: str = "sigma") -> float:
         """Returns the squared Fréchet distance between this reference and N(``mu``, ``sigma``)."""
-        mu2, s2 = _validate.mean_and_cov(mu, sigma, f"{name} mean", name)
+        mu2, s2 = _mean_and_cov(mu, sigma, f"{name} mean", name)
         if mu2.shape[0] != self.dim:
             raise InputError(f"{name} mean has dimension {mu2.shape[0]} but the reference has {self.dim}; "
                              "both must come from the same extractor layer")
-        diff = self.mu - mu2
-        value = float(diff @ diff) + self.trace + float(np.trace(s2)) - 2.0 * self._trace_sqrt(s2, name)
-        return max(value, 0.0)
+        return _frechet(self.mu - mu2, self.trace, float(np.trace(s2)), self._trace_sqrt(s2, name), self.dim)
 
     def distance_features(self, features: np.ndarray, *, name: str = "features",
                           warn: bool = True) -> float:
@@ -191,26 +283,34 @@ class FrechetReference:
             s2 = 0.5 * (s2 + s2.T)
             tr_sqrt = self._trace_sqrt(s2, "features covariance")
             tr2 = float(np.trace(s2))
-        return max(float(diff @ diff) + self.trace + tr2 - 2.0 * tr_sqrt, 0.0)
+        return _frechet(diff, self.trace, tr2, tr_sqrt, self.dim)
 
 
 def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
     """Returns the squared Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2) (FID for Inception features).
 
-    Exact for any symmetric PSD covariances, including rank-deficient ones; see the module docstring for
-    the method and the clamping of rounding-level eigenvalues. Raises InputError for NaN/inf, mismatched
-    shapes, non-symmetric or non-PSD covariances. For many distances against one reference, build a
-    `FrechetReference` once.
+    ``mu1``, ``mu2`` are (d,) and ``sigma1``, ``sigma2`` (d, d) real arrays, computed in float64. Exact for
+    any symmetric PSD covariances, including rank-deficient ones; see the module docstring for the
+    method and the clamping of rounding-level eigenvalues.
+
+    Zero, one rule for every route (this function, `FrechetReference.distance`,
+    `FrechetReference.distance_features`, `frechet_distance_features`): a computed value at or below
+    ``d * eps * (|mu1 - mu2|² + tr(sigma1) + tr(sigma2))`` — the rounding floor of the sums it is made
+    of — is returned as exactly 0.0, and nothing larger is altered. Identical inputs therefore give 0.0
+    on every route, never 1e-12 on one and 0 on another.
+
+    A mean or covariance stored in float16 is accepted when the covariance is PSD to within float16
+    rounding, with a FidkitWarning bounding what that rounding can cost. Raises InputError for NaN/inf,
+    mismatched shapes, non-symmetric or non-PSD covariances. For many distances against one reference,
+    build a `FrechetReference` once.
     """
     ref = FrechetReference.__new__(FrechetReference)
     ref._build(mu1, sigma1, "mu1", "sigma1")
-    mu2_arr, s2 = _validate.mean_and_cov(mu2, sigma2, "mu2", "sigma2")
+    mu2_arr, s2 = _mean_and_cov(mu2, sigma2, "mu2", "sigma2")
     if mu2_arr.shape[0] != ref.dim:
         raise InputError(f"mu2 has dimension {mu2_arr.shape[0]} but mu1 has {ref.dim}; "
                          "both must come from the same extractor layer")
-    diff = ref.mu - mu2_arr
-    value = float(diff @ diff) + ref.trace + float(np.trace(s2)) - 2.0 * ref._trace_sqrt(s2, "sigma2")
-    return max(value, 0.0)
+    return _frechet(ref.mu - mu2_arr, ref.trace, float(np.trace(s2)), ref._trace_sqrt(s2, "sigma2"), ref.dim)
 
 
 def trace_sqrt_product_features(x1: np.ndarray, x2: np.ndarray) -> float:
@@ -255,8 +355,7 @@ def _distance_features(a: np.ndarray, b: np.ndarray) -> float:
     if min(a.shape[0], b.shape[0]) < d:
         tr1 = float(np.einsum("ij,ij->", xc1, xc1)) / (a.shape[0] - 1)
         tr2 = float(np.einsum("ij,ij->", xc2, xc2)) / (b.shape[0] - 1)
-        value = float(diff @ diff) + tr1 + tr2 - 2.0 * _gram_trace_sqrt(xc1, xc2)
-        return max(value, 0.0)
+        return _frechet(diff, tr1, tr2, _gram_trace_sqrt(xc1, xc2), d)
     s1 = (xc1.T @ xc1) / (a.shape[0] - 1)
     s2 = (xc2.T @ xc2) / (b.shape[0] - 1)
     return frechet_distance(mu1, 0.5 * (s1 + s1.T), mu2, 0.5 * (s2 + s2.T))

@@ -222,3 +222,82 @@ def test_rounding_level_asymmetry_and_negatives_accepted() -> None:
     w[:-3] = -1e-9 * w[-1]  # rounding-level negatives in the null space are clamped, not rejected
     s_neg = (v * w) @ v.T
     assert frechet_distance(np.zeros(20), s_neg, np.zeros(20), s_neg) == pytest.approx(0.0, abs=1e-6)
+
+
+def _routes(x1: np.ndarray, x2: np.ndarray) -> dict[str, float]:
+    """The four public routes to one distance, from the same features."""
+    m1, s1 = x1.mean(0), np.cov(x1, rowvar=False)
+    m2, s2 = x2.mean(0), np.cov(x2, rowvar=False)
+    ref = FrechetReference(m1, s1)
+    return {"frechet_distance": frechet_distance(m1, s1, m2, s2),
+            "FrechetReference.distance": ref.distance(m2, s2),
+            "FrechetReference.distance_features": ref.distance_features(x2, warn=False),
+            "frechet_distance_features": frechet_distance_features(x1, x2, warn=False)}
+
+
+@pytest.mark.parametrize(("d", "n1", "n2"), [(12, 200, 300), (48, 30, 40), (48, 30, 400), (48, 400, 30)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_four_routes_agree(d: int, n1: int, n2: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    scales = np.logspace(-1, 1, d)
+    x1 = rng.standard_normal((n1, d)) * scales + rng.standard_normal(d)
+    x2 = rng.standard_normal((n2, d)) * scales * 1.2 + rng.standard_normal(d)
+    got = _routes(x1, x2)
+    first = got["frechet_distance"]
+    assert first > 0 and all(isinstance(v, float) for v in got.values())
+    for route, value in got.items():
+        assert value == pytest.approx(first, rel=1e-12), route
+
+
+@pytest.mark.parametrize(("d", "n"), [(5, 100), (48, 30), (48, 400), (256, 300)])
+def test_identical_inputs_give_exactly_zero_on_every_route(d: int, n: int) -> None:
+    rng = np.random.default_rng(d + n)
+    x = rng.standard_normal((n, d)) * np.logspace(-2, 2, d) + 10.0
+    got = _routes(x, x)
+    got["copies"] = frechet_distance(x.mean(0), np.cov(x, rowvar=False), x.mean(0).copy(),
+                                     np.cov(x, rowvar=False).copy())
+    assert got == dict.fromkeys(got, 0.0)
+
+
+def test_values_above_the_rounding_floor_are_kept() -> None:
+    d = 4
+    for shift in (1e-6, 1e-5, 1e-3):
+        mu2 = np.full(d, shift)
+        expected = d * shift**2  # identical covariances: only the mean term remains
+        assert frechet_distance(np.zeros(d), np.eye(d), mu2, np.eye(d)) == pytest.approx(expected, rel=1e-6)
+
+
+def _rank_deficient_cov(d: int = 64, n: int = 20, seed: int = 4) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, d)) * np.linspace(0.5, 2.0, d)
+    return np.cov(x, rowvar=False)
+
+
+def test_float16_covariance_accepted_with_a_warning_that_bounds_the_cost() -> None:
+    s1 = _rank_deficient_cov()
+    s2 = _rank_deficient_cov(seed=5) + 0.1 * np.eye(64)
+    mu1, mu2 = np.zeros(64), np.full(64, 0.3)
+    s16 = s1.astype(np.float16)
+    with pytest.raises(InputError, match="not positive semi-definite"):
+        frechet_distance(mu1, s16.astype(np.float64), mu2, s2)  # in float64 the rounding is not rounding
+    exact = frechet_distance(mu1, s1, mu2, s2)
+    with pytest.warns(FidkitWarning, match=r"sigma1: stored as float16 \(about 3 significant digits\); \d+ "
+                                           r"eigenvalues down to -[\d.e-]+, within that rounding, were set "
+                                           r"to 0; that rounding can move √FID") as rec:
+        got = frechet_distance(mu1, s16, mu2, s2)
+    bound = float(str(rec[0].message).split("by up to ")[1].split(" ")[0])
+    assert abs(np.sqrt(got) - np.sqrt(exact)) <= bound
+    assert abs(got - exact) > 0  # the rounding is real; the bound covers it
+    with pytest.warns(FidkitWarning, match="float16"):
+        assert FrechetReference(mu1, s16).distance(mu2, s2) == got
+
+
+def test_float16_does_not_excuse_a_matrix_that_is_not_psd() -> None:
+    with pytest.raises(InputError, match=r"sigma2: not positive semi-definite even allowing for float16"):
+        frechet_distance(np.zeros(2), np.eye(2), np.zeros(2), np.array([[1.0, 2.0], [2.0, 1.0]], np.float16))
+    d = 32
+    q = np.linalg.qr(np.random.default_rng(6).standard_normal((d, d)))[0]
+    w = np.linspace(0.0, 1.0, d)
+    bound = np.finfo(np.float16).eps / 2 * np.linalg.norm(w)  # u ||S||_F: the most rounding moves an eigenvalue
+    w[0] = -3 * bound
+    with pytest.raises(InputError, match="not positive semi-definite even allowing for float16"):
+        frechet_distance(np.zeros(d), ((q * w) @ q.T).astype(np.float16), np.zeros(d), np.eye(d))
