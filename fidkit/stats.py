@@ -17,22 +17,23 @@ from __future__ import annotations
 import json
 import os
 import warnings
-import zipfile
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from . import npfile
 from ._atomic import atomic_path
 from ._validate import covariance
 from .errors import FidkitWarning, InputError, ProvenanceMismatchError
+from .frechet import _accept_rounded, _storage_rounding
 
 if TYPE_CHECKING:
     from .registry import Extractor
 
 UNKNOWN = "unknown"
-FORMAT = "fidkit-stats-v1"
+FORMAT = npfile.STATS_FORMAT
 
 #: Provenance fields that must agree for two statistics to be comparable, with their names in messages.
 _COMPARED = {
@@ -94,6 +95,10 @@ class Provenance:
 def _validate(n: int | None, mean: np.ndarray, cov: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
     mean = np.asarray(mean)
     cov = np.asarray(cov)
+    if (_storage_rounding(mean) is not None or _storage_rounding(cov) is not None) and mean.ndim == 1 \
+            and cov.shape == (mean.shape[0], mean.shape[0]):
+        # float16 storage: PSD to within its rounding is accepted, with a warning bounding the cost
+        mean, cov = _accept_rounded(mean, cov, f"{where}: mean", f"{where}: covariance")
     if mean.ndim != 1:
         raise InputError(f"{where}: mean must be 1-D (d,), found shape {mean.shape}")
     d = mean.shape[0]
@@ -141,8 +146,13 @@ class Stats:
 
     def __repr__(self) -> str:
         p = self.provenance
-        return (f"Stats(n={self.n}, d={self.dim}, extractor={p.extractor!r}, "
+        return (f"Stats(n={self.describe_n}, d={self.dim}, extractor={p.extractor!r}, "
                 f"resize_policy={p.resize_policy!r})")
+
+    @property
+    def describe_n(self) -> str:
+        """Returns the sample count as text: ``"10000"``, or ``"unknown"`` when the file did not record it."""
+        return UNKNOWN if self.n is None else str(self.n)
 
     @property
     def dim(self) -> int:
@@ -180,14 +190,16 @@ class Stats:
         return load(path)
 
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Returns ``path`` after writing the statistics there as .npz (atomically, via a temp file).
+        """Returns the path written: ``path``, with ".npz" appended if it lacks it, as ``numpy.savez`` does.
 
-        The file holds ``mu`` and ``sigma`` like pytorch-fid's, so other tools can read it too.
+        Writes atomically (via a temp file) an .npz holding ``mu`` (d,) and ``sigma`` (d, d) float64 like
+        pytorch-fid's, so other tools read it too, plus ``format``, ``n`` (-1 when unknown) and
+        ``provenance`` (JSON).
         """
         arrays = {"format": np.array(FORMAT), "mu": self.mean, "sigma": self.cov,
                   "n": np.array(-1 if self.n is None else self.n, dtype=np.int64),
                   "provenance": np.array(self.provenance.to_json())}
-        return _atomic_savez(Path(path), arrays)
+        return _atomic_savez(path, arrays)
 
 
 def _combine(na: int, ma: np.ndarray, m2a: np.ndarray, nb: int, mb: np.ndarray,
@@ -200,10 +212,14 @@ def _combine(na: int, ma: np.ndarray, m2a: np.ndarray, nb: int, mb: np.ndarray,
     return n, mean, m2
 
 
-def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> Path:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+def _atomic_savez(path: str | os.PathLike[str], arrays: dict[str, np.ndarray]) -> Path:
+    """Returns the path written: ``path`` with ".npz" appended unless it ends so (exactly ``numpy.savez``'s
+    rule), after writing ``arrays`` there atomically."""
+    name = os.fspath(path)
+    final = Path(name if name.endswith(".npz") else name + ".npz")
+    with atomic_path(final) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)
-    return path
+    return final
 
 
 def _gram_upper(xc: np.ndarray) -> np.ndarray:
@@ -305,62 +321,38 @@ class StatsAccumulator:
         return Stats(self.n, self._mean.copy(), cov, self.provenance)
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    if not path.is_file():
-        raise InputError(f"{path}: no such statistics file")
-    try:
-        # np.load leaks its own file handle when the zip directory is corrupt; own the handle.
-        with open(path, "rb") as fh:
-            data = np.load(fh, allow_pickle=False)
-            if not isinstance(data, np.lib.npyio.NpzFile):
-                raise InputError(f"{path}: holds a single array of shape {data.shape}, not statistics; "
-                                 f"expected an .npz with 'mu' and 'sigma'")
-            with data:
-                return {k: data[k] for k in data.files}
-    except InputError:
-        raise
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
-        raise InputError(f"{path}: cannot read as .npz statistics ({type(exc).__name__}: {exc}); the "
-                         f"file is truncated or not a statistics file — recreate it with `fidkit stats`"
-                         ) from None
-
-
 def load(path: str | os.PathLike[str]) -> Stats:
-    """Returns the statistics stored at ``path``.
+    """Returns the statistics stored at ``path``, a file recognised by content, whatever its name.
 
     Reads fidkit's own files, pytorch-fid / TTUR ``mu``/``sigma`` .npz files, clean-fid's statistics
-    (``mu``/``sigma``) and clean-fid's KID feature files (``feats``); provenance is unknown for the
-    files of other tools. Never unpickles.
+    (``mu``/``sigma``) and feature files — fidkit's ``features``, clean-fid's KID ``feats``, a 2-D
+    array — whose statistics it computes; provenance is unknown for the files of other tools, and so is
+    ``n`` for statistics files that do not record it. A mean or covariance stored in float16 is
+    accepted with a FidkitWarning when the covariance is PSD to within that rounding
+    (`fidkit.frechet`). Never unpickles. Raises InputError naming the file when it is missing,
+    truncated, not statistics (the message names the arrays found and those expected; see
+    `fidkit.npfile.require`) or holds invalid statistics.
     """
-    p = Path(path)
-    data = _read_npz(p)
-    where = str(p)
-    if "mu" in data and "sigma" in data:
-        n: Any = None
-        provenance = Provenance()
-        if "format" in data:
-            fmt = str(data["format"])
-            if fmt != FORMAT:
-                raise InputError(f"{where}: statistics format {fmt!r} is not supported by this fidkit "
-                                 f"(expects {FORMAT!r}); upgrade fidkit or recreate the file")
-            missing = [k for k in ("n", "provenance") if k not in data]
-            if missing:
-                raise InputError(f"{where}: fidkit statistics file lacks {', '.join(missing)}; "
-                                 f"recreate it with `fidkit stats`")
-            n = int(data["n"])
-            n = None if n < 0 else n
-            provenance = Provenance.from_json(str(data["provenance"]), where)
-        mean, cov = _validate(n, data["mu"], data["sigma"], where)
-        return Stats(n, mean, cov, provenance)
-    for key in ("feats", "features"):
-        if key in data:
-            feats = data[key]
-            if feats.ndim != 2:
-                raise InputError(f"{where}: '{key}' must be a 2-D (N, d) feature array, found shape "
-                                 f"{feats.shape}")
-            return Stats.from_features(feats)
-    raise InputError(f"{where}: not a statistics file: expected arrays 'mu' and 'sigma' (or 'feats'), "
-                     f"found {sorted(data) or 'no arrays'}")
+    info = npfile.require(path, "stats", "features")
+    where = str(info.path)
+    if info.kind == "features" and info.main is not None:
+        return Stats.from_features(npfile.read(info, [info.main])[info.main])
+    data = npfile.read(info, [k for k in ("mu", "sigma", "n", "provenance") if k in info.arrays])
+    n: Any = None
+    provenance = Provenance()
+    if info.format == FORMAT:
+        missing = [k for k in ("n", "provenance") if k not in data]
+        if missing:
+            raise InputError(f"{where}: fidkit statistics file lacks {', '.join(missing)}; "
+                             f"recreate it with `fidkit stats`")
+        if data["n"].shape != () or data["n"].dtype.kind not in "iu":
+            raise InputError(f"{where}: 'n' must be an integer scalar, found {data['n'].shape} "
+                             f"{data['n'].dtype}; recreate the file with `fidkit stats`")
+        n = int(data["n"])
+        n = None if n < 0 else n
+        provenance = Provenance.from_json(str(data["provenance"]), where)
+    mean, cov = _validate(n, data["mu"], data["sigma"], where)
+    return Stats(n, mean, cov, provenance)
 
 
 def check_provenance(a: Provenance, b: Provenance, allow_mismatch: bool = False) -> None:

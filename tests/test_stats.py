@@ -234,3 +234,80 @@ def test_mirror_upper_equals_the_triangle_and_its_transpose(d: int) -> None:
     expected = np.triu(m) + np.triu(m, 1).T
     got = _mirror_upper(m, block=128)
     assert np.array_equal(got, expected) and np.array_equal(got, got.T)
+
+
+@pytest.mark.parametrize("name", ["b", "b.npz", "b.NPZ", "b.npz.tmp", "dir.npz/b"])
+def test_save_appends_npz_exactly_as_numpy_and_returns_the_path(tmp_path, name: str) -> None:
+    s = Stats.from_features(_features(30, 3), PROV)
+    for root in ("numpy", "fidkit"):
+        (tmp_path / root / "dir.npz").mkdir(parents=True)
+    np.savez(tmp_path / "numpy" / name, mu=s.mean)
+    written = s.save(tmp_path / "fidkit" / name)
+    assert written == tmp_path / "fidkit" / next(
+        str(p.relative_to(tmp_path / "numpy")) for p in (tmp_path / "numpy").rglob("*") if p.is_file())
+    assert written.is_file() and Stats.load(written).n == 30
+
+
+def test_a_file_fidkit_wrote_is_read_whatever_its_name(tmp_path) -> None:
+    s = Stats.from_features(_features(30, 3), PROV)
+    path = s.save(tmp_path / "b")
+    path.rename(tmp_path / "b")  # `fidkit stats B -o b` from an older fidkit
+    t = load(tmp_path / "b")
+    assert t.n == 30 and t.provenance == PROV
+    np.testing.assert_array_equal(t.cov, s.cov)
+
+
+def test_describe_n_says_unknown_for_peer_files(tmp_path) -> None:
+    s = Stats.from_features(_features(30, 3), PROV)
+    np.savez(tmp_path / "peer.npz", mu=s.mean, sigma=s.cov)
+    peer = load(tmp_path / "peer.npz")
+    assert (s.describe_n, peer.describe_n) == ("30", "unknown")
+    assert "n=unknown" in repr(peer) and "None" not in repr(peer)
+
+
+def test_statistics_under_other_names_and_pickles_are_refused_saying_what_was_found(tmp_path) -> None:
+    s = Stats.from_features(_features(30, 3))
+    np.savez(tmp_path / "ref.npz", mean=s.mean, cov=s.cov)
+    with pytest.raises(InputError, match=r"ref.npz: not a statistics file: found arrays \['cov', 'mean'\], "
+                                         r"expected 'mu' and 'sigma'; if 'mean' and 'cov' are"):
+        load(tmp_path / "ref.npz")
+    np.save(tmp_path / "ref.npy", {"mu": s.mean, "sigma": s.cov}, allow_pickle=True)
+    with pytest.raises(InputError, match=r"ref.npy: a pickled Python object .*never unpickles.*python -c"):
+        load(tmp_path / "ref.npy")
+    np.save(tmp_path / "img.npy", np.zeros((4, 8, 8, 3), np.uint8))
+    with pytest.raises(InputError, match=r"img.npy: not a statistics or features file: found image array"):
+        load(tmp_path / "img.npy")
+
+
+def _float16_file(tmp_path, cov: np.ndarray, name: str = "half.npz"):
+    np.savez(tmp_path / name, mu=np.zeros(len(cov), np.float16), sigma=cov.astype(np.float16))
+    return tmp_path / name
+
+
+def test_float16_statistics_are_accepted_with_a_warning_naming_the_file(tmp_path) -> None:
+    x = _features(20, 48, seed=8)  # n < d: a rank-deficient covariance, which float16 makes slightly indefinite
+    exact = Stats.from_features(x)
+    peer = Stats.from_features(_features(100, 48, seed=9))
+    other = Stats(None, peer.mean, peer.cov)  # n unknown: no small-sample warning
+    path = _float16_file(tmp_path, exact.cov)
+    rounded = Stats(None, exact.mean, exact.cov.astype(np.float16).astype(np.float64))
+    with pytest.raises(InputError, match="not positive semi-definite"), \
+            pytest.warns(FidkitWarning, match="provenance unknown"):  # the float16 values, taken as exact
+        fid(rounded, other)
+    with pytest.warns(FidkitWarning, match=r"half.npz: covariance: stored as float16 .* can move √FID against "
+                                           r"these statistics by up to") as rec:
+        half = load(path)
+    bound = float(str(rec[0].message).split("by up to ")[1].split(" ")[0])
+    assert half.cov.dtype == np.float64
+    with pytest.warns(FidkitWarning, match="provenance unknown"):
+        got = fid(half, other)
+    with pytest.warns(FidkitWarning, match="provenance unknown"):
+        want = fid(Stats(None, np.zeros(48), exact.cov), other)
+    assert abs(np.sqrt(got) - np.sqrt(want)) <= bound
+
+
+def test_float16_does_not_excuse_a_matrix_that_is_not_psd(tmp_path) -> None:
+    path = _float16_file(tmp_path, np.array([[1.0, 2.0], [2.0, 1.0]]), "bad.npz")
+    with pytest.raises(InputError, match=r"bad.npz: covariance: not positive semi-definite even allowing for "
+                                         r"float16 storage"):
+        load(path)
