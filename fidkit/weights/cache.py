@@ -20,10 +20,8 @@ from pathlib import Path
 from .._atomic import atomic_path
 from ..errors import WeightsError
 from . import files
-from .files import WeightsFile, _expected, _matches_pin, _size_mismatch, sha256_file
+from .files import _CHUNK, WeightsFile, _expected, _matches_pin, _size_mismatch, sha256_file
 from .formats import damage
-
-_CHUNK = 1 << 20
 
 
 class _DigestMismatch(WeightsError):
