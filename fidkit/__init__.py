@@ -6,8 +6,7 @@ is built.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .adapters import from_jax, from_keras, from_torch, load_extractor
 from .bootstrap import (
     ConfidenceInterval,

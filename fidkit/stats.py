@@ -30,7 +30,7 @@ from .errors import FidkitWarning, InputError, ProvenanceMismatchError
 from .frechet import _accept_rounded, _storage_rounding
 
 if TYPE_CHECKING:
-    from .registry import Extractor
+    from .extraction import Extractor
 
 UNKNOWN = "unknown"
 FORMAT = npfile.STATS_FORMAT
@@ -60,7 +60,7 @@ class Provenance:
     @classmethod
     def from_extractor(cls, ex: Extractor, description: str = "") -> Provenance:
         """Returns the provenance of features computed by extractor ``ex``."""
-        from . import __version__
+        from ._version import __version__
 
         h, w = ex.input_size
         return cls(extractor=ex.name, runtime=ex.runtime,
