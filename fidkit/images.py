@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from . import npfile
 from .errors import InputError
 from .image_rules import (  # noqa: F401  (re-exported: the rules are part of this module's contract)
     NAMED_RANGES,
@@ -474,22 +475,6 @@ class ZipSource(FileSource):
         return f"{self.path}:{name}"
 
 
-def _load_array_file(path: str) -> np.ndarray:
-    try:
-        if path.lower().endswith(".npy"):
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-        with np.load(path, allow_pickle=False) as data:
-            keys = list(data.keys())
-            for key in ("images", "arr_0", "x"):
-                if key in keys:
-                    return data[key]
-            if len(keys) == 1:
-                return data[keys[0]]
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{path}: cannot read as a numpy array ({exc})") from None
-    raise InputError(f"{path}: holds arrays {keys}; expected one array, or one named 'images'")
-
-
 def open_source(source: Any, *, value_range: ValueRange | str | None = None, layout: str | None = None,
                 skip_bad: bool = False, seed: int | None = None, num: int | None = None) -> ImageSource:
     """Returns an `ImageSource` for a folder, zip, .npy/.npz file, array, tensor or ``sample(n)`` callable.
@@ -508,10 +493,12 @@ def open_source(source: Any, *, value_range: ValueRange | str | None = None, lay
             return FolderSource(path, skip_bad=skip_bad, value_range=rng)
         if not os.path.exists(path):
             raise InputError(f"{path}: no such file or folder; expected an image folder, .zip, .npy or .npz")
-        low = path.lower()
-        if low.endswith((".npy", ".npz")):
-            return ArraySource(_load_array_file(path), path, value_range=rng, layout=layout)
-        if low.endswith(".zip"):
+        kind = npfile.container(path)  # by content, not by name
+        if kind in ("npy", "npz"):
+            info = npfile.require(path, "images")
+            array = npfile.read(info, [info.main], mmap=True)[info.main]
+            return ArraySource(array, path, value_range=rng, layout=layout)
+        if kind == "zip":
             return ZipSource(path, skip_bad=skip_bad, value_range=rng)
         raise InputError(f"{path}: not an image folder, .zip, .npy or .npz file")
     if is_framework_tensor(source):

@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from . import npfile
 from .errors import FidkitError, InputError
 from .extraction import Extractor
-from .features import FeatureResult, _peek_shapes, load_features
+from .features import FeatureResult, load_features
 from .metrics import get_metric, needs_features, parse_metrics
 from .pipeline import _as_extractor, compute_features, compute_stats
 from .stats import Provenance, Stats
@@ -66,7 +67,11 @@ class Operand:
 
 
 def classify(value: Any) -> str:
-    """Returns 'stats', 'features' or 'images': what kind of input ``value`` is."""
+    """Returns 'stats', 'features' or 'images': what kind of input ``value`` is.
+
+    Files are told by content (`fidkit.npfile`): a numpy file that is none of the three (statistics
+    under other names, a pickled object) raises `InputError` saying what was found and expected.
+    """
     if isinstance(value, Stats):
         return "stats"
     if isinstance(value, FeatureResult):
@@ -78,14 +83,8 @@ def classify(value: Any) -> str:
         if not p.exists():
             raise InputError(f"{p}: no such file or folder; expected images (folder, zip, image array), "
                              f"features (.npy/.npz) or statistics (.npz)")
-        if p.suffix.lower() in (".npz", ".npy") and p.is_file():
-            shapes = _peek_shapes(p)
-            if "mu" in shapes and "sigma" in shapes:
-                return "stats"
-            if any(k in shapes for k in ("features", "feats")):
-                return "features"
-            if len(shapes) == 1 and len(next(iter(shapes.values()))) == 2:
-                return "features"
+        if p.is_file() and npfile.container(p) in ("npy", "npz"):  # by content, not by name
+            return npfile.require(p, "stats", "features", "images").kind
     return "images"
 
 
