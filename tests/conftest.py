@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+from functools import cache
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +30,20 @@ if importlib.util.find_spec("torch") is not None and (REQUESTED is None or "torc
 
     if importlib.util.find_spec("torchvision") is not None:
         import torchvision.models  # noqa: F401  (pulls in triton, which segfaults after tensorflow)
+
+
+@cache
+def _tolerances() -> dict:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads((Path(__file__).parent / "tolerances.toml").read_text())
+
+
+def tolerance(section: str, key: str) -> float:
+    """Returns the float32 tolerance ``[section.key] value`` of tests/tolerances.toml (its derivation is there)."""
+    return float(_tolerances()[section][key]["value"])
 
 
 def runtimes_under_test() -> list[str]:

@@ -18,7 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import cuda_available, require_runtime, runtime_sees_gpu, runtimes_under_test
+from conftest import (
+    cuda_available,
+    require_runtime,
+    runtime_sees_gpu,
+    runtimes_under_test,
+    tolerance,
+)
 
 from fidkit.archs.inception import inception_tf2015, inception_torchvision
 from fidkit.archs.synthetic import synthetic_images, write_synthetic_weights
@@ -26,18 +32,12 @@ from fidkit.errors import FidkitWarning
 from fidkit.extraction import Extractor, extractor
 from fidkit.weights import load_canonical
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 if "torch" in runtimes_under_test() and importlib.util.find_spec("torchvision") is not None:
     # torchvision imports torch._dynamo, which segfaults once tensorflow is loaded: load it first
     import torchvision  # noqa: F401
 
 pytestmark = pytest.mark.slow
 
-TOL = tomllib.loads((Path(__file__).parent / "tolerances.toml").read_text())
 FRAMEWORKS = ("torch", "tf", "jax")
 #: Two sets of two 299x299 images each: A smooth fields, B low-contrast fields of another seed. The sets
 #: differ clearly, as real and generated sets do, so KID is large next to the kernel values it is the
@@ -51,10 +51,6 @@ SMALL = synthetic_images(3, (64, 64), seed=13)
 
 PYTORCH_FID_FILE = "pt_inception-2015-12-05-6726825d.pth"
 TORCH_FIDELITY_FILE = "weights-inception-2015-12-05-6726825d.pth"
-
-
-def tolerance(section: str, key: str) -> float:
-    return float(TOL[section][key]["value"])
 
 
 def assert_close_features(got: np.ndarray, ref: np.ndarray, tol: float, what: str) -> None:
