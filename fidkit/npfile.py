@@ -77,6 +77,7 @@ _ZIP_ERRORS = (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, st
 NPY_NAME = "arr_0"
 
 _WHAT = {"stats": "statistics", "features": "features", "images": "image array"}
+_NOT = {"stats": "a statistics file", "features": "a features file", "images": "an image array"}
 _EXPECTED = {
     "stats": "'mu' and 'sigma'",
     "features": "a 2-D (N, d) array, or 'features' (fidkit) or 'feats' (clean-fid)",
@@ -430,7 +431,7 @@ def require(source: str | os.PathLike[str] | NpFile, *kinds: Kind) -> NpFile:
 def mismatch_message(info: NpFile, kinds: tuple[str, ...]) -> str:
     """Returns the one-line message `require` raises for ``info`` when ``kinds`` were needed."""
     p = info.path
-    what = " or ".join(_WHAT[k] for k in kinds)
+    what = " or ".join(_NOT[k] for k in kinds)
     expected = "; or ".join(_EXPECTED[k] for k in kinds)
     if info.format is not None and info.format.startswith("fidkit-") \
             and info.format not in (STATS_FORMAT, FEATURES_FORMAT):
@@ -444,7 +445,7 @@ def mismatch_message(info: NpFile, kinds: tuple[str, ...]) -> str:
     if info.kind != "unknown":
         main = info.arrays[info.main] if info.main else None
         found = f"{_WHAT[info.kind]} {main.describe()}" if main else _WHAT[info.kind]
-        return f"{p}: not a {what} file: found {found}, expected {expected}; {_TODO[kinds[0]]}"
+        return f"{p}: not {what}: found {found}, expected {expected}; {_TODO[kinds[0]]}"
     if "features" in kinds:
         for name in ("features", "feats"):
             if name in info.arrays and len(info.arrays[name].shape) != 2:
@@ -458,7 +459,7 @@ def mismatch_message(info: NpFile, kinds: tuple[str, ...]) -> str:
                 f"'sigma'; if {mean!r} and {cov!r} are the mean and covariance, rename them: python -c "
                 f"\"import numpy as np; z = np.load({str(p)!r}); np.savez({str(fixed)!r}, mu=z[{mean!r}], "
                 f"sigma=z[{cov!r}])\"")
-    return f"{p}: not a {what} file: found {_found_detail(info)}, expected {expected}; {_TODO[kinds[0]]}"
+    return f"{p}: not {what}: found {_found_detail(info)}, expected {expected}; {_TODO[kinds[0]]}"
 
 
 def _found_detail(info: NpFile) -> str:

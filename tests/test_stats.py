@@ -275,7 +275,7 @@ def test_statistics_under_other_names_and_pickles_are_refused_saying_what_was_fo
     with pytest.raises(InputError, match=r"ref.npy: a pickled Python object .*never unpickles.*python -c"):
         load(tmp_path / "ref.npy")
     np.save(tmp_path / "img.npy", np.zeros((4, 8, 8, 3), np.uint8))
-    with pytest.raises(InputError, match=r"img.npy: not a statistics or features file: found image array"):
+    with pytest.raises(InputError, match=r"img.npy: not a statistics file or a features file: found image array"):
         load(tmp_path / "img.npy")
 
 
