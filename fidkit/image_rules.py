@@ -58,11 +58,11 @@ def parse_value_range(value: ValueRange | str | None) -> ValueRange | None:
         try:
             lo, hi = (float(v) for v in value)
         except (TypeError, ValueError):
-            raise InputError(f"value range must be one of {list(NAMED_RANGES)} (--range), "
+            raise InputError(f"value_range must be one of {list(NAMED_RANGES)} (--range), "
                              f"received {value!r}") from None
         key = f"{lo:g},{hi:g}"
     if key not in NAMED_RANGES:
-        raise InputError(f"value range must be one of {list(NAMED_RANGES)} (--range), received {value!r}")
+        raise InputError(f"value_range must be one of {list(NAMED_RANGES)} (--range), received {value!r}")
     return NAMED_RANGES[key]
 
 
@@ -78,7 +78,7 @@ def integral_range(dtype: np.dtype) -> ValueRange | None:
 
 
 def _found(lo: float, hi: float) -> str:
-    return f"min {lo:.4g}, max {hi:.4g}"
+    return f"min {lo:.2f}, max {hi:.2f}"
 
 
 def infer_value_range(dtype: np.dtype, lo: float, hi: float, name: str) -> ValueRange:
@@ -124,9 +124,9 @@ def check_value_range(declared: ValueRange, lo: float, hi: float, name: str, *, 
     try:
         guess = infer_value_range(np.dtype(np.float32), lo, hi, name)
         hint = f"looks like {_fmt_range(guess)} but {_fmt_range(declared)} was declared"
-        fix = f"pass --range {guess[0]:g},{guess[1]:g}"
+        fix = f"pass value_range={_fmt_range(guess)} (--range {guess[0]:g},{guess[1]:g})"
         if guess == (-1.0, 1.0):
-            fix += " (generator outputs in [-1, 1] are usually tanh)"
+            fix += "; generator outputs in [-1, 1] are usually tanh"
     except InputError:
         hint = f"outside the declared {_fmt_range(declared)}"
         fix = "rescale the images or declare their range with --range"

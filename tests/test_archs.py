@@ -13,8 +13,10 @@ from conftest import require_runtime, runtimes_under_test, tolerance
 from fidkit.archs.inception import inception_tf2015, inception_torchvision
 from fidkit.archs.spec import Graph, GraphBuilder
 from fidkit.archs.synthetic import synthetic_images, synthetic_weights, write_synthetic_weights
-from fidkit.backends.common import load_params, run_graph
+from fidkit.backends.common import load_params
+from fidkit.backends.numpy.network import run_graph
 from fidkit.errors import BackendUnavailableError, InputError, WeightsError
+from fidkit.extraction import Extractor, assemble, builtin_convention
 from fidkit.registry import ExtractorSpec, load_object, parse_device, pick_gpu
 from fidkit.resize import get_policy
 from fidkit.weights import CanonicalWeights, load_canonical
@@ -183,10 +185,13 @@ def toy_weights(tmp_path_factory: pytest.TempPathFactory) -> CanonicalWeights:
 
 
 def _build(runtime: str, weights: CanonicalWeights, policy: str = "legacy-tensorflow",
-           spec: ExtractorSpec | None = None, device: str = "cpu"):
+           spec: ExtractorSpec | None = None, device: str = "cpu") -> Extractor:
+    """The runtime's network behind its preprocess (what `fidkit.extractor` assembles): 0..255 in."""
     spec = spec or toy_spec()
-    return load_object(spec.builders[runtime])(spec=spec, weights=weights, device=device,
-                                               policy=get_policy(policy))
+    pol = get_policy(policy)
+    net = load_object(spec.builders[runtime])(spec=spec, weights=weights, device=device)
+    conv = builtin_convention(spec, pol, net.layout)
+    return assemble(spec, runtime, device, pol, conv, net, weights_sha256=None, weights_source=None)
 
 
 @pytest.mark.parametrize("policy", ["legacy-tensorflow", "torchvision"])
@@ -278,7 +283,7 @@ def test_cuda_without_a_gpu_says_so(rt: str, toy_weights: CanonicalWeights) -> N
 @pytest.mark.torch
 def test_torch_module_state_dict_keys_are_canonical(toy_weights: CanonicalWeights) -> None:
     require_runtime("torch")
-    module = _build("torch", toy_weights).module
+    module = _build("torch", toy_weights).network.module
     keys = {k for k in module.state_dict() if not k.endswith("num_batches_tracked")}
     assert keys == set(toy_graph().param_shapes())
     assert not module.training
@@ -346,9 +351,10 @@ def test_network_modules_import_their_framework_lazily() -> None:
         "sys.meta_path.insert(0, Block())\n"
         "import fidkit.backends.torch.network, fidkit.backends.tf.network, fidkit.backends.jax.network\n"
         "import fidkit.archs.inception, fidkit.archs.synthetic\n"
+        "from fidkit.backends.jax.network import resolve_device\n"
         "from fidkit.errors import BackendUnavailableError\n"
         "try:\n"
-        "    fidkit.backends.jax.network.resolve_device('cpu')\n"
+        "    resolve_device('cpu')\n"
         "except BackendUnavailableError as e:\n"
         "    print('ok', e)\n"
     )

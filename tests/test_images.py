@@ -12,7 +12,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import fidkit
+from fidkit.backends.numpy import preprocess as numpy_preprocess
 from fidkit.errors import InputError
+from fidkit.extraction import InputConvention
+from fidkit.image_rules import resolve_layout
 from fidkit.images import open_source, parse_value_range
 from fidkit.resize import get_policy, resize
 
@@ -23,10 +27,29 @@ def rgb(h: int, w: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
 
 
-def collect(source, batch_size: int = 4, policy: str = "clean", size=(299, 299), workers=None):
-    batches = list(source.iter_batches(batch_size, policy, size, workers))
+def collect(source, batch_size: int = 4, workers=None):
+    """Returns the source's raw batches (decoded and grouped, not converted) and the names in order."""
+    batches = list(source.iter_batches(batch_size, workers))
     names = [n for _, ns in batches for n in ns]
     return batches, names
+
+
+def seen(source, batch_size: int = 4, policy: str = "legacy-pytorch", size=None, workers=None):
+    """Returns (batches, names): each batch as the numpy reference preprocess of ``policy`` hands it to a
+    network taking ``size`` (float32 NHWC RGB on 0..255, before normalisation), run as the pipeline runs
+    it; ``size`` None keeps each (uniform) batch's own size, so nothing is resized."""
+    batches, names = collect(source, batch_size, workers)
+    out = []
+    for batch, batch_names in batches:
+        hw = size
+        if hw is None:
+            shape = np.shape(batch)
+            hw = resolve_layout(shape, source.layout, "batch").shape(shape)[1:3]
+        run = numpy_preprocess(get_policy(policy), InputConvention(hw), "cpu")
+        x = run(batch, layout=source.layout, value_range=source.value_range, name=source.description,
+                checked=True)
+        out.append((np.asarray(x, np.float32), batch_names))
+    return out, names
 
 
 @pytest.fixture
@@ -53,9 +76,10 @@ def test_folder_is_recursive_sorted_and_skips_hidden_files(folder: Path) -> None
     assert len(src) == 4
     batches, names = collect(src, batch_size=3)
     assert names == src.names and [len(b) for b, _ in batches] == [3, 1]
+    assert src.layout == "NHWC" and src.value_range == (0.0, 255.0)
     for (b, _), seeds in zip(batches, ([1, 3, 2], [0]), strict=True):
-        assert b.dtype == np.float32 and b.shape[1:] == (16, 12, 3)  # same size: kept, network resizes
-        np.testing.assert_array_equal(b, np.stack([rgb(16, 12, s) for s in seeds]).astype(np.float32))
+        assert b.dtype == np.uint8 and b.shape[1:] == (16, 12, 3)  # decoded as stored; the preprocess resizes
+        np.testing.assert_array_equal(b, np.stack([rgb(16, 12, s) for s in seeds]))
 
 
 def test_mixed_sizes_work_with_any_batch_size_and_equal_the_per_image_reference(tmp_path: Path) -> None:
@@ -66,9 +90,13 @@ def test_mixed_sizes_work_with_any_batch_size_and_equal_the_per_image_reference(
     for policy in ("clean", "legacy-tensorflow", "pil-bilinear"):
         expected = np.concatenate([resize(img[None].astype(np.float32), policy, (29, 33)) for img in imgs])
         for batch_size in (1, 2, 3, 7):
-            batches, names = collect(open_source(tmp_path), batch_size, policy, (29, 33), workers=3)
+            raw, _ = collect(open_source(tmp_path), batch_size, workers=3)
+            assert all(isinstance(b, list) for b, _ in raw)  # mixed sizes: a list of HWC images per batch
+            assert [img.shape for b, _ in raw for img in b] == [img.shape for img in imgs]
+            batches, names = seen(open_source(tmp_path), batch_size, policy, (29, 33), workers=3)
             assert names == [f"{i:02d}.png" for i in range(5)]
             np.testing.assert_array_equal(np.concatenate([b for b, _ in batches]), expected)
+        np.testing.assert_array_equal(fidkit.preprocess(tmp_path, policy, (29, 33)), expected)
 
 
 def test_zip_equals_folder(folder: Path, tmp_path: Path) -> None:
@@ -88,8 +116,8 @@ def test_zip_equals_folder(folder: Path, tmp_path: Path) -> None:
 def test_parallel_decoding_is_deterministic(tmp_path: Path) -> None:
     for i in range(9):
         Image.fromarray(rgb(10 + i, 12, i)).save(tmp_path / f"{i}.jpg", quality=90)
-    one, names1 = collect(open_source(tmp_path), 4, "clean", (15, 15), workers=1)
-    many, names4 = collect(open_source(tmp_path), 4, "clean", (15, 15), workers=4)
+    one, names1 = seen(open_source(tmp_path), 4, "clean", (15, 15), workers=1)
+    many, names4 = seen(open_source(tmp_path), 4, "clean", (15, 15), workers=4)
     assert names1 == names4
     np.testing.assert_array_equal(np.concatenate([b for b, _ in one]), np.concatenate([b for b, _ in many]))
 
@@ -132,7 +160,7 @@ def _decoded(tmp_path: Path, image: Image.Image, name: str, **save) -> np.ndarra
     for old in (tmp_path / "one").iterdir():
         old.unlink()
     image.save(tmp_path / "one" / name, **save)
-    (batch, _), = open_source(tmp_path / "one").iter_batches(1, "legacy-pytorch", (299, 299))
+    (batch, _), = seen(open_source(tmp_path / "one"), 1, "legacy-pytorch")[0]
     return batch[0]
 
 
@@ -158,9 +186,10 @@ def test_sixteen_bit_grayscale_is_scaled_exactly(tmp_path: Path) -> None:
     out = _decoded(tmp_path, Image.fromarray(deep), "d.png")
     expected = deep.astype(np.float64) * 255 / 65535
     np.testing.assert_allclose(out, np.repeat(expected[..., None], 3, -1), atol=1e-4)
-    quantized = open_source(tmp_path / "one")
-    (batch, _), = quantized.iter_batches(1, "clean", (299, 299))
+    (batch, _), = seen(open_source(tmp_path / "one"), 1, "clean")[0]  # clean quantizes float input
     np.testing.assert_array_equal(batch[0, ..., 0], np.rint(expected))
+    np.testing.assert_array_equal(fidkit.preprocess(tmp_path / "one", "clean", (5, 6))[0, ..., 0],
+                                  np.rint(expected))
 
 
 #: Adam7 passes as (first column, first row, column step, row step).
@@ -234,7 +263,7 @@ def _read_png_everywhere(tmp_path: Path, data: bytes) -> list[np.ndarray]:
         z.writestr("x.png", data)
     out = []
     for src in (root, tmp_path / "png.zip"):
-        (batch, _), = open_source(src).iter_batches(1, "legacy-pytorch", (299, 299))
+        (batch, _), = open_source(src).iter_batches(1)  # decoded: uint8, or float32 on 0..255
         out.append(batch[0])
     return out
 
@@ -301,30 +330,37 @@ def test_array_files_and_layouts(tmp_path: Path) -> None:
     x = RNG.integers(0, 256, (5, 10, 9, 3), dtype=np.uint8)
     np.save(tmp_path / "nhwc.npy", x)
     np.savez(tmp_path / "nchw.npz", images=x.transpose(0, 3, 1, 2))
-    for path in ("nhwc.npy", "nchw.npz"):
+    for path, layout, stored in (("nhwc.npy", "NHWC", x), ("nchw.npz", "NCHW", x.transpose(0, 3, 1, 2))):
         src = open_source(tmp_path / path)
-        batches, names = collect(src, 2)
+        assert src.layout == layout
+        raw, _ = collect(src, 2)  # in the file's own layout and dtype
+        np.testing.assert_array_equal(np.concatenate([b for b, _ in raw]), stored)
+        batches, names = seen(src, 2)
         assert names == [0, 1, 2, 3, 4]
         np.testing.assert_array_equal(np.concatenate([b for b, _ in batches]), x.astype(np.float32))
     square = RNG.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)  # C could be axis 1 or 3
     with pytest.raises(InputError, match="layout='NHWC' or 'NCHW'"):
         open_source(square)
-    (b, _), = open_source(square, layout="NCHW").iter_batches(2, "clean", (299, 299))
+    (b, _), = seen(open_source(square, layout="NCHW"), 2, "clean")[0]
     assert b.shape == (2, 4, 3, 3)
-    gray = RNG.integers(0, 256, (3, 8, 8), dtype=np.uint8)
-    (b, _), = open_source(gray).iter_batches(3, "clean", (299, 299))
+    gray = RNG.integers(0, 256, (3, 8, 8), dtype=np.uint8)  # 3 grayscale images or one CHW image
+    with pytest.raises(InputError, match="layout='CHW'.*layout='NHW'"):
+        open_source(gray)
+    (b, _), = seen(open_source(gray, layout="NHW"), 3, "clean")[0]
     np.testing.assert_array_equal(b, np.repeat(gray[..., None], 3, -1))
+    (b, _), = seen(open_source(gray, layout="CHW"), 3, "clean")[0]
+    np.testing.assert_array_equal(b, gray.transpose(1, 2, 0)[None])
     np.savez(tmp_path / "two.npz", a=x, b=x)
-    with pytest.raises(InputError, match="one named 'images'"):
+    with pytest.raises(InputError, match=r"two\.npz: .*found arrays \['a', 'b'\], expected one array"):
         open_source(tmp_path / "two.npz")
     rgba = RNG.integers(0, 256, (2, 5, 5, 4), dtype=np.uint8)
-    (b, _), = open_source(rgba).iter_batches(2, "clean", (299, 299))
+    (b, _), = seen(open_source(rgba), 2, "clean")[0]
     np.testing.assert_array_equal(b, rgba[..., :3])
 
 
 def test_framework_tensors(runtime: str) -> None:
     x = RNG.uniform(-1, 1, (3, 3, 11, 13)).astype(np.float32)  # NCHW, tanh range
-    expected, _ = collect(open_source(x), 8, "legacy-pytorch")
+    expected, _ = seen(open_source(x), 8, "legacy-pytorch")
     if runtime == "torch":
         import torch
 
@@ -339,7 +375,7 @@ def test_framework_tensors(runtime: str) -> None:
         tensor = jnp.asarray(x)
     else:
         tensor = x
-    got, _ = collect(open_source(tensor), 8, "legacy-pytorch")
+    got, _ = seen(open_source(tensor), 8, "legacy-pytorch")
     np.testing.assert_array_equal(got[0][0], expected[0][0])
     np.testing.assert_allclose(got[0][0], x.transpose(0, 2, 3, 1) * 127.5 + 127.5, atol=1e-4)
 
@@ -353,7 +389,7 @@ def test_float_ranges_are_inferred_when_unambiguous(lo: float, hi: float, expect
     x = RNG.uniform(lo, hi, (4, 6, 6, 3)).astype(np.float32)
     src = open_source(x)
     assert src.value_range == expected
-    (b, _), = src.iter_batches(4, "legacy-pytorch", (299, 299))
+    (b, _), = seen(src, 4, "legacy-pytorch")[0]
     np.testing.assert_allclose(b, (x - lo) * 255 / (hi - lo), atol=1e-3)
 
 
@@ -378,8 +414,9 @@ def test_contradicting_or_unknown_ranges_say_what_was_found() -> None:
 def test_quantize_input_is_the_policys_choice() -> None:
     x = RNG.uniform(0, 1, (2, 7, 7, 3)).astype(np.float32)
     assert get_policy("clean").quantize_input and not get_policy("legacy-pytorch").quantize_input
-    (q, _), = open_source(x).iter_batches(2, "clean", (299, 299))
-    (r, _), = open_source(x).iter_batches(2, "legacy-pytorch", (299, 299))
+    q = fidkit.preprocess(x, "clean", (7, 7))
+    r = fidkit.preprocess(x, "legacy-pytorch", (7, 7))
+    np.testing.assert_array_equal(seen(open_source(x), 2, "clean")[0][0][0], q)
     np.testing.assert_array_equal(q, np.rint(x * 255))
     np.testing.assert_allclose(r, x * 255, atol=1e-4)
     assert not np.array_equal(r, np.rint(r))
@@ -397,12 +434,12 @@ def test_generator_with_seed_and_num() -> None:
 
     src = open_source(sample, num=7, seed=123)
     assert len(src) == 7 and src.names == list(range(7))
-    a, names = collect(src, 3, "legacy-pytorch")
-    b, _ = collect(open_source(sample, num=7, seed=123), 3, "legacy-pytorch")
+    a, names = seen(src, 3, "legacy-pytorch")
+    b, _ = seen(open_source(sample, num=7, seed=123), 3, "legacy-pytorch")
     assert names == list(range(7)) and [n for n, _ in calls] == [3, 3, 1, 3, 3, 1]
     np.testing.assert_array_equal(np.concatenate([x for x, _ in a]), np.concatenate([x for x, _ in b]))
     assert src.value_range == (-1.0, 1.0)
-    c, _ = collect(open_source(sample, num=7, seed=124), 3, "legacy-pytorch")
+    c, _ = seen(open_source(sample, num=7, seed=124), 3, "legacy-pytorch")
     assert not np.array_equal(a[0][0], c[0][0])
 
 

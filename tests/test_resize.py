@@ -16,12 +16,12 @@ from conftest import require_runtime
 from PIL import Image
 
 from fidkit.errors import InputError
+from fidkit.extraction import preprocess
 from fidkit.resize import (
     POLICIES,
     ResizePolicy,
     available_policies,
     get_policy,
-    preprocess,
     quantize,
     resize,
     resize_plan,

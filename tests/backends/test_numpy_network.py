@@ -10,9 +10,12 @@ import scipy.signal
 
 from fidkit.archs.mnist import mnist_v1
 from fidkit.archs.spec import GraphBuilder
-from fidkit.backends.numpy.network import build, load_params, run_graph
+from fidkit.backends.common import load_params
+from fidkit.backends.numpy import preprocess
+from fidkit.backends.numpy.network import network, run_graph
 from fidkit.errors import InputError, WeightsError
 from fidkit.registry import get_spec
+from fidkit.resize import get_policy
 
 RNG = np.random.default_rng(0)
 
@@ -228,39 +231,50 @@ def test_load_params_names_missing_and_mismatched_keys(tmp_path) -> None:
         load_params(graph, str(tmp_path / "junk.npz"))
 
 
-def test_build_normalises_with_the_policy_then_runs_the_graph(tmp_path) -> None:
+def test_network_runs_the_graph_on_its_input_and_the_preprocess_normalises(tmp_path) -> None:
+    from fidkit.extraction import InputConvention
+
     spec = get_spec("mnist")
     graph = mnist_v1()
     params = _random_params(graph)
     np.savez(tmp_path / "w.npz", **params)
     weights = SimpleNamespace(path=tmp_path / "w.npz", digest="0" * 64, source="test")
     mean, std = np.array([10.0, 20.0, 30.0]), np.array([2.0, 4.0, 0.5])
-    policy = SimpleNamespace(name="test", mean=mean, std=std)
-    forward = build(spec=spec, weights=weights, device="cpu", policy=policy)
+    forward = network(spec=spec, weights=weights, device="cpu")
+    assert forward.layout == "NHWC"
     x = RNG.uniform(0, 255, (11, 28, 28, 3)).astype(np.float32)  # more than one chunk of images
-    out = forward(x)
-    ref = run_graph(graph, load_params(graph, str(tmp_path / "w.npz")),
-                    (x.astype(np.float64) - mean) / std)
+    norm = (x.astype(np.float64) - mean) / std
+    ref = run_graph(graph, load_params(graph, str(tmp_path / "w.npz")), norm)
+    out = forward(norm)
     np.testing.assert_allclose(out["features"], ref["features"], rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(out["logits"], ref["logits"], rtol=1e-12, atol=1e-13)
     assert out["logits"].shape == (11, 10)
+    policy = get_policy(spec.policy)
+    conv = InputConvention((28, 28), mean=tuple(mean), std=tuple(std))
+    pre = preprocess(policy, conv, "cpu")
+    staged = forward(pre(x, value_range=(0.0, 255.0)))
+    np.testing.assert_allclose(staged["features"], ref["features"], rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(staged["logits"], ref["logits"], rtol=1e-12, atol=1e-13)
     with pytest.raises(InputError, match="CPU only"):
-        build(spec=spec, weights=weights, device="cuda", policy=policy)
+        network(spec=spec, weights=weights, device="cuda")
     with pytest.raises(WeightsError, match="needs weights"):
-        build(spec=spec, weights=None, device="cpu", policy=policy)
+        network(spec=spec, weights=None, device="cpu")
 
 
-def test_build_resizes_other_sizes_with_the_reference_resizer(tmp_path) -> None:
-    resize_mod = pytest.importorskip("fidkit.resize")
+def test_preprocess_resizes_other_sizes_with_the_reference_resizer(tmp_path) -> None:
+    from fidkit.extraction import builtin_convention
+    from fidkit.resize import resize
+
     spec = get_spec("mnist")
     graph = mnist_v1()
     np.savez(tmp_path / "w.npz", **_random_params(graph))
     weights = SimpleNamespace(path=tmp_path / "w.npz", digest="0" * 64, source="test")
-    policy = resize_mod.get_policy(spec.policy)
-    forward = build(spec=spec, weights=weights, device="cpu", policy=policy)
+    policy = get_policy(spec.policy)
+    forward = network(spec=spec, weights=weights, device="cpu")
+    pre = preprocess(policy, builtin_convention(spec, policy, "NHWC"), "cpu")
     x = RNG.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
-    direct = forward(resize_mod.resize(x, policy, (28, 28)))
-    np.testing.assert_array_equal(forward(x)["features"], direct["features"])
+    direct = forward(pre(resize(x, policy, (28, 28)), value_range=(0.0, 255.0)))
+    np.testing.assert_array_equal(forward(pre(x, value_range=(0.0, 255.0)))["features"], direct["features"])
 
 
 def test_numpy_runtime_takes_auto_and_refuses_cuda() -> None:
