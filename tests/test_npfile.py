@@ -7,6 +7,7 @@ import os
 import shlex
 import subprocess
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -269,3 +270,21 @@ def test_require_needs_a_kind(tmp_path: Path) -> None:
     with pytest.raises(TypeError):
         npfile.require(_stats_file(tmp_path))
     assert npfile.require(os.fspath(_stats_file(tmp_path, "t.npz")), "stats", "features").kind == "stats"
+
+
+def test_every_npy_header_version_is_read(tmp_path: Path) -> None:
+    arrays = {"v1": np.zeros((2, 3), np.float32),
+              "v2": np.zeros(3, dtype=[(f"f{i}_" + "x" * 40, "f8") for i in range(1700)]),  # header > 64 KiB
+              "v3": np.zeros(3, dtype=[("\u00fc\u4e2d", "<f8")])}                               # utf-8 names
+    for name, arr in arrays.items():
+        path = tmp_path / f"{name}.npy"
+        with warnings.catch_warnings():  # numpy warns that versions 2 and 3 need a newer numpy to read
+            warnings.simplefilter("ignore", UserWarning)
+            np.save(path, arr)
+        assert path.read_bytes()[6] == int(name[1])
+        if name == "v2":  # numpy's own limit on header size applies, as np.load's does
+            with pytest.raises(InputError, match=r"v2.npy: an .npy file, .npy header of \d+ bytes, more than"):
+                npfile.sniff(path)
+            continue
+        assert npfile.sniff(path).arrays["arr_0"][:2] == (arr.shape, arr.dtype)
+        np.testing.assert_array_equal(npfile.read(path)["arr_0"], arr)
