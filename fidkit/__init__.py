@@ -17,6 +17,7 @@ from .bootstrap import (
     mean_std,
     over_seeds,
 )
+from .cmmd import cmmd
 from .errors import (
     BackendUnavailableError,
     FidkitError,
@@ -57,6 +58,7 @@ __all__ = [
     "bootstrap_fid",
     "bootstrap_kid",
     "bootstrap_prdc",
+    "cmmd",
     "mean_std",
     "over_seeds",
     "FrechetReference",
