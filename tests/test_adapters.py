@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_runtime
+from conftest import require_runtime, tolerance
 
 from fidkit.adapters import InputConvention, load_extractor, parameters_sha256
 from fidkit.errors import FidkitWarning, InputError, ProvenanceMismatchError
@@ -38,7 +38,7 @@ def _reference(images: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> tuple[np
 
 def _close(a: np.ndarray, b: np.ndarray) -> None:
     assert a.shape == b.shape
-    assert np.abs(a - b).max() <= 1e-4 * b.std(), np.abs(a - b).max()
+    assert np.abs(a - b).max() <= tolerance("features", "vs_float64") * b.std(), np.abs(a - b).max()
 
 
 # --- torch ---------------------------------------------------------------------------------------------
