@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import require_runtime
+from conftest import require_runtime, tolerance
 from PIL import Image
 
 from fidkit.errors import InputError
@@ -28,8 +28,8 @@ from fidkit.resize import (
     taps,
 )
 
-#: 1e-4 on the 0..255 scale: the issue's bound for float paths; uint8 paths must be equal.
-TOL = 1e-4
+#: 1e-4 on the 0..255 scale (tests/tolerances.toml, resize.float_paths); uint8 paths must be equal.
+TOL = tolerance("resize", "float_paths")
 #: (in_h, in_w, out_h, out_w): up and down, square and not, vertical-first cases of Pillow >= 13 included.
 SIZES = [
     (32, 32, 299, 299), (64, 48, 299, 299), (256, 256, 299, 299), (300, 200, 299, 299),
@@ -263,7 +263,7 @@ def test_identity_constant_and_shape(name: str) -> None:
     for size in ((5, 3), (40, 90)):
         out = resize(const, name, size)
         assert out.shape == (1, *size, 3) and out.dtype == np.float32
-        np.testing.assert_allclose(out, 87.0, atol=1e-4)
+        np.testing.assert_allclose(out, 87.0, atol=TOL)
 
 
 @pytest.mark.parametrize("name", sorted(POLICIES))

@@ -6,13 +6,13 @@ import importlib
 
 import numpy as np
 import pytest
-from conftest import require_runtime, runtime_sees_gpu
+from conftest import require_runtime, runtime_sees_gpu, tolerance
 
 from fidkit.errors import InputError
 from fidkit.resize import POLICIES, resize
 
 #: same bound as the reference against its library: 1e-4 on the 0..255 scale, 0 where a policy quantizes
-TOL = 1e-4
+TOL = tolerance("resize", "float_paths")
 SIZES = [(32, 32, 299, 299), (64, 48, 299, 299), (300, 200, 299, 299), (517, 389, 299, 299),
          (299, 299, 28, 28), (17, 45, 40, 23), (200, 60, 37, 90), (1, 9, 4, 4), (1024, 64, 299, 299)]
 
