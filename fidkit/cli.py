@@ -144,7 +144,10 @@ def _lines(result: dict[str, Any]) -> list[str]:
     if "dc" in result:
         lines.append(f"density    {result['dc']['density']:.4f}{ci('density', '.4f')}")
         lines.append(f"coverage   {result['dc']['coverage']:.4f}{ci('coverage', '.4f')}")
-    n = f"n = {result.get('n_real')} real, {result.get('n_fake')} fake" if "n_real" in result else ""
+    def count(v: Any) -> str:
+        return "unknown" if v is None else str(v)
+
+    n = f"n = {count(result.get('n_real'))} real, {count(result.get('n_fake'))} fake" if "n_real" in result else ""
     prov = result.get("provenance", {})
     lines.append(f"({n}; extractor {prov.get('extractor', 'unknown')}, resize policy "
                  f"{prov.get('resize_policy', 'unknown')})")

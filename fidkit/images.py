@@ -494,7 +494,7 @@ def open_source(source: Any, *, value_range: ValueRange | str | None = None, lay
         if not os.path.exists(path):
             raise InputError(f"{path}: no such file or folder; expected an image folder, .zip, .npy or .npz")
         kind = npfile.container(path)  # by content, not by name
-        if kind in ("npy", "npz"):
+        if kind in ("npy", "npz") or (kind is None and path.lower().endswith((".npy", ".npz"))):
             info = npfile.require(path, "images")
             array = npfile.read(info, [info.main], mmap=True)[info.main]
             return ArraySource(array, path, value_range=rng, layout=layout)

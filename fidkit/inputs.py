@@ -83,7 +83,8 @@ def classify(value: Any) -> str:
         if not p.exists():
             raise InputError(f"{p}: no such file or folder; expected images (folder, zip, image array), "
                              f"features (.npy/.npz) or statistics (.npz)")
-        if p.is_file() and npfile.container(p) in ("npy", "npz"):  # by content, not by name
+        kind = npfile.container(p) if p.is_file() else None  # by content; a damaged .npy/.npz says how
+        if kind in ("npy", "npz") or (kind is None and p.is_file() and p.suffix.lower() in (".npy", ".npz")):
             return npfile.require(p, "stats", "features", "images").kind
     return "images"
 
