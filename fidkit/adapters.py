@@ -44,7 +44,7 @@ import numpy as np
 from .errors import FidkitError, InputError
 from .extraction import Extractor, InputConvention, assemble
 from .image_rules import LUMA_RGB
-from .registry import ExtractorSpec, available_extractors, load_object
+from .registry import ExtractorSpec, available_extractors, backend, load_object
 from .resize import get_policy
 
 #: The resize policy adapters use unless told otherwise (clean-fid's, Parmar et al., CVPR 2022).
@@ -93,7 +93,7 @@ def _in_memory(*, spec: ExtractorSpec, **_: Any) -> Any:
                       f"Extractor object itself, or --extractor module:attribute on the command line")
 
 
-def make_extractor(*, name: str, runtime: str, convention: InputConvention, policy: str,
+def make_extractor(*, name: str, runtime: str, convention: InputConvention, policy: str = DEFAULT_POLICY,
                    run: Callable[[Any], Mapping[str, Any]], weights_sha256: str | None,
                    weights_source: str, device: str = "cpu", description: str = "",
                    extra: Mapping[str, Any] | None = None) -> Extractor:
@@ -106,12 +106,11 @@ def make_extractor(*, name: str, runtime: str, convention: InputConvention, poli
     name = _check_name(name)
     digest = _check_digest(weights_sha256)
     pol = get_policy(policy)
-    spec0 = ExtractorSpec(name=name, feature_dim=0, logits_dim=None, input_size=convention.input_size,
-                          policy=pol.name, builders={runtime: "fidkit.adapters:_in_memory"})
-    probe_ex = assemble(spec0, runtime, device, pol, convention, run, weights_sha256=digest,
-                        weights_source=weights_source)
+    rt = backend(runtime)
     h, w = convention.input_size
-    probe = probe_ex.outputs(np.full((2, h, w, 3), 128, dtype=np.uint8))
+    x = rt.preprocess(pol, convention, device)(np.full((2, h, w, 3), 128, dtype=np.uint8), layout="NHWC",
+                                               value_range=(0.0, 255.0), name=f"adapter {name!r} probe")
+    probe = {key: rt.to_host(value) for key, value in dict(run(x)).items()}
     if "features" not in probe:
         raise FidkitError(f"adapter {name!r}: the model returned {sorted(probe)}, no features")
     for key, arr in probe.items():

@@ -36,6 +36,12 @@ def _reference(images: np.ndarray, lo: float = 0.0, hi: float = 1.0) -> tuple[np
     return emb, np.maximum(emb, 0) @ W2.astype(np.float64) + B2
 
 
+def _levels(images: np.ndarray) -> np.ndarray:
+    """Returns float images rounded to uint8 levels: the default 'clean' policy's input quantization,
+    which the preprocess applies on every route (a direct call as well as the pipeline)."""
+    return np.clip(np.rint(images), 0, 255)
+
+
 def _close(a: np.ndarray, b: np.ndarray) -> None:
     assert a.shape == b.shape
     assert np.abs(a - b).max() <= tolerance("features", "vs_float64") * b.std(), np.abs(a - b).max()
@@ -74,7 +80,7 @@ def test_torch_adapter_layers_and_hooks() -> None:
     assert (ex.name, ex.runtime, ex.feature_dim, ex.logits_dim, ex.input_size) == ("tiny-torch", "torch", 16, 5, (H, W))
     images = _images()
     out = ex(images)
-    feats, logits = _reference(images)
+    feats, logits = _reference(_levels(images))
     _close(out["features"], feats)
     _close(out["logits"], logits)  # Dropout is off: eval mode during extraction
     assert model.training  # ... and restored afterwards
@@ -139,8 +145,8 @@ def test_torch_adapter_on_the_shipped_classifier() -> None:
     import torch
 
     from fidkit.adapters import from_torch
-    from fidkit.mnist_data import load_mnist, to_rgb
     from fidkit.extraction import extractor
+    from fidkit.mnist_data import load_mnist, to_rgb
 
     repo = Path(__file__).resolve().parent.parent
     spec = importlib.util.spec_from_file_location("fidkit_train_mnist", repo / "scripts" / "train_mnist.py")
@@ -161,13 +167,20 @@ def test_torch_adapter_on_the_shipped_classifier() -> None:
 
 # --- input conventions ------------------------------------------------------------------------------------
 
-def test_input_convention_maps_range_and_normalises() -> None:
+def test_input_convention_maps_range_and_normalises(runtime: str) -> None:
+    """The runtime's preprocess ends with the network's convention: range, (x - mean) / std, layout."""
+    from fidkit.registry import backend
+    from fidkit.resize import get_policy
+
+    rt = backend(runtime)
+    policy = get_policy("legacy-pytorch")  # no input quantization, and (H, W) needs no resize
     images = _images(3)
-    conv = InputConvention((H, W), "clean", 3, (-1.0, 1.0), (0.5,), (0.25,), "NCHW")
-    x = conv.apply(images)
+    conv = InputConvention((H, W), 3, (-1.0, 1.0), (0.5,), (0.25,), "NCHW")
+    x = rt.to_host(rt.preprocess(policy, conv, "cpu")(images, value_range=(0, 255)))
     expected = ((images.astype(np.float64) / 127.5 - 1) - 0.5) / 0.25
     np.testing.assert_allclose(x, expected.transpose(0, 3, 1, 2), rtol=1e-6, atol=1e-5)
-    gray = InputConvention((H, W), channels=1).apply(images)
+    gray = rt.to_host(rt.preprocess(policy, InputConvention((H, W), channels=1), "cpu")(images))
+    assert gray.shape == (3, H, W, 1)
     np.testing.assert_allclose(gray[..., 0], images @ LUMA, rtol=1e-6, atol=1e-4)
 
 
@@ -179,12 +192,20 @@ def test_input_convention_maps_range_and_normalises() -> None:
     ({"mean": (0.5,)}, "together"),
     ({"mean": (0.5,), "std": (0.0,)}, "positive"),
     ({"mean": (0.5, 0.5), "std": (1.0, 1.0)}, "one per channel"),
-    ({"policy": "no-such-policy"}, "resize policy"),
 ])
 def test_input_convention_rejects(kwargs: dict, words: str) -> None:
     args = {"input_size": (H, W)} | kwargs
     with pytest.raises(InputError, match=words):
         InputConvention(**args)
+
+
+def test_adapter_rejects_an_unknown_resize_policy() -> None:
+    from fidkit.adapters import make_extractor
+
+    with pytest.raises(InputError, match="unknown resize policy 'no-such-policy'"):
+        make_extractor(name="tiny", runtime="numpy", convention=InputConvention((H, W)),
+                       policy="no-such-policy", run=lambda x: {"features": x.reshape(len(x), -1)},
+                       weights_sha256=None, weights_source="test")
 
 
 # --- Keras ---------------------------------------------------------------------------------------------
@@ -209,7 +230,7 @@ def test_keras_adapter() -> None:
     assert (ex.runtime, ex.input_size, ex.feature_dim, ex.logits_dim) == ("tf", (H, W), 16, 5)
     images = _images()
     out = ex(images)
-    feats, logits = _reference(images)
+    feats, logits = _reference(_levels(images))
     _close(out["features"], feats)
     _close(out["logits"], logits)
     assert ex.weights_sha256 and Provenance.from_extractor(ex).extractor == "tiny-keras"
@@ -251,7 +272,7 @@ def test_jax_adapter() -> None:
     assert (ex.runtime, ex.feature_dim, ex.logits_dim) == ("jax", 16, 5)
     images = _images()
     out = ex(images)
-    feats, logits = _reference(images, -1.0, 1.0)
+    feats, logits = _reference(_levels(images), -1.0, 1.0)
     _close(out["features"], feats)
     _close(out["logits"], logits)
     assert ex.weights_sha256 == parameters_sha256(
@@ -279,7 +300,7 @@ def test_three_frameworks_agree() -> None:
     exs = [from_torch(_torch_model(), "body", name="tiny", input_size=(H, W), channels=1),
            from_keras(_keras_model(), "emb", name="tiny"),
            from_jax(fn, params, name="tiny", input_size=(H, W), channels=1)]
-    ref = _reference(resize(images, "clean", (H, W)))[0]
+    ref = _reference(resize(_levels(images), "clean", (H, W)))[0]
     for ex in exs:
         _close(ex.features(images), ref)
 
@@ -309,13 +330,14 @@ def test_load_extractor_from_module_and_file(tmp_path: Path, monkeypatch: pytest
     path = _write_plugin(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     images = _images(3)
-    expected = images.reshape(3, -1).astype(np.float64) @ np.linspace(-1, 1, H * W * 3 * 4).reshape(-1, 4)
+    expected = _levels(images).reshape(3, -1).astype(np.float64) @ np.linspace(-1, 1, H * W * 3 * 4).reshape(-1, 4)
     for ref in ("my_plugin:EXTRACTOR", "my_plugin:build", f"{path}:build"):
         ex = load_extractor(ref)
         assert ex.name == "plugin" and ex.feature_dim == 4
         _close(ex.features(images), expected)
     for ref, words in (("my_plugin", "form"), ("my_plugin:NOT_AN_EXTRACTOR", "int"),
-                       ("my_plugin:missing", "cannot load"), ("no_such_module_xyz:x", "cannot load"),
+                       ("my_plugin:missing", "has no attribute 'missing'; it has EXTRACTOR, "),
+                       ("no_such_module_xyz:x", "cannot import 'no_such_module_xyz'"),
                        (f"{tmp_path}/nope.py:x", "no such Python file")):
         with pytest.raises(InputError, match=words):
             load_extractor(ref)

@@ -31,7 +31,7 @@ def test_padded_last_batch_gives_the_features_of_its_own_images() -> None:
     ex = fidkit.extractor("mnist", runtime="jax")
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (11, 28, 28, 3)).astype(np.float32)
-    padding = ex._forward.padding
+    padding = ex.network.padding
     full = [ex.features(images[:4]), ex.features(images[4:8])]
     padding.compile_s = 1e9          # force the padding, whatever this machine's timings
     last = ex.features(images[8:])
