@@ -42,18 +42,42 @@ class Ops(Protocol):
     #: 'NCHW' or 'NHWC': the layout the runtime resizes and normalises in
     work_layout: str
 
-    def to_runtime(self, obj: Any) -> Any: ...
-    def shape(self, x: Any) -> tuple[int, ...]: ...
-    def dtype(self, x: Any) -> np.dtype: ...
-    def expand(self, x: Any, axis: int) -> Any: ...
-    def transpose(self, x: Any, perm: tuple[int, ...]) -> Any: ...
-    def channels(self, x: Any, keep: int, replicate: bool) -> Any: ...
-    def extremes(self, x: Any) -> tuple[float, float]: ...
-    def to_255(self, x: Any, value_range: tuple[float, float]) -> Any: ...
-    def quantize(self, x: Any) -> Any: ...
-    def resize(self, x: Any, policy: ResizePolicy, size: tuple[int, int]) -> Any: ...
-    def concat(self, xs: Sequence[Any]) -> Any: ...
-    def convention(self, x: Any, convention: InputConvention) -> Any: ...
+    def to_runtime(self, obj: Any) -> Any:
+        """Returns ``obj`` (numpy, this runtime's tensor, anything else via numpy) on the device."""
+
+    def shape(self, x: Any) -> tuple[int, ...]:
+        """Returns the shape of ``x`` as Python ints."""
+
+    def dtype(self, x: Any) -> np.dtype:
+        """Returns the numpy dtype equivalent to ``x``'s."""
+
+    def expand(self, x: Any, axis: int) -> Any:
+        """Returns ``x`` with a new axis of size 1 at ``axis``."""
+
+    def transpose(self, x: Any, perm: tuple[int, ...]) -> Any:
+        """Returns ``x`` with its axes permuted (a view where the runtime has them)."""
+
+    def channels(self, x: Any, keep: int, replicate: bool) -> Any:
+        """Returns the first ``keep`` channels, or the first one replicated to 3 (``replicate``)."""
+
+    def extremes(self, x: Any) -> tuple[float, float]:
+        """Returns (min, max) as Python floats, (nan, nan) when any value is NaN."""
+
+    def to_255(self, x: Any, value_range: tuple[float, float]) -> Any:
+        """Returns ``x`` on ``value_range`` as float32 on 0..255, clipped (float64 arithmetic where the
+        runtime has it: `host_to_255`)."""
+
+    def quantize(self, x: Any) -> Any:
+        """Returns float32 ``x`` rounded half-to-even to uint8 levels and clipped to 0..255."""
+
+    def resize(self, x: Any, policy: ResizePolicy, size: tuple[int, int]) -> Any:
+        """Returns ``x`` (work layout, 0..255) resized to ``size`` under ``policy``, float32."""
+
+    def concat(self, xs: Sequence[Any]) -> Any:
+        """Returns the float32 batches ``xs`` joined along the batch axis."""
+
+    def convention(self, x: Any, convention: InputConvention) -> Any:
+        """Returns the resized batch as the network takes it (`fidkit.backends.common` step 6)."""
 
 
 def _perm(src: str, dst: str) -> tuple[int, ...]:

@@ -24,7 +24,7 @@ def _jax() -> Any:
     return import_runtime("jax", "the jax runtime")
 
 
-class JaxOps:
+class _JaxOps:
     """`fidkit.backends.common.Ops` on jax arrays committed to one device, NHWC."""
 
     work_layout = "NHWC"
@@ -100,7 +100,7 @@ def preprocess(policy: ResizePolicy, convention: InputConvention, device: Any = 
     """Returns the JAX preprocess for ``policy`` in front of a network taking ``convention``."""
     from .network import resolve_device
 
-    ops = JaxOps(resolve_device(device) if isinstance(device, str) else device)
+    ops = _JaxOps(resolve_device(device) if isinstance(device, str) else device)
 
     def run(batch: Any, **kwargs: Any) -> Any:
         return run_preprocess(ops, policy, convention, batch, **kwargs)

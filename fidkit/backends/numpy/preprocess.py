@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from ...resize import ResizePolicy
 
 
-class NumpyOps:
+class _NumpyOps:
     """`fidkit.backends.common.Ops` on numpy arrays: NHWC, float64 wherever precision is at stake."""
 
     work_layout = "NHWC"
@@ -67,7 +67,7 @@ class NumpyOps:
 
 def preprocess(policy: ResizePolicy, convention: InputConvention, device: str = "cpu") -> Any:
     """Returns the numpy preprocess for ``policy`` in front of a network taking ``convention``."""
-    ops = NumpyOps()
+    ops = _NumpyOps()
 
     def run(batch: Any, **kwargs: Any) -> np.ndarray:
         return run_preprocess(ops, policy, convention, batch, **kwargs)

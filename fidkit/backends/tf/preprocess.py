@@ -22,7 +22,7 @@ def _tf() -> Any:
     return import_runtime("tf", "the tf runtime")
 
 
-class TfOps:
+class _TfOps:
     """`fidkit.backends.common.Ops` on TensorFlow tensors, NHWC, under ``tf.device(device)``."""
 
     work_layout = "NHWC"
@@ -101,7 +101,7 @@ def preprocess(policy: ResizePolicy, convention: InputConvention, device: str = 
 
     tf = _tf()
     dev = resolve_device(device) if not device.startswith("/") else device
-    ops = TfOps(dev)
+    ops = _TfOps(dev)
 
     def run(batch: Any, **kwargs: Any) -> Any:
         with tf.device(dev):

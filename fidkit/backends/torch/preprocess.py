@@ -23,7 +23,7 @@ def _torch() -> Any:
     return import_runtime("torch", "the torch runtime")
 
 
-class TorchOps:
+class _TorchOps:
     """`fidkit.backends.common.Ops` on torch tensors on one device, NCHW."""
 
     work_layout = "NCHW"
@@ -106,7 +106,7 @@ def preprocess(policy: ResizePolicy, convention: InputConvention, device: str = 
     from .network import resolve_device
 
     torch = _torch()
-    ops = TorchOps(resolve_device(device) if isinstance(device, str) else device)
+    ops = _TorchOps(resolve_device(device) if isinstance(device, str) else device)
 
     def run(batch: Any, **kwargs: Any) -> Any:
         with torch.inference_mode():
