@@ -25,18 +25,54 @@ dense              in_features, out_features, bias                              
 =================  ==========================================================  ==========================
 
 ``kernel`` and ``stride`` are (h, w); ``padding`` is ((top, bottom), (left, right)) in pixels.
+
+Token ops (vision transformers): activations are (N, T, D), T tokens of width D, in the token order of
+the reference implementation; ``linear`` and the elementwise ops act on the last axis.
+
+=================  ==========================================================  ==========================
+op                 attrs                                                        params
+=================  ==========================================================  ==========================
+tokens             - (N, C, H, W) -> (N, H*W, C), row-major (a patch grid)      -
+insert_tokens      at, count, dim: learned tokens inserted before token ``at``   value (1, count, dim)
+pos_embed          dim, prefix, grid, table_grid, offset, antialias (below)     value (1, prefix + M*M, dim)
+layernorm          dim, eps  (over the last axis, biased variance)              weight, bias
+linear             in_features, out_features, bias  (on the last axis)          weight, bias (if bias)
+attention          dim, heads: packed (N, T, 3*dim) q|k|v -> (N, T, dim)        -
+gelu               approximate: "none" (erf) or "tanh"                          -
+quick_gelu         - x * sigmoid(1.702 x) (CLIP)                                -
+swiglu             - (..., 2H) -> silu(x[..., :H]) * x[..., H:]                 -
+layerscale         dim  y = x * gamma                                           gamma (dim,)
+add                - the sum of its two inputs                                  -
+select_token       index  (N, T, D) -> (N, D)                                   -
+=================  ==========================================================  ==========================
+
+``attention`` splits the last axis as (3, heads, dim // heads) (PyTorch's packed qkv layout), computes
+``softmax(q k^T / sqrt(dim // heads)) v`` per head over all tokens and concatenates the heads.
+``pos_embed`` adds a learned table to the tokens: its first ``prefix`` rows are added unchanged to the
+first ``prefix`` tokens (the class token), the other M x M rows, a grid (``table_grid``), are resampled
+to the input's patch grid ``grid`` (gh, gw) by `pos_embed_matrix` per axis, as DINOv2's
+``interpolate_pos_encoding`` does (torch bicubic, ``offset`` added to the output size to form the scale
+factor, ``antialias``), and added to the remaining tokens; the table is used as is when ``grid`` is
+``table_grid``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
+
+import numpy as np
 
 OPS = frozenset(
     {"input", "channel_affine", "conv2d", "batchnorm", "relu", "maxpool2d", "avgpool2d",
      "concat", "global_avgpool", "flatten", "dense"}
+) | frozenset(
+    {"tokens", "insert_tokens", "pos_embed", "layernorm", "linear", "attention", "gelu", "quick_gelu",
+     "swiglu", "layerscale", "add", "select_token"}
 )
 
 Pair = tuple[int, int]
@@ -82,7 +118,87 @@ class Graph:
                 shapes[f"{node.name}.weight"] = (a["out_features"], a["in_features"])
                 if a["bias"]:
                     shapes[f"{node.name}.bias"] = (a["out_features"],)
+            else:
+                shapes.update(_token_param_shapes(node))
         return shapes
+
+
+def _token_param_shapes(node: Node) -> dict[str, tuple[int, ...]]:
+    """Returns the parameter shapes of a token op (none for the parameter-free ones)."""
+    a, n = node.attrs, node.name
+    if node.op == "insert_tokens":
+        return {f"{n}.value": (1, a["count"], a["dim"])}
+    if node.op == "pos_embed":
+        m_h, m_w = a["table_grid"]
+        return {f"{n}.value": (1, a["prefix"] + m_h * m_w, a["dim"])}
+    if node.op == "layernorm":
+        return {f"{n}.weight": (a["dim"],), f"{n}.bias": (a["dim"],)}
+    if node.op == "linear":
+        out = {f"{n}.weight": (a["out_features"], a["in_features"])}
+        if a["bias"]:
+            out[f"{n}.bias"] = (a["out_features"],)
+        return out
+    if node.op == "layerscale":
+        return {f"{n}.gamma": (a["dim"],)}
+    return {}
+
+
+def _keys_cubic(x: np.ndarray, a: float) -> np.ndarray:
+    x = np.abs(x)
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+@lru_cache(maxsize=64)
+def pos_embed_matrix(table: int, out: int, offset: float, antialias: bool) -> np.ndarray:
+    """Returns the (out, table) float64 matrix resampling one axis of a position-embedding grid.
+
+    It is ``torch.nn.functional.interpolate(mode="bicubic", align_corners=False)`` on that axis as
+    DINOv2's ``interpolate_pos_encoding`` calls it: with ``offset`` > 0 (the released models without
+    registers: 0.1) the call passes ``scale_factor = (out + offset) / table``, so torch maps output pixel
+    ``i`` to source ``(i + 0.5) / scale_factor - 0.5`` (the scale in float32, as torch's CPU kernel) and
+    samples the Keys cubic (a = -0.75) at it, borders replicated; with ``offset`` 0 it passes
+    ``size=out`` and ``antialias`` (the models with registers: True, the Pillow-like filter of
+    `fidkit.resize`'s ``torch`` bicubic). Raises ValueError for an offset with antialiasing (no
+    released checkpoint uses it).
+    """
+    if table == out and offset == 0:
+        return np.eye(out)
+    if offset == 0:
+        from ..resize import ResizePolicy, resize_matrix
+
+        policy = ResizePolicy(name="pos-embed", library="torch", filter="bicubic", antialias=antialias,
+                              quantize_input=False, quantize_output=False, mean=(0.0,) * 3, std=(1.0,) * 3,
+                              description="DINOv2 position-embedding interpolation")
+        return np.array(resize_matrix(policy, table, out))
+    if antialias:
+        raise ValueError("pos_embed: an interpolation offset with antialiasing is not implemented")
+    scale_factor = float(out + offset) / table
+    if math.floor(table * scale_factor) != out:
+        raise ValueError(f"pos_embed: scale factor {scale_factor} gives {math.floor(table * scale_factor)} "
+                         f"outputs, not {out}")
+    scale = np.float32(1.0 / scale_factor)
+    dst = np.arange(out, dtype=np.float64) + 0.5
+    src = (np.float64(scale) * dst - 0.5).astype(np.float32)
+    base = np.minimum(np.floor(src), table - 1)
+    t = np.clip(src - base.astype(np.float32), 0.0, 1.0).astype(np.float64)
+    offsets = np.arange(-1, 3)
+    idx = np.clip(base.astype(np.int64)[:, None] + offsets[None, :], 0, table - 1)
+    w = _keys_cubic(t[:, None] - offsets[None, :], -0.75)
+    m = np.zeros((out, table))
+    np.add.at(m, (np.repeat(np.arange(out), 4), idx.ravel()), w.ravel())
+    return m
+
+
+def pos_embed_matrices(attrs: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Returns the (gh, M) and (gw, M) float64 matrices of a ``pos_embed`` node: the resampled table is
+    ``A_h @ grid @ A_w^T`` on every channel (identity matrices when the grids are equal)."""
+    (gh, gw), (mh, mw) = attrs["grid"], attrs["table_grid"]
+    if (gh, gw) == (mh, mw):
+        return np.eye(gh), np.eye(gw)
+    off, aa = float(attrs["offset"]), bool(attrs["antialias"])
+    return pos_embed_matrix(mh, gh, off, aa), pos_embed_matrix(mw, gw, off, aa)
 
 
 def same_padding(kernel: Pair) -> Padding:
@@ -143,6 +259,49 @@ class GraphBuilder:
 
     def dense(self, name: str, x: str, in_features: int, out_features: int, bias: bool = True) -> str:
         return self._add("dense", name, (x,), in_features=in_features, out_features=out_features, bias=bias)
+
+    def tokens(self, name: str, x: str) -> str:
+        return self._add("tokens", name, (x,))
+
+    def insert_tokens(self, name: str, x: str, at: int, count: int, dim: int) -> str:
+        return self._add("insert_tokens", name, (x,), at=at, count=count, dim=dim)
+
+    def pos_embed(self, name: str, x: str, dim: int, grid: Pair, table_grid: Pair, prefix: int = 1,
+                  offset: float = 0.0, antialias: bool = False) -> str:
+        return self._add("pos_embed", name, (x,), dim=dim, prefix=prefix, grid=tuple(grid),
+                         table_grid=tuple(table_grid), offset=float(offset), antialias=bool(antialias))
+
+    def layernorm(self, name: str, x: str, dim: int, eps: float) -> str:
+        return self._add("layernorm", name, (x,), dim=dim, eps=eps)
+
+    def linear(self, name: str, x: str, in_features: int, out_features: int, bias: bool = True) -> str:
+        return self._add("linear", name, (x,), in_features=in_features, out_features=out_features, bias=bias)
+
+    def attention(self, name: str, qkv: str, dim: int, heads: int) -> str:
+        if dim % heads:
+            raise ValueError(f"graph {self.name!r}: attention {name!r}: dim {dim} is not a multiple of "
+                             f"{heads} heads")
+        return self._add("attention", name, (qkv,), dim=dim, heads=heads)
+
+    def gelu(self, name: str, x: str, approximate: str = "none") -> str:
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"graph {self.name!r}: gelu {name!r}: approximate must be 'none' or 'tanh'")
+        return self._add("gelu", name, (x,), approximate=approximate)
+
+    def quick_gelu(self, name: str, x: str) -> str:
+        return self._add("quick_gelu", name, (x,))
+
+    def swiglu(self, name: str, x: str) -> str:
+        return self._add("swiglu", name, (x,))
+
+    def layerscale(self, name: str, x: str, dim: int) -> str:
+        return self._add("layerscale", name, (x,), dim=dim)
+
+    def add(self, name: str, x: str, y: str) -> str:
+        return self._add("add", name, (x, y))
+
+    def select_token(self, name: str, x: str, index: int = 0) -> str:
+        return self._add("select_token", name, (x,), index=index)
 
     def build(self, **outputs: str) -> Graph:
         """Returns the graph with the given named outputs, e.g. build(features='pool', logits='fc')."""

@@ -22,7 +22,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import InputError
-from .spec import Graph, Node
+from .spec import Graph, Node, pos_embed_matrices
 
 #: Target standard deviation, across images, of each dense output (so IS-style softmaxes are not flat).
 LOGIT_SPREAD = 2.0
@@ -118,8 +118,95 @@ def _run(node: Node, xs: list[np.ndarray], p: Mapping[str, np.ndarray]) -> np.nd
     if node.op == "dense":
         y = x @ p[f"{node.name}.weight"].T
         return y + p[f"{node.name}.bias"] if a["bias"] else y
+    if node.op in _TOKEN_OPS:
+        return _run_token(node, xs, p)
     raise InputError(f"synthetic weights: node {node.name!r} has op {node.op!r}, which this calibrator "
                      f"does not know; extend fidkit.archs.synthetic._run")
+
+
+#: The token ops of `fidkit.archs.spec` (vision transformers).
+_TOKEN_OPS = frozenset({"tokens", "insert_tokens", "pos_embed", "layernorm", "linear", "attention", "gelu",
+                        "quick_gelu", "swiglu", "layerscale", "add", "select_token"})
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _run_token(node: Node, xs: list[np.ndarray], p: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Returns one token op's output on (N, T, D) activations (a patch grid arrives NHWC)."""
+    from scipy.special import erf
+
+    a, n = node.attrs, node.name
+    x = xs[0]
+    if node.op == "tokens":
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+    if node.op == "insert_tokens":
+        value = np.broadcast_to(p[f"{n}.value"], (x.shape[0], *p[f"{n}.value"].shape[1:])).astype(x.dtype)
+        return np.concatenate([x[:, :a["at"]], value, x[:, a["at"]:]], axis=1)
+    if node.op == "pos_embed":
+        (gh, gw), (mh, mw), prefix = a["grid"], a["table_grid"], a["prefix"]
+        table = p[f"{n}.value"][0].astype(np.float64)
+        ah, aw = pos_embed_matrices(a)
+        grid = np.einsum("hm,wn,mnd->hwd", ah, aw, table[prefix:].reshape(mh, mw, -1)).reshape(gh * gw, -1)
+        return x + np.concatenate([table[:prefix], grid])[None].astype(x.dtype)
+    if node.op == "layernorm":
+        mean = x.mean(axis=-1, keepdims=True)
+        y = (x - mean) / np.sqrt(((x - mean) ** 2).mean(axis=-1, keepdims=True) + a["eps"])
+        return y * p[f"{n}.weight"] + p[f"{n}.bias"]
+    if node.op == "linear":
+        y = x @ p[f"{n}.weight"].T
+        return y + p[f"{n}.bias"] if a["bias"] else y
+    if node.op == "attention":
+        b, t, _ = x.shape
+        dim, heads = a["dim"], a["heads"]
+        q, k, v = x.reshape(b, t, 3, heads, dim // heads).transpose(2, 0, 3, 1, 4)
+        s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dim // heads)
+        w = np.exp(s - s.max(axis=-1, keepdims=True))
+        w = w / w.sum(axis=-1, keepdims=True)
+        return (w @ v).transpose(0, 2, 1, 3).reshape(b, t, dim)
+    if node.op == "gelu":
+        if a["approximate"] == "tanh":
+            return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+        return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+    if node.op == "quick_gelu":
+        return x * _sigmoid(1.702 * x)
+    if node.op == "swiglu":
+        x1, x2 = np.split(x, 2, axis=-1)
+        return x1 * _sigmoid(x1) * x2
+    if node.op == "layerscale":
+        return x * p[f"{n}.gamma"]
+    if node.op == "add":
+        return x + xs[1]
+    return x[:, a["index"]]  # select_token
+
+
+#: Scale of the synthetic class/register tokens and position table, in units of the activations' rms.
+TOKEN_SCALE = 0.5
+
+
+def _token_params(node: Node, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Returns seeded float32 parameters of a token op: linear layers Gaussian with variance 1/fan_in
+    (bias std 0.1), LayerNorm scale uniform in [0.5, 1.5] (shift std 0.1), LayerScale gamma uniform in
+    [0.1, 0.5] (so that each block adds a fraction of the residual stream, as trained ViTs do), learned
+    tokens and position tables Gaussian with std `TOKEN_SCALE`."""
+    f32, a, n = np.float32, node.attrs, node.name
+    shapes = Graph("node", (node,), {}).param_shapes()
+    out: dict[str, np.ndarray] = {}
+    if node.op == "linear":
+        w = rng.standard_normal(shapes[f"{n}.weight"]) / np.sqrt(a["in_features"])
+        out[f"{n}.weight"] = w.astype(f32)
+        if a["bias"]:
+            out[f"{n}.bias"] = (0.1 * rng.standard_normal(a["out_features"])).astype(f32)
+    elif node.op == "layernorm":
+        out[f"{n}.weight"] = rng.uniform(0.5, 1.5, a["dim"]).astype(f32)
+        out[f"{n}.bias"] = (0.1 * rng.standard_normal(a["dim"])).astype(f32)
+    elif node.op == "layerscale":
+        out[f"{n}.gamma"] = rng.uniform(0.1, 0.5, a["dim"]).astype(f32)
+    else:
+        for key, shape in shapes.items():
+            out[key] = (TOKEN_SCALE * rng.standard_normal(shape)).astype(f32)
+    return out
 
 
 def synthetic_weights(graph: Graph, *, seed: int = 0, size: tuple[int, int] = (299, 299),
@@ -159,6 +246,8 @@ def synthetic_weights(graph: Graph, *, seed: int = 0, size: tuple[int, int] = (2
             params[f"{n}.bias"] = (BN_SHIFT + 0.2 * rng.standard_normal(c)).astype(f32)
             params[f"{n}.running_mean"] = x64.mean(axis=0).astype(f32)
             params[f"{n}.running_var"] = np.maximum(x64.var(axis=0), 1e-4).astype(f32)
+        elif node.op in _TOKEN_OPS:
+            params.update(_token_params(node, rng))
         elif node.op == "dense":
             shape = (a["out_features"], a["in_features"])
             w = rng.standard_normal(shape) / np.sqrt(a["in_features"])

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...archs.spec import Graph, Node
+from ...archs.spec import OPS, Graph, Node, pos_embed_matrices
 from ...errors import InputError
 from ...registry import import_runtime, parse_device, pick_gpu
 from ..common import channels_last_params, graph_and_params
@@ -99,6 +99,8 @@ def apply(graph: Graph, params: Mapping[str, Any], x: Any) -> dict[str, Any]:
             y = jnp.matmul(xs[0], params[f"{n}.weight"], precision=hi)
             if a["bias"]:
                 y = y + params[f"{n}.bias"]
+        elif op in _TOKEN_OPS:
+            y = _token_op(jax, node, xs, params)
         else:
             raise InputError(f"graph {graph.name!r}: node {n!r} has op {op!r}, which the jax runtime "
                              f"does not implement")
@@ -107,6 +109,60 @@ def apply(graph: Graph, params: Mapping[str, Any], x: Any) -> dict[str, Any]:
             if last_use[i] == n and i not in wanted:
                 del values[i]
     return {key: values[name] for key, name in graph.outputs.items()}
+
+
+#: The token ops (vision transformers), run by `_token_op`.
+_TOKEN_OPS = OPS - {"input", "channel_affine", "conv2d", "batchnorm", "relu", "maxpool2d", "avgpool2d",
+                    "concat", "global_avgpool", "flatten", "dense"}
+
+
+def _token_op(jax: Any, node: Node, xs: list[Any], params: Mapping[str, Any]) -> Any:
+    """Returns the output of a token op (`fidkit.archs.spec`); activations (N, T, D), weights (out, in)."""
+    jnp, lax = jax.numpy, jax.lax
+    hi = lax.Precision.HIGHEST
+    op, a, n, x = node.op, node.attrs, node.name, xs[0]
+    if op == "tokens":  # NHWC: the patch grid in row-major order is a reshape
+        return x.reshape(x.shape[0], -1, x.shape[-1])
+    if op == "insert_tokens":
+        value = jnp.broadcast_to(params[f"{n}.value"], (x.shape[0], *params[f"{n}.value"].shape[1:]))
+        return jnp.concatenate([x[:, :a["at"]], value, x[:, a["at"]:]], axis=1)
+    if op == "pos_embed":
+        (gh, gw), (mh, mw), prefix = a["grid"], a["table_grid"], a["prefix"]
+        table = params[f"{n}.value"][0]
+        grid = table[prefix:].reshape(mh, mw, -1)
+        if (gh, gw) != (mh, mw):
+            ah, aw = (jnp.asarray(m, jnp.float32) for m in pos_embed_matrices(a))
+            grid = jnp.einsum("hm,wn,mnd->hwd", ah, aw, grid, precision=hi)
+        return x + jnp.concatenate([table[:prefix], grid.reshape(gh * gw, -1)])[None]
+    if op == "layernorm":
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
+        return (x - mean) * lax.rsqrt(var + a["eps"]) * params[f"{n}.weight"] + params[f"{n}.bias"]
+    if op == "linear":
+        y = jnp.einsum("...i,oi->...o", x, params[f"{n}.weight"], precision=hi)
+        return y + params[f"{n}.bias"] if a["bias"] else y
+    if op == "attention":
+        b, t, _ = x.shape
+        dim, heads = a["dim"], a["heads"]
+        q, k, v = jnp.transpose(x.reshape(b, t, 3, heads, dim // heads), (2, 0, 3, 1, 4))
+        scores = jnp.einsum("bhqd,bhkd->bhqk", q * (dim // heads) ** -0.5, k, precision=hi)
+        weights = jax.nn.softmax(scores, axis=-1)
+        y = jnp.einsum("bhqk,bhkd->bhqd", weights, v, precision=hi)
+        return jnp.transpose(y, (0, 2, 1, 3)).reshape(b, t, dim)
+    if op == "gelu":
+        return jax.nn.gelu(x, approximate=a["approximate"] == "tanh")
+    if op == "quick_gelu":
+        return x * jax.nn.sigmoid(1.702 * x)
+    if op == "swiglu":
+        x1, x2 = jnp.split(x, 2, axis=-1)
+        return jax.nn.silu(x1) * x2
+    if op == "layerscale":
+        return x * params[f"{n}.gamma"]
+    if op == "add":
+        return x + xs[1]
+    if op == "select_token":
+        return x[:, a["index"]]
+    raise InputError(f"node {n!r} has op {op!r}, which the jax runtime does not implement")
 
 
 class BatchPadding:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ...archs.spec import Graph, Node
+from ...archs.spec import Graph, Node, pos_embed_matrices
 from ...errors import InputError
 from ...registry import parse_device
 from ..common import graph_and_params
@@ -147,10 +147,96 @@ def _dense(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
     return y
 
 
+def _tokens(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    x = xs[0]
+    return np.ascontiguousarray(x.reshape(x.shape[0], x.shape[1], -1).transpose(0, 2, 1))
+
+
+def _insert_tokens(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    (x,) = xs
+    at = node.attrs["at"]
+    value = np.broadcast_to(params[f"{node.name}.value"], (x.shape[0], *params[f"{node.name}.value"].shape[1:]))
+    return np.concatenate([x[:, :at], value, x[:, at:]], axis=1)
+
+
+def _pos_embed(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    (x,) = xs
+    a = node.attrs
+    table = params[f"{node.name}.value"][0]
+    (gh, gw), (mh, mw), prefix = a["grid"], a["table_grid"], a["prefix"]
+    if x.shape[1] != prefix + gh * gw:
+        raise InputError(f"node {node.name!r}: {x.shape[1]} tokens, expected {prefix} + {gh}x{gw} patches")
+    ah, aw = pos_embed_matrices(a)
+    grid = np.einsum("hm,wn,mnd->hwd", ah, aw, table[prefix:].reshape(mh, mw, -1)).reshape(gh * gw, -1)
+    return x + np.concatenate([table[:prefix], grid])[None]
+
+
+def _layernorm(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    (x,) = xs
+    mean = x.mean(axis=-1, keepdims=True)
+    var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
+    y = (x - mean) / np.sqrt(var + node.attrs["eps"])
+    return y * params[f"{node.name}.weight"] + params[f"{node.name}.bias"]
+
+
+def _linear(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    y = xs[0] @ params[f"{node.name}.weight"].T
+    if node.attrs["bias"]:
+        y = y + params[f"{node.name}.bias"]
+    return y
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _attention(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    (x,) = xs
+    n, t, _ = x.shape
+    dim, heads = node.attrs["dim"], node.attrs["heads"]
+    q, k, v = x.reshape(n, t, 3, heads, dim // heads).transpose(2, 0, 3, 1, 4)  # each (N, heads, T, hd)
+    weights = _softmax((q @ k.transpose(0, 1, 3, 2)) / np.sqrt(dim // heads))
+    return (weights @ v).transpose(0, 2, 1, 3).reshape(n, t, dim)
+
+
+def _gelu(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    from scipy.special import erf
+
+    x = xs[0]
+    if node.attrs["approximate"] == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + erf(x / np.sqrt(2.0)))
+
+
+def _quick_gelu(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0] / (1.0 + np.exp(-1.702 * xs[0]))
+
+
+def _swiglu(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    x1, x2 = np.split(xs[0], 2, axis=-1)
+    return x1 / (1.0 + np.exp(-x1)) * x2
+
+
+def _layerscale(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0] * params[f"{node.name}.gamma"]
+
+
+def _add(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0] + xs[1]
+
+
+def _select_token(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(xs[0][:, node.attrs["index"]])
+
+
 _OPS: dict[str, Callable[[Node, Params, list[np.ndarray]], np.ndarray]] = {
     "input": _input, "channel_affine": _channel_affine, "conv2d": _conv2d, "batchnorm": _batchnorm,
     "relu": _relu, "maxpool2d": _maxpool2d, "avgpool2d": _avgpool2d, "concat": _concat,
     "global_avgpool": _global_avgpool, "flatten": _flatten, "dense": _dense,
+    "tokens": _tokens, "insert_tokens": _insert_tokens, "pos_embed": _pos_embed, "layernorm": _layernorm,
+    "linear": _linear, "attention": _attention, "gelu": _gelu, "quick_gelu": _quick_gelu, "swiglu": _swiglu,
+    "layerscale": _layerscale, "add": _add, "select_token": _select_token,
 }
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...archs.spec import Graph, Node
+from ...archs.spec import OPS, Graph, Node, pos_embed_matrices
 from ...errors import BackendUnavailableError, InputError
 from ...registry import import_runtime, parse_device, pick_gpu
 from ..common import channels_last_params, graph_and_params, load_params
@@ -73,6 +73,57 @@ def _pool(tf: Any, node: Node, x: Any) -> Any:
     return tf.nn.avg_pool2d(_pad(tf, x, pad, 0.0), k, s, "VALID")
 
 
+#: The token ops (vision transformers), run by `_token_op`.
+_TOKEN_OPS = OPS - {"input", "channel_affine", "conv2d", "batchnorm", "relu", "maxpool2d", "avgpool2d",
+                    "concat", "global_avgpool", "flatten", "dense"}
+
+
+def _token_op(tf: Any, node: Node, xs: list[Any], params: Mapping[str, Any]) -> Any:
+    """Returns the output of a token op (`fidkit.archs.spec`); activations (N, T, D), weights (out, in)."""
+    op, a, n, x = node.op, node.attrs, node.name, xs[0]
+    if op == "tokens":  # NHWC: the patch grid in row-major order is a reshape
+        return tf.reshape(x, [tf.shape(x)[0], -1, x.shape[-1]])
+    if op == "insert_tokens":
+        value = params[f"{n}.value"]
+        value = tf.tile(value, [tf.shape(x)[0], 1, 1])
+        return tf.concat([x[:, :a["at"]], value, x[:, a["at"]:]], axis=1)
+    if op == "pos_embed":
+        (gh, gw), (mh, mw), prefix = a["grid"], a["table_grid"], a["prefix"]
+        table = params[f"{n}.value"][0]
+        grid = tf.reshape(table[prefix:], [mh, mw, -1])
+        if (gh, gw) != (mh, mw):
+            ah, aw = (tf.constant(m, tf.float32) for m in pos_embed_matrices(a))
+            grid = tf.einsum("hm,wn,mnd->hwd", ah, aw, grid)
+        return x + tf.concat([table[:prefix], tf.reshape(grid, [gh * gw, -1])], axis=0)[None]
+    if op == "layernorm":
+        mean, var = tf.nn.moments(x, axes=[-1], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(var + a["eps"]) * params[f"{n}.weight"] + params[f"{n}.bias"]
+    if op == "linear":
+        y = tf.einsum("...i,oi->...o", x, params[f"{n}.weight"])
+        return y + params[f"{n}.bias"] if a["bias"] else y
+    if op == "attention":
+        dim, heads = a["dim"], a["heads"]
+        t = x.shape[1]
+        qkv = tf.transpose(tf.reshape(x, [-1, t, 3, heads, dim // heads]), [2, 0, 3, 1, 4])
+        q, k, v = qkv[0] * (dim // heads) ** -0.5, qkv[1], qkv[2]
+        weights = tf.nn.softmax(tf.matmul(q, k, transpose_b=True), axis=-1)
+        return tf.reshape(tf.transpose(tf.matmul(weights, v), [0, 2, 1, 3]), [-1, t, dim])
+    if op == "gelu":
+        return tf.nn.gelu(x, approximate=a["approximate"] == "tanh")
+    if op == "quick_gelu":
+        return x * tf.sigmoid(1.702 * x)
+    if op == "swiglu":
+        x1, x2 = tf.split(x, 2, axis=-1)
+        return tf.nn.silu(x1) * x2
+    if op == "layerscale":
+        return x * params[f"{n}.gamma"]
+    if op == "add":
+        return x + xs[1]
+    if op == "select_token":
+        return x[:, a["index"]]
+    raise InputError(f"node {n!r} has op {op!r}, which the tf runtime does not implement")
+
+
 def apply(graph: Graph, params: Mapping[str, Any], x: Any) -> dict[str, Any]:
     """Returns the graph's named outputs for NHWC input ``x`` (params in `to_tf_params` layouts)."""
     tf = _tf()
@@ -111,6 +162,8 @@ def apply(graph: Graph, params: Mapping[str, Any], x: Any) -> dict[str, Any]:
             y = tf.matmul(xs[0], params[f"{n}.weight"])
             if a["bias"]:
                 y = y + params[f"{n}.bias"]
+        elif op in _TOKEN_OPS:
+            y = _token_op(tf, node, xs, params)
         else:
             raise InputError(f"graph {graph.name!r}: node {n!r} has op {op!r}, which the tf runtime "
                              f"does not implement")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...archs.spec import Graph, Node
+from ...archs.spec import OPS, Graph, Node, pos_embed_matrices
 from ...errors import InputError, WeightsError
 from ...registry import import_runtime, parse_device, pick_gpu
 from ..common import graph_and_params
@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 
 def _torch() -> Any:
     return import_runtime("torch", "the torch runtime")
+
+
+#: The token ops (vision transformers), run by `_token_op`.
+_TOKEN_OPS = OPS - {"input", "channel_affine", "conv2d", "batchnorm", "relu", "maxpool2d", "avgpool2d",
+                    "concat", "global_avgpool", "flatten", "dense"}
 
 
 def resolve_device(device: str) -> torch.device:
@@ -81,7 +86,69 @@ def _module_for(node: Node) -> Any:
         return nn.BatchNorm2d(a["channels"], eps=a["eps"])
     if node.op == "dense":
         return nn.Linear(a["in_features"], a["out_features"], bias=a["bias"])
-    return None
+    return _token_module_for(node)
+
+
+def _token_module_for(node: Node) -> Any:
+    """Returns the module holding a token op's parameters (canonical names), or None for the others."""
+    torch = _torch()
+    nn = torch.nn
+    a = node.attrs
+    if node.op == "linear":
+        return nn.Linear(a["in_features"], a["out_features"], bias=a["bias"])
+    if node.op == "layernorm":
+        return nn.LayerNorm(a["dim"], eps=a["eps"])
+    shapes = {k.rpartition(".")[2]: v for k, v in Graph("node", (node,), {}).param_shapes().items()}
+    if not shapes:
+        return None
+    holder = nn.Module()
+    for param, shape in shapes.items():
+        holder.register_parameter(param, nn.Parameter(torch.zeros(shape)))
+    if node.op == "pos_embed":
+        ah, aw = pos_embed_matrices(a)
+        holder.register_buffer("ah", torch.from_numpy(ah.astype(np.float32)), persistent=False)
+        holder.register_buffer("aw", torch.from_numpy(aw.astype(np.float32)), persistent=False)
+    return holder
+
+
+def _token_op(torch: Any, node: Node, xs: Any, module: Any) -> torch.Tensor:
+    """Returns the output of a token op (`fidkit.archs.spec`), or raises for an unknown op."""
+    F = torch.nn.functional
+    op, a, x = node.op, node.attrs, xs[0]
+    if op == "tokens":
+        return torch.flatten(x, 2).transpose(1, 2)
+    if op == "insert_tokens":
+        value = module.value.expand(x.shape[0], -1, -1)
+        return torch.cat([x[:, :a["at"]], value, x[:, a["at"]:]], dim=1)
+    if op == "pos_embed":
+        (gh, gw), (mh, mw), prefix = a["grid"], a["table_grid"], a["prefix"]
+        table = module.value[0]
+        grid = table[prefix:].reshape(mh, mw, -1)
+        if (gh, gw) != (mh, mw):
+            grid = torch.einsum("hm,wn,mnd->hwd", module.ah, module.aw, grid)
+        return x + torch.cat([table[:prefix], grid.reshape(gh * gw, -1)])[None]
+    if op in ("layernorm", "linear"):
+        return module(x)
+    if op == "attention":
+        n, t, _ = x.shape
+        dim, heads = a["dim"], a["heads"]
+        q, k, v = x.reshape(n, t, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
+        weights = torch.softmax((q * (dim // heads) ** -0.5) @ k.transpose(-2, -1), dim=-1)
+        return (weights @ v).transpose(1, 2).reshape(n, t, dim)
+    if op == "gelu":
+        return F.gelu(x, approximate=a["approximate"])
+    if op == "quick_gelu":
+        return x * torch.sigmoid(1.702 * x)
+    if op == "swiglu":
+        x1, x2 = x.chunk(2, dim=-1)
+        return F.silu(x1) * x2
+    if op == "layerscale":
+        return x * module.gamma
+    if op == "add":
+        return x + xs[1]
+    if op == "select_token":
+        return x[:, a["index"]]
+    raise InputError(f"node {node.name!r} has op {op!r}, which the torch runtime does not implement")
 
 
 def _pad(x: torch.Tensor, padding: Any, value: float) -> torch.Tensor:
@@ -176,6 +243,8 @@ def graph_module(graph: Graph) -> torch.nn.Module:
                 return x.mean(dim=(2, 3))
             if op == "flatten":
                 return torch.flatten(x, 1)
+            if op in _TOKEN_OPS:
+                return _token_op(torch, node, xs, self._modules_by_node.get(node.name))
             raise InputError(f"graph {self.graph.name!r}: node {node.name!r} has op {op!r}, which the "
                              f"torch runtime does not implement")
 
