@@ -1,20 +1,38 @@
 """The ``fidkit`` command line: returns a process exit code (0 done, 2 user error, 130 interrupted).
 
 Every subcommand reads statistics (.npz), features (.npy / .npz) or images (folder, zip, array file) and
-prints human text, or JSON with ``--json``; progress and notes go to stderr. Errors fidkit raises on
-purpose are printed as one line ``fidkit: <message>``, without a traceback.
+prints human text, or JSON with ``--json`` (warnings included, under ``"warnings"``); progress and notes
+go to stderr. Errors a user can cause (fidkit's own, and usage errors) are printed as one line
+``fidkit: <message>``, without a traceback, and exit with status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import warnings
 from collections.abc import Sequence
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, NoReturn, TextIO
 
 from .errors import FidkitError, FidkitWarning, InputError
+
+#: Bootstrap resamples of `fidkit score` when --bootstrap is not given. The rule, on both routes: a
+#: score comes with intervals (``fidkit.score(..., bootstrap=100)``); --bootstrap 0 gives point values.
+#: The single-metric commands (fid, kid, pr, is) give point values.
+DEFAULT_BOOTSTRAP = 100
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, ``fidkit: <command>: <problem>; see --help``."""
+
+    def error(self, message: str) -> NoReturn:
+        command = self.prog.partition(" ")[2]
+        where = f"{command}: " if command else ""
+        self.exit(2, f"fidkit: {where}{message}; see '{self.prog} --help'\n")
 
 
 def _positive(text: str) -> int:
@@ -25,6 +43,36 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, received {value}")
     return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, received {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, received {value}")
+    return value
+
+
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a confidence level between 0 and 1 (e.g. 0.95), "
+                                         f"received {text!r}")
+    return value
+
+
+def _metrics(text: str) -> tuple[str, ...]:
+    from .metrics import parse_metrics
+
+    try:
+        return parse_metrics(text)
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _common() -> argparse.ArgumentParser:
@@ -43,18 +91,24 @@ def _pipeline() -> argparse.ArgumentParser:
     g.add_argument("--runtime", choices=("torch", "tf", "jax", "numpy"),
                    help="runtime that computes the network (default: first installed)")
     g.add_argument("--weights", metavar="FILE", help="weights file to use instead of the official one")
+    from .resize import available_policies
+
     g.add_argument("--resize", metavar="POLICY",
-                   help="resize policy (default: the extractor's canonical policy)")
+                   help=f"resize policy: {', '.join(available_policies())} (default: the extractor's "
+                        f"canonical policy, see `fidkit extractors`)")
     g.add_argument("--device", default=None, help="cpu, cuda, cuda:N, or auto (a GPU when one is visible; default: cpu)")
-    g.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N")
+    g.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N",
+                   help=f"images per network call (default {DEFAULT_BATCH_SIZE}); memory only, the "
+                        f"results do not depend on it")
     g.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, metavar="N",
-                   help="decode threads")
+                   help=f"image decoding threads (default {DEFAULT_WORKERS})")
     g.add_argument("--range", metavar="LOW,HIGH", dest="value_range",
                    help="value range of float images: 0,255 or 0,1 or -1,1 (default: inferred when "
                         "unambiguous)")
     g.add_argument("--layout", choices=("NHWC", "NCHW", "NHW", "HWC", "CHW"),
                    help="axis order of image arrays, when their shape does not tell")
-    g.add_argument("--skip-bad", action="store_true", help="skip unreadable image files, counting them")
+    g.add_argument("--skip-bad", action="store_true",
+                   help="skip image files that cannot be decoded (counted on stderr, named in --json)")
     g.add_argument("--allow-mismatch", action="store_true",
                    help="compare statistics computed under different extractors/weights/resize policies")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
@@ -62,11 +116,14 @@ def _pipeline() -> argparse.ArgumentParser:
 
 
 class _Context:
-    """The extractor and pipeline settings of one invocation; builds the extractor only if images come."""
+    """The extractor and pipeline settings of one invocation; builds the extractor only if images come,
+    and opens image inputs itself, so that it can say what each one ignored and skipped."""
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self._extractor: Any = None
+        #: image inputs opened, by label ("real", "fake", "input")
+        self.sources: dict[str, Any] = {}
 
     def extractor(self) -> Any:
         if self._extractor is None:
@@ -97,13 +154,42 @@ class _Context:
         return {"batch_size": a.batch_size, "workers": a.workers, "progress": a.progress,
                 "value_range": a.value_range, "layout": a.layout, "skip_bad": a.skip_bad}
 
+    def open(self, value: str, label: str) -> Any:
+        """Returns the image input ``value`` opened (listed and checked, nothing decoded yet), after
+        saying on stderr which files of a folder or zip it does not read."""
+        from .images import describe_ignored
+        from .pipeline import _open
+
+        a = self.args
+        src = _open(value, value_range=a.value_range, layout=a.layout, skip_bad=a.skip_bad)
+        if hasattr(src, "skip_option"):
+            src.skip_option = "--skip-bad"
+        if src.ignored:
+            print(f"fidkit: {src.description}: ignored {describe_ignored(src.ignored)}", file=sys.stderr)
+        self.sources[label] = src
+        return src
+
+    def files_report(self) -> dict[str, Any]:
+        """Returns {"skipped": {label: names}, "ignored": {label: names}} for the JSON output, after
+        printing how many files of each input were skipped as undecodable (--skip-bad)."""
+        skipped = {label: [str(n) for n in src.skipped] for label, src in self.sources.items() if src.skipped}
+        for label, names in skipped.items():
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+            noun = "file that could not be decoded" if len(names) == 1 else "files that could not be decoded"
+            print(f"fidkit: {self.sources[label].description}: skipped {len(names)} {noun} (--skip-bad; "
+                  f"--json lists them): {shown}", file=sys.stderr)
+        ignored = {label: list(src.ignored) for label, src in self.sources.items() if src.ignored}
+        return {"skipped": skipped, "ignored": ignored}
+
     def operand(self, value: str, label: str, *, with_features: bool) -> Any:
         from .inputs import classify, operand
 
         kind = classify(value)
         self._warn_unused([kind])
-        ex = self.extractor() if kind == "images" else "mnist"
-        return operand(value, ex, label, with_features=with_features, **self.pipe())
+        if kind != "images":
+            return operand(value, "mnist", label, with_features=with_features, **self.pipe())
+        src = self.open(value, label)
+        return operand(src, self.extractor(), label, with_features=with_features, **self.pipe())
 
     def score(self, real: str, fake: str, metrics: Sequence[str], **kwargs: Any) -> dict[str, Any]:
         from .inputs import check_inputs
@@ -111,20 +197,69 @@ class _Context:
 
         kinds, _, _ = check_inputs(real, fake, metrics, kwargs.get("bootstrap", 0))
         self._warn_unused(kinds)
+        # both image inputs are opened (listed, their ranges checked) before either is decoded
+        a, b = (self.open(v, label) if kind == "images" else v
+                for v, label, kind in zip((real, fake), ("real", "fake"), kinds, strict=True))
         ex = self.extractor() if "images" in kinds else "mnist"
-        return score(real, fake, metrics, ex, allow_mismatch=self.args.allow_mismatch, **self.pipe(),
-                     **kwargs)
+        result = score(a, b, metrics, ex, allow_mismatch=self.args.allow_mismatch, **self.pipe(), **kwargs)
+        return {**result, **self.files_report()}
+
+
+def _output_path(value: str, parents: bool) -> Path:
+    """Returns the file that ``-o value`` writes (".npz" appended unless it ends so, as ``numpy.savez``
+    and `fidkit.Stats.save` do), after checking, before any work, that it can be written: no folder or
+    device is in the way, its folder exists (or ``parents``: its nearest existing ancestor is a folder)
+    and a file can be created there. Nothing is left behind by the check."""
+    given = Path(value)
+    final = given if value.endswith(".npz") else Path(value + ".npz")
+    for p in dict.fromkeys((given, final)):
+        if p.is_dir():
+            raise InputError(f"-o {value}: is a folder; -o names the file to write, e.g. "
+                             f"-o {p / 'out.npz'}")
+        if p.exists() and not p.is_file():
+            raise InputError(f"-o {value}: exists and is not a regular file; name a file to write")
+    folder = final.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InputError(f"-o {value}: {folder} is a file, not a folder")
+    if folder != final.parent and not parents:
+        raise InputError(f"-o {value}: no folder {final.parent}; create it, or pass --parents to have "
+                         f"fidkit create it")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".probe", dir=folder)
+    except OSError as exc:
+        raise InputError(f"-o {value}: cannot create a file in {folder} ({exc.strerror or exc}); "
+                         f"choose another place") from None
+    os.close(fd)
+    os.remove(probe)
+    return final
 
 
 def _emit(args: argparse.Namespace, payload: dict[str, Any], lines: list[str]) -> None:
     out = sys.stdout
     if args.json:
+        payload = {**payload, "warnings": list(getattr(args, "warnings_seen", []))}
         out.write(json.dumps(payload, indent=1, sort_keys=True) + "\n")
     else:
         out.write("\n".join(lines) + "\n")
 
 
-def _lines(result: dict[str, Any]) -> list[str]:
+def _setting(result: dict[str, Any], metric: str, key: str, fallback: Any = None) -> Any:
+    """Returns the option ``key`` of ``metric`` that computed ``result``: from its ``settings``
+    ({metric: {key: value}} or {f"{metric}_{key}": value}), else ``fallback`` (what was asked for)."""
+    settings = result.get("settings") or {}
+    per_metric = settings.get(metric)
+    for value in (per_metric.get(key) if isinstance(per_metric, dict) else None,
+                  settings.get(f"{metric}_{key}")):
+        if value is not None:
+            return value
+    return fallback
+
+
+def _lines(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    """Returns the text output of a score: each value with the options it was computed with, the
+    notes, then the sample sizes, extractor and resize policy."""
     lines = []
     intervals = result.get("intervals", {})
 
@@ -132,36 +267,53 @@ def _lines(result: dict[str, Any]) -> list[str]:
         iv = intervals.get(key)
         return f"  [{iv['low']:{fmt}}, {iv['high']:{fmt}}] {iv['level']:.0%} CI" if iv else ""
 
+    def opt(text: str, value: Any) -> str:
+        return f" ({text.format(value)})" if value is not None else ""
+
     if "fid" in result:
         lines.append(f"FID        {result['fid']:.6g}{ci('fid')}")
     if "kid" in result:
-        lines.append(f"KID        {result['kid']['mean']:.6g} ± {result['kid']['std']:.3g}{ci('kid')}")
+        subsets = _setting(result, "kid", "subsets", getattr(args, "kid_subsets", None))
+        size = _setting(result, "kid", "subset_size", result.get("kid_subset_size"))
+        what = (f" ({subsets} subsets of {size})" if subsets is not None and size is not None
+                else opt("subsets of {}", size))
+        lines.append(f"KID        {result['kid']['mean']:.6g} ± {result['kid']['std']:.3g}{what}{ci('kid')}")
     if "is" in result:
-        lines.append(f"IS         {result['is']['mean']:.6g} ± {result['is']['std']:.3g}")
-    if "pr" in result:
-        lines.append(f"precision  {result['pr']['precision']:.4f}{ci('precision', '.4f')}")
-        lines.append(f"recall     {result['pr']['recall']:.4f}{ci('recall', '.4f')}")
-    if "dc" in result:
-        lines.append(f"density    {result['dc']['density']:.4f}{ci('density', '.4f')}")
-        lines.append(f"coverage   {result['dc']['coverage']:.4f}{ci('coverage', '.4f')}")
+        splits = _setting(result, "is", "splits", getattr(args, "is_splits", None))
+        lines.append(f"IS         {result['is']['mean']:.6g} ± {result['is']['std']:.3g}"
+                     f"{opt('{} splits', splits)}")
+    for metric, keys, arg in (("pr", ("precision", "recall"), "k"), ("dc", ("density", "coverage"), "dc_k")):
+        if metric in result:
+            k = _setting(result, metric, "k", getattr(args, arg, None))
+            for key in keys:
+                lines.append(f"{key:10s} {result[metric][key]:.4f}{opt('k = {}', k)}{ci(key, '.4f')}")
+    for note in result.get("notes") or []:
+        lines.append(f"note: {note}")
+
     def count(v: Any) -> str:
         return "unknown" if v is None else str(v)
 
-    n = f"n = {count(result.get('n_real'))} real, {count(result.get('n_fake'))} fake" if "n_real" in result else ""
+    parts = [f"n = {count(result.get('n_real'))} real, {count(result.get('n_fake'))} fake"] if "n_real" in result else []
     prov = result.get("provenance", {})
-    lines.append(f"({n}; extractor {prov.get('extractor', 'unknown')}, resize policy "
-                 f"{prov.get('resize_policy', 'unknown')})")
+    parts.append(f"extractor {prov.get('extractor', 'unknown')}, resize policy "
+                 f"{prov.get('resize_policy', 'unknown')}")
+    if intervals:
+        n_boot = _setting(result, "bootstrap", "n", next(iter(intervals.values())).get("n_boot"))
+        seed = _setting(result, "bootstrap", "seed", (result.get("settings") or {}).get("seed",
+                                                                                        getattr(args, "seed", None)))
+        parts.append(f"intervals from {n_boot} bootstrap resamples" + (f", seed {seed}" if seed is not None else ""))
+    lines.append(f"({'; '.join(parts)})")
     return lines
 
 
 def _cmd_metric(metrics: tuple[str, ...]):
     def run(args: argparse.Namespace) -> int:
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"bootstrap": 0}  # point values, whatever score's default
         for name in ("kid_subsets", "kid_subset_size", "k"):
             if getattr(args, name, None) is not None:
                 kwargs[name] = getattr(args, name)
         result = _Context(args).score(args.real, args.fake, metrics, **kwargs)
-        _emit(args, result, _lines(result))
+        _emit(args, result, _lines(result, args))
         return 0
     return run
 
@@ -172,29 +324,34 @@ def _cmd_score(args: argparse.Namespace) -> int:
               "is_splits": args.is_splits, "k": args.k, "dc_k": args.dc_k, "bootstrap": args.bootstrap,
               "level": args.level, "seed": args.seed}
     result = ctx.score(args.real, args.fake, args.metrics, **kwargs)
-    _emit(args, result, _lines(result))
+    _emit(args, result, _lines(result, args))
     return 0
 
 
 def _cmd_is(args: argparse.Namespace) -> int:
     from .inception_score import inception_score
 
-    op = _Context(args).operand(args.input, "input", with_features=True)
+    ctx = _Context(args)
+    op = ctx.operand(args.input, "input", with_features=True)
     mean, std = inception_score(op.need_logits("IS"), splits=args.is_splits)
     result = {"is": {"mean": float(mean), "std": float(std)}, "n": op.n,
-              "provenance": json.loads(op.provenance.to_json())}
-    _emit(args, result, [f"IS         {mean:.6g} ± {std:.3g}",
+              "settings": {"is": {"splits": args.is_splits}},
+              "provenance": json.loads(op.provenance.to_json()), **ctx.files_report()}
+    _emit(args, result, [f"IS         {mean:.6g} ± {std:.3g} ({args.is_splits} splits)",
                          f"(n = {op.n}; extractor {op.provenance.extractor})"])
     return 0
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    op = _Context(args).operand(args.input, "input", with_features=False)
+    output = _output_path(args.output, args.parents)
+    ctx = _Context(args)
+    op = ctx.operand(args.input, "input", with_features=False)
     stats = op.get_stats()
-    path = stats.save(args.output)
+    path = stats.save(output)
     p = stats.provenance
-    result = {"output": str(path), "n": stats.n, "dim": stats.dim, "provenance": json.loads(p.to_json())}
-    _emit(args, result, [f"wrote {path}: n = {stats.n}, d = {stats.dim}, extractor {p.extractor}, "
+    result = {"output": str(path), "n": stats.n, "dim": stats.dim, "provenance": json.loads(p.to_json()),
+              **ctx.files_report()}
+    _emit(args, result, [f"wrote {path}: n = {stats.describe_n}, d = {stats.dim}, extractor {p.extractor}, "
                          f"resize policy {p.resize_policy}"])
     return 0
 
@@ -202,17 +359,18 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_features(args: argparse.Namespace) -> int:
     from .inputs import classify
 
-    if classify(args.input) != "images":
+    kind = classify(args.input)
+    if kind != "images":
         raise InputError(f"{args.input}: `fidkit features` needs images (folder, zip or image array), "
-                         f"and this is already {classify(args.input)}")
-    op = _Context(args).operand(args.input, "input", with_features=True)
+                         f"and this is already {kind}")
+    output = _output_path(args.output, args.parents)
+    ctx = _Context(args)
+    op = ctx.operand(args.input, "input", with_features=True)
     res = op.features
-    path = res.save(args.output)
+    path = res.save(output)
     result = {"output": str(path), "n": len(res.features), "dim": int(res.features.shape[1]),
-              "skipped": res.skipped, "provenance": json.loads(res.provenance.to_json())}
-    lines = [f"wrote {path}: {len(res.features)} x {res.features.shape[1]} features"
-             + (f", {len(res.skipped)} unreadable files skipped" if res.skipped else "")]
-    _emit(args, result, lines)
+              "provenance": json.loads(res.provenance.to_json()), **ctx.files_report()}
+    _emit(args, result, [f"wrote {path}: {len(res.features)} x {res.features.shape[1]} features"])
     return 0
 
 
@@ -240,10 +398,11 @@ def _cmd_extractors(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Returns the argument parser of the ``fidkit`` command."""
-    from .metrics import DEFAULT_METRICS, METRICS, parse_metrics
+    from ._version import __version__
+    from .metrics import DEFAULT_METRICS, METRICS
 
     common, pipe = _common(), _pipeline()
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="fidkit", description="FID, KID, IS, precision/recall that agree across PyTorch, TensorFlow "
                                    "and JAX. Inputs: image folders, zips, image arrays (.npy/.npz), feature "
                                    "arrays (.npy, or .npz with 'features') or statistics (.npz).",
@@ -253,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
                "  fidkit fid real.npz fake.npy --range -1,1 --extractor inception-tf2015 --runtime jax\n"
                "  fidkit weights where inception-tf2015",
         formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"fidkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def pair(name: str, help_text: str, metrics: tuple[str, ...]) -> argparse.ArgumentParser:
@@ -262,50 +422,72 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_metric(metrics))
         return p
 
-    pair("fid", "Fréchet Inception Distance (Heusel et al. 2017)", ("fid",))
-    k = pair("kid", "Kernel Inception Distance (Bińkowski et al. 2018)", ("kid",))
     kid_d, pr_k, dc_k = METRICS["kid"].defaults, METRICS["pr"].defaults["k"], METRICS["dc"].defaults["k"]
-    k.add_argument("--subsets", dest="kid_subsets", type=_positive, default=kid_d["subsets"],
-                   help=f"KID subsets (default {kid_d['subsets']})")
-    k.add_argument("--subset-size", dest="kid_subset_size", type=_positive, default=kid_d["subset_size"],
-                   help=f"KID subset size (default {kid_d['subset_size']})")
+    splits = METRICS["is"].defaults["splits"]
+
+    def kid_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--subsets", dest="kid_subsets", type=_positive, default=kid_d["subsets"], metavar="N",
+                       help=f"KID: the number of random subsets it averages over; their spread is the ± "
+                            f"(default {kid_d['subsets']})")
+        p.add_argument("--subset-size", dest="kid_subset_size", type=_positive, default=kid_d["subset_size"],
+                       metavar="N", help=f"KID: images per subset, capped at the smaller sample "
+                                         f"(default {kid_d['subset_size']})")
+
+    def is_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--splits", dest="is_splits", type=_positive, default=splits, metavar="N",
+                       help=f"IS: the images are cut into N groups and the score is the mean ± std over "
+                            f"them (default {splits}, as papers report it)")
+
+    pair("fid", "Fréchet Inception Distance (Heusel et al. 2017)", ("fid",))
+    kid_options(pair("kid", "Kernel Inception Distance (Bińkowski et al. 2018)", ("kid",)))
     pr = pair("pr", "precision and recall (Kynkäänniemi et al. 2019)", ("pr",))
-    pr.add_argument("--k", type=_positive, default=pr_k, help=f"nearest neighbour (default {pr_k})")
+    pr.add_argument("--k", type=_positive, default=pr_k, metavar="K",
+                    help=f"the k-th nearest neighbour sets each sample's radius (default {pr_k})")
 
     p = sub.add_parser("is", parents=[common, pipe], help="Inception Score (Salimans et al. 2016)")
     p.add_argument("input", help="generated images, or a features file with logits")
-    splits = METRICS["is"].defaults["splits"]
-    p.add_argument("--splits", dest="is_splits", type=_positive, default=splits,
-                   help=f"IS splits (default {splits})")
+    is_options(p)
     p.set_defaults(func=_cmd_is)
 
-    p = sub.add_parser("score", parents=[common, pipe], help="every metric at once, with intervals")
+    p = sub.add_parser(
+        "score", parents=[common, pipe], help="every metric at once, with intervals",
+        description=f"Every metric at once (those of --metrics), with {DEFAULT_BOOTSTRAP} bootstrap "
+                    f"resamples for intervals unless --bootstrap says otherwise: the same metrics and "
+                    f"defaults as fidkit.score() in Python.")
     p.add_argument("real", help="real/reference images or features")
     p.add_argument("fake", help="generated images or features")
-    p.add_argument("--metrics", type=parse_metrics, default=DEFAULT_METRICS,
-                   help=f"comma-separated subset of {','.join(METRICS)} (default: all)")
-    p.add_argument("--subsets", dest="kid_subsets", type=_positive, default=kid_d["subsets"],
-                   help=f"KID subsets (default {kid_d['subsets']})")
-    p.add_argument("--subset-size", dest="kid_subset_size", type=_positive, default=kid_d["subset_size"],
-                   help=f"KID subset size (default {kid_d['subset_size']})")
-    p.add_argument("--splits", dest="is_splits", type=_positive, default=splits,
-                   help=f"IS splits (default {splits})")
-    p.add_argument("--k", type=_positive, default=pr_k, help=f"precision/recall neighbour (default {pr_k})")
-    p.add_argument("--dc-k", type=_positive, default=dc_k, help=f"density/coverage neighbour (default {dc_k})")
-    p.add_argument("--bootstrap", type=int, default=100, metavar="N",
-                   help="bootstrap resamples for FID/KID confidence intervals (default 100; 0: none)")
-    p.add_argument("--level", type=float, default=0.95, help="confidence level (default 0.95)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--metrics", type=_metrics, default=DEFAULT_METRICS, metavar="LIST",
+                   help=f"comma-separated subset of {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)})")
+    kid_options(p)
+    is_options(p)
+    p.add_argument("--k", type=_positive, default=pr_k, metavar="K",
+                   help=f"precision/recall: the k-th nearest neighbour sets each radius (default {pr_k})")
+    p.add_argument("--dc-k", type=_positive, default=dc_k, metavar="K",
+                   help=f"density/coverage: the k-th nearest neighbour sets each radius (default {dc_k})")
+    p.add_argument("--bootstrap", type=_count, default=DEFAULT_BOOTSTRAP, metavar="N",
+                   help=f"bootstrap resamples for the intervals of FID, KID and the k-NN metrics (default "
+                        f"{DEFAULT_BOOTSTRAP}, as fidkit.score; 0: point values only, which statistics "
+                        f"files allow)")
+    p.add_argument("--level", type=_level, default=0.95, help="confidence level of the intervals (default 0.95)")
+    p.add_argument("--seed", type=_count, default=0,
+                   help="seed of KID's random subsets and of the bootstrap resamples (default 0): the "
+                        "same seed gives the same numbers")
     p.set_defaults(func=_cmd_score)
+
+    def output_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-o", "--output", required=True, metavar="OUT.npz",
+                       help="file to write (.npz is appended unless the name ends so); its folder must "
+                            "exist and be writable, checked before any work")
+        p.add_argument("--parents", action="store_true", help="create the output's missing folders")
 
     p = sub.add_parser("stats", parents=[common, pipe], help="compute and save feature statistics")
     p.add_argument("input", help="images or features (or statistics from another tool, to convert)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    output_options(p)
     p.set_defaults(func=_cmd_stats)
 
     p = sub.add_parser("features", parents=[common, pipe], help="compute and save features and logits")
     p.add_argument("input", help="images: folder, zip or image array file")
-    p.add_argument("-o", "--output", required=True, metavar="OUT.npz")
+    output_options(p)
     p.set_defaults(func=_cmd_features)
 
     p = sub.add_parser("extractors", parents=[common], help="list the registered extractors")
@@ -317,9 +499,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: TextIO | None = None, line: str | None = None) -> None:
-    print(f"fidkit: warning: {message}", file=sys.stderr)
+def _warning_printer(seen: list[str]):
+    """Returns a ``warnings.showwarning`` that prints each warning as one line and keeps its text in
+    ``seen`` (the JSON output's ``"warnings"``)."""
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+             file: TextIO | None = None, line: str | None = None) -> None:
+        seen.append(str(message))
+        print(f"fidkit: warning: {message}", file=sys.stderr)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -330,12 +519,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [f"--range={next(raw, '')}" if a == "--range" else a for a in raw]
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, or a usage error argparse already printed
+    except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
         return int(exc.code or 0)
+    args.warnings_seen = []
     with warnings.catch_warnings():
         # the command line reports fidkit's warnings as one line each, whatever -W says
         warnings.simplefilter("always", FidkitWarning)
-        warnings.showwarning = _show_warning
+        warnings.showwarning = _warning_printer(args.warnings_seen)
         try:
             return int(args.func(args) or 0)
         except FidkitError as exc:

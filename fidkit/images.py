@@ -54,15 +54,17 @@ from .image_rules import (  # noqa: F401  (re-exported: the rules are part of th
 
 Name = str | int
 
-#: File extensions read from folders and zip archives (case-insensitive).
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+#: File extensions read from folders and zip archives (case-insensitive); a GIF is read as its first
+#: frame, like every other multi-frame file. Other files are not read: they are listed in ``ignored``.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 _CHUNK = 256
 
 
-def _extremes(arr: np.ndarray, name: str) -> tuple[float, float]:
+def _extremes(arr: np.ndarray, name: str, first: int = 0) -> tuple[float, float]:
     """Returns (min, max) of a possibly memory-mapped array, reading it in chunks of images; raises
-    `InputError` naming the first image with a non-finite value (wherever it is in the array)."""
+    `InputError` naming the first image with a non-finite value (wherever it is in the array), counted
+    from ``first`` (the index of the array's first image in the whole input)."""
     lo, hi = np.inf, -np.inf
     for start in range(0, max(arr.shape[0], 1), _CHUNK):
         part = np.asarray(arr[start:start + _CHUNK])
@@ -71,7 +73,7 @@ def _extremes(arr: np.ndarray, name: str) -> tuple[float, float]:
         if np.issubdtype(part.dtype, np.floating):
             bad = ~np.isfinite(part.reshape(len(part), -1)).all(axis=1)
             if bad.any():
-                raise InputError(f"{name}: image {start + int(np.argmax(bad))} contains NaN or infinite "
+                raise InputError(f"{name}: image {first + start + int(np.argmax(bad))} contains NaN or infinite "
                                  f"values; images must be finite")
         lo = min(lo, float(part.min()))
         hi = max(hi, float(part.max()))
@@ -131,7 +133,10 @@ class ImageSource:
 
     def __init__(self) -> None:
         self.names: list[Name] = []
+        #: files that could not be decoded and were skipped (``skip_bad``), filled as batches are read
         self.skipped: list[str] = []
+        #: files of a folder or zip that are not images by their extension, not read
+        self.ignored: list[str] = []
         self.value_range: ValueRange | None = None
         #: the layout of the batches (`fidkit.image_rules.LAYOUTS`), None when each batch tells
         self.layout: str | None = "NHWC"
@@ -229,7 +234,7 @@ class GeneratorSource(ImageSource):
         for k, start in enumerate(range(0, len(self.names), batch_size)):
             names = self.names[start:start + batch_size]
             arr = self._draw(len(names), k)
-            lo, hi = _extremes(arr, f"{self.description} (batch {k})")
+            lo, hi = _extremes(arr, f"{self.description} (batch {k})", first=start)
             if self.value_range is None:  # inferred once, from the first batch, then enforced
                 self.value_range = infer_value_range(arr.dtype, lo, hi, self.description)
             else:
@@ -336,17 +341,23 @@ def _header_size(data: bytes | str) -> tuple[int, int]:
 class FileSource(ImageSource):
     """Image files (a folder, recursively, or a zip archive), decoded in parallel threads."""
 
+    #: how the skip option is spelled in messages; the command line sets its own, ``--skip-bad``
+    skip_option = "skip_bad=True (on the command line: --skip-bad)"
+
     def __init__(self, description: str, names: Sequence[str], *, skip_bad: bool,
-                 value_range: ValueRange | None) -> None:
+                 value_range: ValueRange | None, ignored: Sequence[str] = ()) -> None:
         super().__init__()
         self.description = description
         self.names = list(names)
+        #: files that are not images by their extension (hidden files aside), not read
+        self.ignored = sorted(ignored)
         self._skip_bad = skip_bad
         self.value_range = (0.0, 255.0)  # decoded files: uint8, or float32 already on 0..255
         self._sizes: dict[str, tuple[int, int]] | None = None
         if not self.names:
+            other = f"; found only {describe_ignored(self.ignored)}" if self.ignored else ""
             raise InputError(f"{description}: no images found (looked for "
-                             f"{', '.join(IMAGE_EXTENSIONS)}, recursively)")
+                             f"{', '.join(IMAGE_EXTENSIONS)}, recursively){other}")
         # 8- and 16-bit files carry their range; a declared one applies to float (mode F) images only
         self._float_range = value_range
 
@@ -362,7 +373,7 @@ class FileSource(ImageSource):
         else:
             msg = f"{self._label(name)}: cannot decode ({type(exc).__name__}: {exc})"
         if not self._skip_bad:
-            raise InputError(f"{msg}; use --skip-bad (skip_bad=True) to skip unreadable files") from exc
+            raise InputError(f"{msg}; pass {self.skip_option} to skip unreadable files") from exc
         self.skipped.append(name)
 
     def _scan_sizes(self, pool: ThreadPoolExecutor) -> dict[str, tuple[int, int] | BaseException]:
@@ -422,6 +433,15 @@ class FileSource(ImageSource):
             raise InputError(f"{self.description}: every file was unreadable ({len(self.skipped)} skipped)")
 
 
+def describe_ignored(names: Sequence[str], shown: int = 5) -> str:
+    """Returns "3 files that are not images (.gif, .txt): a.gif, b.txt, notes.txt" for ``names``, the
+    first ``shown`` of them named."""
+    kinds = sorted({os.path.splitext(n)[1].lower() or "no extension" for n in names})
+    listed = ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+    noun = "file that is not an image" if len(names) == 1 else "files that are not images"
+    return f"{len(names)} {noun} ({', '.join(kinds)}): {listed}"
+
+
 def _stack(images: list[np.ndarray]) -> np.ndarray:
     """Returns equally sized decoded images as one batch: uint8 unless a 16-bit or float file is among
     them (then float32, on the same 0..255 scale)."""
@@ -438,13 +458,15 @@ class FolderSource(FileSource):
 
     def __init__(self, root: str, *, skip_bad: bool, value_range: ValueRange | None) -> None:
         self.root = os.fspath(root)
-        names = []
+        names, ignored = [], []
         for dirpath, dirnames, filenames in os.walk(self.root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for f in filenames:
-                if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS):
-                    names.append(os.path.relpath(os.path.join(dirpath, f), self.root).replace(os.sep, "/"))
-        super().__init__(self.root, sorted(names), skip_bad=skip_bad, value_range=value_range)
+                if not f.startswith("."):
+                    rel = os.path.relpath(os.path.join(dirpath, f), self.root).replace(os.sep, "/")
+                    (names if f.lower().endswith(IMAGE_EXTENSIONS) else ignored).append(rel)
+        super().__init__(self.root, sorted(names), skip_bad=skip_bad, value_range=value_range,
+                         ignored=ignored)
 
     def _read(self, name: str) -> str:
         return os.path.join(self.root, name)
@@ -462,11 +484,12 @@ class ZipSource(FileSource):
             self._zip = zipfile.ZipFile(self.path)
         except (OSError, zipfile.BadZipFile) as exc:
             raise InputError(f"{self.path}: cannot open as a zip archive ({exc})") from None
-        names = [i.filename for i in self._zip.infolist()
-                 if not i.is_dir() and i.filename.lower().endswith(IMAGE_EXTENSIONS)
-                 and not i.filename.startswith("__MACOSX/")
+        files = [i.filename for i in self._zip.infolist()
+                 if not i.is_dir() and not i.filename.startswith("__MACOSX/")
                  and not any(part.startswith(".") for part in i.filename.split("/"))]
-        super().__init__(self.path, sorted(names), skip_bad=skip_bad, value_range=value_range)
+        names = [f for f in files if f.lower().endswith(IMAGE_EXTENSIONS)]
+        super().__init__(self.path, sorted(names), skip_bad=skip_bad, value_range=value_range,
+                         ignored=[f for f in files if not f.lower().endswith(IMAGE_EXTENSIONS)])
 
     def _read(self, name: str) -> bytes:
         return self._zip.read(name)
@@ -481,7 +504,8 @@ def open_source(source: Any, *, value_range: ValueRange | str | None = None, lay
 
     ``value_range`` declares float data's range ((0, 255), (0, 1), (-1, 1) or "0,255", "0,1", "-1,1");
     ``layout`` ('NHWC', 'NCHW', 'NHW') is needed only when the shape does not tell; ``skip_bad`` skips
-    unreadable files (listed in ``.skipped``) instead of raising; ``seed`` and ``num`` apply to
+    unreadable files (listed in ``.skipped``) instead of raising; files of other types in a folder or zip
+    are listed in ``.ignored``; ``seed`` and ``num`` apply to
     generators, called as ``sample(n)`` or, with a seed, ``sample(n, seed=s)`` with a seed per batch.
     """
     if isinstance(source, ImageSource):

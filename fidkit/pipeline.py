@@ -93,14 +93,16 @@ def _as_extractor(ex: Extractor | str, runtime: str | None = None, weights: str 
     return extractor(ex, runtime, weights=weights, device=device or "cpu", policy=resize)
 
 
-def _batches(src: Any, ex: Extractor, batch_size: int, workers: int,
-             progress: bool) -> Iterator[tuple[dict[str, np.ndarray], list[str]]]:
+def _batches(src: Any, ex: Extractor, batch_size: int, workers: int, progress: bool,
+             label: str | None = None) -> Iterator[tuple[dict[str, np.ndarray], list[str]]]:
     if batch_size < 1:
         raise InputError(f"batch size must be at least 1, received {batch_size}")
     from tqdm import tqdm
 
+    # each input's bar says which input it is (two bars reading only "mnist (numpy)" do not)
+    label = label or getattr(src, "description", "") or "images"
     with tqdm(total=len(src), unit="img", file=sys.stderr, disable=not progress,
-              desc=f"{ex.name} ({ex.runtime})") as bar:
+              desc=f"{label}: {ex.name} ({ex.runtime})") as bar:
         for images, names in _prefetch(iter(src.iter_batches(batch_size, workers))):
             out = ex.outputs(images, layout=src.layout, value_range=src.value_range,
                              name=src.description, checked=True)
@@ -112,18 +114,19 @@ def compute_features(source: Any, extractor: Extractor | str = "mnist", *,
                      batch_size: int = DEFAULT_BATCH_SIZE, workers: int = DEFAULT_WORKERS,
                      progress: bool = True, value_range: Any = None, layout: str | None = None,
                      skip_bad: bool = False, seed: int | None = None,
-                     num: int | None = None) -> FeatureResult:
+                     num: int | None = None, label: str | None = None) -> FeatureResult:
     """Returns the features and logits of every image of ``source``, in input order, with provenance.
 
     ``source`` is anything `fidkit.images.open_source` accepts (folder, zip, array file, array, tensor,
-    generator) or an already opened source; ``extractor`` an `Extractor` or a registered name.
+    generator) or an already opened source; ``extractor`` an `Extractor` or a registered name;
+    ``label`` names the input on the progress bar (default: the source's path or kind).
     """
     ex = _as_extractor(extractor)
     src = _open(source, value_range=value_range, layout=layout, skip_bad=skip_bad, seed=seed, num=num)
     feats: list[np.ndarray] = []
     logits: list[np.ndarray] = []
     names: list[str] = []
-    for out, batch_names in _batches(src, ex, batch_size, workers, progress):
+    for out, batch_names in _batches(src, ex, batch_size, workers, progress, label):
         feats.append(np.asarray(out["features"]))
         if "logits" in out:
             logits.append(np.asarray(out["logits"]))
@@ -137,12 +140,14 @@ def compute_features(source: Any, extractor: Extractor | str = "mnist", *,
 def compute_stats(source: Any, extractor: Extractor | str = "mnist", *,
                   batch_size: int = DEFAULT_BATCH_SIZE, workers: int = DEFAULT_WORKERS,
                   progress: bool = True, value_range: Any = None, layout: str | None = None,
-                  skip_bad: bool = False, seed: int | None = None, num: int | None = None) -> Stats:
-    """Returns the feature statistics of ``source``, streamed: memory O(d²) however many images."""
+                  skip_bad: bool = False, seed: int | None = None, num: int | None = None,
+                  label: str | None = None) -> Stats:
+    """Returns the feature statistics of ``source``, streamed: memory O(d²) however many images
+    (``label``: as in `compute_features`)."""
     ex = _as_extractor(extractor)
     src = _open(source, value_range=value_range, layout=layout, skip_bad=skip_bad, seed=seed, num=num)
     acc = StatsAccumulator(Provenance.from_extractor(ex))
-    for out, _ in _batches(src, ex, batch_size, workers, progress):
+    for out, _ in _batches(src, ex, batch_size, workers, progress, label):
         acc.update(out["features"])
     return acc.stats()
 

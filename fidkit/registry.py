@@ -6,9 +6,15 @@ Built-in extractors are declared in `fidkit.extractors`; third parties register 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
-from collections.abc import Mapping
+import logging
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from types import MappingProxyType
@@ -93,13 +99,84 @@ def runtime_installed(runtime: str) -> bool:
 
 
 def import_runtime(runtime: str, purpose: str) -> Any:
-    """Returns the framework module of ``runtime``, or raises naming ``purpose`` and the extra to install."""
+    """Returns the framework module of ``runtime``, or raises naming ``purpose`` and the extra to install.
+
+    TensorFlow is imported without its start-up log lines (absl/oneDNN/CPU-feature notices, which it
+    writes to the process's stderr from C++) and with AutoGraph's "could not transform" warnings about
+    fidkit's own functions dropped: fidkit's output is its own. The user's environment is left as it
+    was, and AutoGraph still warns about the user's functions.
+    """
     module = RUNTIME_MODULES[runtime]
+    if module in sys.modules:
+        return sys.modules[module]
     try:
-        return importlib.import_module(module)
+        if module != "tensorflow":
+            return importlib.import_module(module)
+        with _quiet_tensorflow_import():
+            tf = importlib.import_module(module)
+        logging.getLogger("tensorflow").addFilter(_FidkitAutoGraphFilter())
+        return tf
     except ImportError as exc:
         raise BackendUnavailableError(f"{purpose} needs {module!r} ({exc}): "
                                       f"pip install 'fidkit[{runtime}]'") from None
+
+
+#: What TensorFlow's C++ start-up writes to stderr: glog-style lines of severity I/W/E ("I0000
+#: 00:00:1795980215.745482  29425 port.cc:153] oneDNN custom operations are on ..."), absl's notice
+#: about logs before InitializeLog, and the second line of the CPU-feature notice.
+_TF_LOG_LINE = re.compile(r"^([IWE]\d{4} \S+\s+\d+ \S+:\d+\] |WARNING: All log messages before absl::"
+                          r"|To enable the following instructions: )")
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_import() -> Iterator[None]:
+    """Runs the block (TensorFlow's import) with its C++ start-up log lines held back.
+
+    TF_CPP_MIN_LOG_LEVEL=1 (unless the user set it) keeps TensorFlow's INFO lines from being written at
+    all, and is unset again afterwards; absl's lines ignore it, so stderr (the file descriptor: C++ does
+    not go through ``sys.stderr``) is captured during the import and what is not a log line is passed on.
+    """
+    set_env = "TF_CPP_MIN_LOG_LEVEL" not in os.environ
+    if set_env:
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "1"
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr to capture
+        saved = None
+    try:
+        if saved is None:
+            yield
+            return
+        with tempfile.TemporaryFile(mode="w+b") as capture:
+            sys.stderr.flush()
+            os.dup2(capture.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                capture.seek(0)
+                text = capture.read().decode("utf-8", "replace")
+            kept = [line for line in text.splitlines(keepends=True) if not _TF_LOG_LINE.match(line)]
+            if kept:
+                sys.stderr.write("".join(kept))
+    finally:
+        if set_env:
+            os.environ.pop("TF_CPP_MIN_LOG_LEVEL", None)
+
+
+class _FidkitAutoGraphFilter(logging.Filter):
+    """Drops AutoGraph's "could not transform ... will run it as-is" warning for functions of fidkit
+    and of the import machinery fidkit's traced code calls (they run correctly as they are); the
+    warning about any other function (the user's) passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not str(record.msg).startswith("AutoGraph could not transform"):
+            return True
+        target = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        owner = str(getattr(target, "__module__", "") or "")
+        return not (owner == "fidkit" or owner.startswith(("fidkit.", "importlib")))
 
 
 def parse_device(device: str) -> tuple[str, int]:
