@@ -48,3 +48,28 @@ register_extractor(ExtractorSpec(
                 "embedding (before its ReLU) for FID/KID/PR, 10 logits for IS; colour input is "
                 "converted to BT.601 luminance inside the network (docs/mnist.md).",
 ))
+
+#: DINOv2 backbones (torch hub facebookresearch/dinov2): their features are the final LayerNorm's class token.
+#: ``weights`` stays empty (pass --weights with the hub .pth or its canonical .npz) until the hub files of
+#: ``fidkit.weights.files.DINOV2_WEIGHTS_FILES`` join the registry; then each names its
+#: ``dinov2_<model>_pretrain.pth``.
+_DINOV2 = {"vits14": ("ViT-S/14", 384), "vitb14": ("ViT-B/14", 768), "vitl14": ("ViT-L/14", 1024),
+           "vitg14": ("ViT-g/14", 1536)}
+for _model, (_label, _dim) in _DINOV2.items():
+    for _reg in (False, True):
+        _name = f"dinov2-{_model}{'-reg' if _reg else ''}"
+        register_extractor(ExtractorSpec(
+            name=_name,
+            feature_dim=_dim,
+            logits_dim=None,
+            input_size=(224, 224),
+            policy="dgm-eval",
+            builders=GRAPH_BUILDERS,
+            weights=(),
+            arch=f"fidkit.archs.dinov2:dinov2_{_model}{'_reg' if _reg else ''}",
+            description=(f"DINOv2 {_label}{' with 4 registers' if _reg else ''} (torch hub dinov2_{_model}"
+                         f"{'_reg' if _reg else ''}, LVD-142M): {_dim}-d class token of the final LayerNorm at "
+                         f"224 x 224, position embeddings interpolated as the hub model does"
+                         + (" (FD_DINOv2 of dgm-eval and EDM2)" if _model == "vitl14" and not _reg else "")
+                         + "; no logits."),
+        ))

@@ -549,3 +549,21 @@ register_policy(ResizePolicy(
                 "mean/std 0.1307/0.3081 (x 255) on every channel; the graph converts to luminance with "
                 "ITU-R 601-2 weights (0.299, 0.587, 0.114), which sum to 1, so normalising first is the "
                 "same."))
+
+register_policy(ResizePolicy(
+    name="dgm-eval", library="pil", filter="bicubic", antialias=True, quantize_input=True,
+    quantize_output=True, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
+    description="dgm-eval's DINOv2 transform (Stein et al., NeurIPS 2023; layer6ai-labs/dgm-eval "
+                "dgm_eval/models/dinov2.py), which defines FD_DINOv2, and EDM2's resize_mode='pil' that "
+                "'matches the original dgm-eval codebase exactly': each image as an 8-bit RGB PIL image, "
+                "torchvision Resize((224, 224), BICUBIC) = Image.resize(BICUBIC) (antialiased Keys cubic "
+                "a = -0.5, Pillow's fixed-point uint8 arithmetic, so the result is uint8), then ToTensor "
+                "and ImageNet mean/std (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) x 255."))
+
+register_policy(ResizePolicy(
+    name="edm2", library="torch", filter="bicubic", antialias=True, quantize_input=True,
+    quantize_output=False, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
+    description="EDM2's DINOv2 detector, default resize_mode='torch' (NVlabs/edm2 calculate_metrics.py, "
+                "'yields almost the same results' as dgm-eval): uint8 images as float32 on 0..255, "
+                "F.interpolate(size=(224, 224), mode='bicubic', antialias=True) (Pillow's filter, a = -0.5, "
+                "in float32, not clipped, not rounded), then / 255 and ImageNet mean/std."))

@@ -59,6 +59,45 @@ def _entry(name: str, url: str | None, fmt: str, *, sha256: str | None = None,
     return WeightsFile(name, url, sha256, sha256_prefix, fmt, converter, runtime, bundled, note, size=size)
 
 
+_DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2"
+#: SHA-256 of the DINOv2 torch hub checkpoints, pinned with their official URLs as the download check of
+#: finegrain-ai/refiners scripts/conversion/convert_dinov2.py (its "facebook/github_dinov2" mirror of these
+#: files); each value is also pinned against dl.fbaipublicfiles.com by three or more unrelated public
+#: projects (found by full-text code search; sizes beside them where they give one). Meta publishes none.
+_DINOV2_SHA256 = {
+    "vits14": "b938bf1bc15cd2ec0feacfe3a1bb553fe8ea9ca46a7e1d8d00217f29aef60cd9",
+    "vits14_reg4": "f433177089a681826f849f194ece3bb48f4d63fb38d32fc837e3dc7a4e5641fb",
+    "vitb14": "0b8b82f85de91b424aded121c7e1dcc2b7bc6d0adeea651bf73a13307fad8c73",
+    "vitb14_reg4": "73182a088cf94833c94b1666d1c99e02fe87e2007bff57b564fb6206e25dba71",
+    "vitl14": "d5383ea8f4877b2472eb973e0fd72d557c7da5d3611bd527ceeb1d7162cbf428",
+    "vitl14_reg4": "36e4deffbaef061a2576705b0c36f93621e2ae20bf6274694821b0b492551b51",
+    "vitg14": "baf8467e50af277596bbbafa06887c177ee899ab46033649c383577d7e9309d3",
+    "vitg14_reg4": "746ecb8c6301c645c5c855be91687d274587d6e48fdaec4a729753160b34a283",
+}
+#: Sizes that two or more of those projects record (the others are left unchecked: the digest decides).
+_DINOV2_SIZE = {"vits14": 88_283_115, "vitb14_reg4": 346_393_545, "vitl14": 1_217_586_395,
+                "vitl14_reg4": 1_217_607_321, "vitg14": 4_546_108_579}
+
+
+def _dinov2_entry(model: str) -> WeightsFile:
+    arch, _, reg = model.partition("_")
+    name = f"dinov2_{model}_pretrain.pth"
+    size_note = (f"size {_DINOV2_SIZE[model]:,} bytes as two or more of those projects record it"
+                 if model in _DINOV2_SIZE else "no size with two sources, so none is checked")
+    return _entry(name, f"{_DINOV2_URL}/dinov2_{arch}/{name}", "torch-state-dict",
+                  sha256=_DINOV2_SHA256[model], size=_DINOV2_SIZE.get(model),
+                  note=f"facebookresearch/dinov2 torch hub backbone dinov2_{arch}{'_reg' if reg else ''} "
+                       f"(dinov2/hub/backbones.py: _DINOV2_BASE_URL/<model>/<model>_pretrain.pth; timm's "
+                       f"pretrained_cfg url is the same). SHA-256 pinned by finegrain-ai/refiners "
+                       f"scripts/conversion/convert_dinov2.py and by three or more other projects; "
+                       f"{size_note}")
+
+
+#: The DINOv2 hub checkpoints, by file name. Not yet part of `WEIGHTS_FILES`: every registered file needs its
+#: row in the sources table of tests/weights_keys/README.md first (test_registered_digests_match_the_readme).
+DINOV2_WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType(
+    {e.name: e for e in (_dinov2_entry(m) for m in _DINOV2_SHA256)})
+
 #: The registered weights files, by file name. No upstream project publishes a digest of its Inception file
 #: beside the download; the full SHA-256s and sizes below are the values that other public projects pin or
 #: record for these exact URLs. Every digest was found in more than one independent place and agrees with

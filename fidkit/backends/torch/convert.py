@@ -5,6 +5,9 @@
   state dicts whose keys already are canonical names (torch-fidelity's ``FeatureExtractorInceptionV3`` uses
   pytorch-fid's module names); torchvision's ``AuxLogits`` head and every ``num_batches_tracked`` counter
   are dropped, since no fidkit graph reads them.
+* DINOv2's torch hub checkpoints (``dinov2_vitl14_pretrain.pth`` ...) are state dicts named as
+  `fidkit.archs.dinov2`'s graphs except ``cls_token``, ``pos_embed`` and ``register_tokens`` (renamed to
+  ``<key>.value``) and the training-only ``mask_token`` (dropped): `canonical_from_dinov2`.
 * NVIDIA's ``inception-2015-12-05.pt`` (StyleGAN2-ADA, clean-fid) is a TorchScript module converted from the
   same TF graph, named after the TF scopes (``layers.mixed_9.tower_mixed_conv.weight``); its conv blocks
   hold ``weight``, ``beta``, ``mean`` and ``var`` and no BatchNorm scale, so the canonical ``bn.weight`` is 1.
@@ -67,6 +70,8 @@ def canonical_from_state_dict(state: dict[str, object], path: str = "state dict"
                            f"a file written by torch.save(model.state_dict())")
     if "layers.conv.weight" in state:
         return _from_nvidia(state, path)
+    if "cls_token" in state and "pos_embed" in state:
+        return canonical_from_dinov2(state, path)
     return {k: _to_numpy(k, v, path) for k, v in state.items()
             if not k.startswith(_DROP_PREFIXES) and not k.endswith(_DROP_SUFFIXES)}
 
@@ -107,3 +112,27 @@ def from_torchscript(path: str) -> dict[str, np.ndarray]:
         raise WeightsError(f"{path}: cannot load as TorchScript ({type(exc).__name__}); the file may be "
                            f"truncated — download it again") from None
     return canonical_from_state_dict(dict(module.state_dict()), path)
+
+
+#: DINOv2 hub checkpoints (``dinov2_vit*14[_reg4]_pretrain.pth``): the bare parameters and their canonical
+#: names (`fidkit.archs.dinov2`); every other key already is a canonical name.
+DINOV2_RENAMES = {"cls_token": "cls_token.value", "pos_embed": "pos_embed.value",
+                  "register_tokens": "register_tokens.value"}
+#: Keys of a DINOv2 hub checkpoint that no inference graph reads (the iBOT mask token of training).
+DINOV2_DROP = ("mask_token",)
+
+
+def canonical_from_dinov2(state: dict[str, object], path: str = "state dict") -> dict[str, np.ndarray]:
+    """Returns canonical arrays from a DINOv2 torch hub state dict (facebookresearch/dinov2's
+    ``DinoVisionTransformer``, ``block_chunks=0``): ``cls_token``, ``pos_embed`` and ``register_tokens``
+    become ``<key>.value``, ``mask_token`` is dropped, the rest keeps its name."""
+    if "patch_embed.proj.weight" not in state or "blocks.0.norm1.weight" not in state:
+        chunked = any(k.startswith("blocks.0.0.") for k in state)
+        hint = (" (its blocks are chunked, blocks.<chunk>.<i>.: a training checkpoint, not the hub backbone)"
+                if chunked else "")
+        raise WeightsError(f"{path}: has cls_token and pos_embed but not the DINOv2 hub backbone's "
+                           f"patch_embed.proj.weight and blocks.0.norm1.weight{hint}; expected "
+                           f"dinov2_vit*14[_reg4]_pretrain.pth")
+    return {DINOV2_RENAMES.get(k, k): _to_numpy(k, v, path) for k, v in state.items()
+            if k not in DINOV2_DROP and not k.endswith(_DROP_SUFFIXES)}
+
