@@ -84,9 +84,20 @@ def _perm(src: str, dst: str) -> tuple[int, ...]:
     return tuple(src.index(a) for a in dst)
 
 
+def _nonfinite_image(x: Any) -> int:
+    """Returns the index of the first image (axis 0) of ``x`` holding a NaN or an infinity, -1 if none.
+
+    Only called once the extremes computed on the device are not finite: the error path copies the
+    batch to the host to name the image."""
+    arr = to_numpy(x)
+    bad = ~np.isfinite(arr.reshape(arr.shape[0], -1)).all(axis=1)
+    return int(np.argmax(bad)) if bad.any() else -1
+
+
 def _uniform(ops: Ops, x: Any, policy: ResizePolicy, size: tuple[int, int], *, layout: str | None,
-             value_range: tuple[float, float] | None, name: str, checked: bool) -> Any:
-    """Steps 1-5 of the module's sequence for one array of equally sized images."""
+             value_range: tuple[float, float] | None, name: str, checked: bool, first: int = 0) -> Any:
+    """Steps 1-5 of the module's sequence for one array of equally sized images, the first of which
+    is image ``first`` of the caller's input (for messages)."""
     x = ops.to_runtime(x)
     shape = ops.shape(x)
     lay = resolve_layout(shape, layout, name)
@@ -108,6 +119,11 @@ def _uniform(ops: Ops, x: Any, policy: ResizePolicy, size: tuple[int, int], *, l
     else:
         floating = np.issubdtype(dtype, np.floating)
         lo, hi = ops.extremes(x) if (floating or value_range is not None) else (0.0, 0.0)
+        if floating and not (np.isfinite(lo) and np.isfinite(hi)):
+            bad = _nonfinite_image(x)
+            if bad >= 0:
+                raise InputError(f"{name}: image {first + bad} contains NaN or infinite values; images "
+                                 f"must be finite")
         rng = resolve_value_range(dtype, value_range, lo, hi, name)
     if dtype == np.bool_:  # False/True are black/white
         rng = (0.0, 1.0)
@@ -136,15 +152,17 @@ def run_preprocess(ops: Ops, policy: ResizePolicy, convention: InputConvention, 
         if not batch:
             raise InputError(f"{name}: received an empty list of images")
         one = None if layout is None else layout if layout in ("HWC", "CHW") else layout[1:]
-        parts, run, run_shape = [], [], None
-        for img in batch:
+        parts, run, run_shape, first = [], [], None, 0
+        for i, img in enumerate(batch):
             img_shape = tuple(getattr(img, "shape", np.shape(img)))
             if run and img_shape != run_shape:
-                parts.append(_uniform(ops, _stack(run), policy, size, **{**kw, "layout": _batched(one)}))
-                run = []
+                parts.append(_uniform(ops, _stack(run), policy, size, **{**kw, "layout": _batched(one)},
+                                      first=first))
+                run, first = [], i
             run.append(img)
             run_shape = img_shape
-        parts.append(_uniform(ops, _stack(run), policy, size, **{**kw, "layout": _batched(one)}))
+        parts.append(_uniform(ops, _stack(run), policy, size, **{**kw, "layout": _batched(one)},
+                              first=first))
         x = parts[0] if len(parts) == 1 else ops.concat(parts)
     else:
         x = _uniform(ops, batch, policy, size, **kw)
