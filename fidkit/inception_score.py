@@ -2,9 +2,17 @@
 
 Reference: T. Salimans, I. Goodfellow, W. Zaremba, V. Cheung, A. Radford, X. Chen, "Improved Techniques
 for Training GANs", NeurIPS 2016; formula as in openai/improved-gan ``inception_score.py``: the samples
-are cut into ``splits`` consecutive parts (part i is rows ``i*N//splits`` to ``(i+1)*N//splits``), each
-part scores exp(mean_x KL(p(y|x) || p(y))) with p(y) that part's mean prediction, and the result is the
-mean and the population standard deviation (ddof=0) of the part scores. Computed in float64.
+are cut into ``splits`` parts (part i is rows ``i*N//splits`` to ``(i+1)*N//splits``), each part scores
+exp(mean_x KL(p(y|x) || p(y))) with p(y) that part's mean prediction, and the result is the mean and the
+population standard deviation (ddof=0) of the part scores. Computed in float64.
+
+Order of the rows. The original code cuts the rows in the order given, so the score depends on how the
+files happen to be laid out: images read from class sub-folders (sorted paths) put one class in each
+part, and each part's marginal p(y) is then nearly one-hot (IS near 1 for a perfect generator). fidkit
+therefore permutes the rows first, by default with ``numpy.random.RandomState(2020).permutation(N)``:
+torch-fidelity's ``isc_features_to_metric(shuffle=True, rng_seed=2020)`` (its defaults) draws exactly
+this permutation, so with the default seed fidkit gives torch-fidelity's numbers. ``shuffle_seed=None``
+is the original, order-dependent formula (consecutive parts, openai/improved-gan).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import scipy.special
 
 from . import _validate
 from .errors import FidkitWarning, InputError
+from .metrics import flag
 
 #: Rows of probabilities must sum to 1 within this tolerance (float32 softmax output reaches ~1e-6).
 PROB_SUM_ATOL = 1e-4
@@ -44,26 +53,34 @@ def _log_probs(x: np.ndarray, from_logits: bool, name: str) -> np.ndarray:
         return np.log(x / sums[:, None])
 
 
+#: The default permutation seed: torch-fidelity's ``rng_seed`` default, so the default numbers are its own.
+DEFAULT_SHUFFLE_SEED = 2020
+
+
 def inception_score(logits_or_probs: np.ndarray, splits: int = 10, *, from_logits: bool = True,
-                    shuffle: bool = False, seed: int = 2020) -> tuple[float, float]:
-    """Returns (mean, std) of the Inception Score over ``splits`` consecutive parts (Salimans et al. 2016).
+                    shuffle_seed: int | None = DEFAULT_SHUFFLE_SEED,
+                    name: str | None = None) -> tuple[float, float]:
+    """Returns (mean, std) of the Inception Score over ``splits`` parts (Salimans et al. 2016).
 
     ``logits_or_probs`` is (N, k): logits (default) or, with ``from_logits=False``, softmax
-    probabilities. ``shuffle=True`` first permutes the rows with
-    ``numpy.random.RandomState(seed).permutation(N)``, which with the default seed 2020 reproduces
-    torch-fidelity's ``inception_score_mean`` / ``_std`` exactly; the default (no shuffle) is
-    openai/improved-gan's order. Zero probabilities contribute 0 (the limit of p log p).
+    probabilities. The rows are first permuted with ``numpy.random.RandomState(shuffle_seed)``
+    (default 2020: torch-fidelity's permutation and numbers), so the parts do not depend on the order
+    of the files; ``shuffle_seed=None`` keeps the given order, the original openai/improved-gan
+    formula. ``name`` labels the input in error messages (e.g. "fake"). Zero probabilities contribute
+    0 (the limit of p log p).
     """
-    name = "logits" if from_logits else "probs"
-    x = _validate.features(logits_or_probs, name, min_samples=1)
-    splits = _validate.positive_int(splits, "splits")
+    label = name or ("logits" if from_logits else "probs")
+    x = _validate.features(logits_or_probs, label, min_samples=1)
+    splits = _validate.positive_int(splits, f"splits ({flag('splits')})")
+    if shuffle_seed is not None:
+        shuffle_seed = _validate.positive_int(shuffle_seed, "shuffle_seed", minimum=0)
     n = x.shape[0]
     if n < splits:
-        raise InputError(f"{name}: {n} samples cannot be cut into splits={splits} non-empty parts; "
-                         f"pass splits <= {n} or more samples")
-    if shuffle:
-        x = x[np.random.RandomState(seed).permutation(n)]
-    log_p = _log_probs(x, from_logits, name)
+        raise InputError(f"{label}: {n} images, fewer than {flag('splits')} {splits}; pass {flag('splits')} "
+                         f"{n} or fewer (splits= in Python) or more images")
+    if shuffle_seed is not None:
+        x = x[np.random.RandomState(shuffle_seed).permutation(n)]
+    log_p = _log_probs(x, from_logits, label)
     p = np.exp(log_p)
     scores = np.empty(splits)
     for i in range(splits):

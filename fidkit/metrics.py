@@ -54,7 +54,9 @@ register_metric(MetricSpec(
     reference="Bińkowski et al., ICLR 2018"))
 register_metric(MetricSpec(
     "is", "IS", "fidkit.inception_score:inception_score", "logits", ("fake",),
-    defaults={"splits": 10}, reference="Salimans et al., NeurIPS 2016"))
+    defaults={"splits": 10, "shuffle_seed": 2020},
+    reference="Salimans et al., NeurIPS 2016; rows permuted first as torch-fidelity (shuffle_seed=None: "
+              "the original consecutive splits)"))
 register_metric(MetricSpec(
     "pr", "precision/recall", "fidkit.prdc:precision_recall", "features", ("real", "fake"),
     defaults={"k": 3}, reference="Kynkäänniemi et al., NeurIPS 2019", keys=("precision", "recall")))
@@ -66,6 +68,24 @@ register_metric(MetricSpec(
 METRICS: Mapping[str, MetricSpec] = MappingProxyType(_METRICS)
 #: What `fidkit.score` and ``fidkit score`` compute when no metrics are named.
 DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "is", "pr", "dc")
+
+
+#: The command-line flag of each metric option, by its Python argument name (``dc_k`` is density/coverage's
+#: ``k``). Errors from the metric functions name the flag and the argument, so that one message serves the
+#: command line and Python: "pass --splits 3 or fewer (splits= in Python)".
+FLAGS: Mapping[str, str] = MappingProxyType({
+    "splits": "--splits", "subsets": "--subsets", "subset_size": "--subset-size", "k": "--k",
+    "dc_k": "--dc-k", "n_boot": "--bootstrap", "level": "--level", "seed": "--seed",
+    "value_range": "--range", "metrics": "--metrics",
+})
+
+
+def flag(arg: str, metric: str | None = None) -> str:
+    """Returns the command-line flag that sets argument ``arg`` of ``metric`` (``k`` of "dc" is
+    ``--dc-k``); an argument without a flag is returned as ``arg=``, its Python spelling."""
+    if metric == "dc" and arg == "k":
+        arg = "dc_k"
+    return FLAGS.get(arg, f"{arg}=")
 
 
 def get_metric(name: str) -> MetricSpec:
@@ -109,5 +129,5 @@ def load_function(name: str) -> Any:
     return load_object(get_metric(name).function)
 
 
-__all__ = ["DEFAULT_METRICS", "METRICS", "MetricSpec", "get_metric", "load_function", "needs_features",
+__all__ = ["DEFAULT_METRICS", "FLAGS", "METRICS", "flag", "MetricSpec", "get_metric", "load_function", "needs_features",
            "parse_metrics", "register_metric"]

@@ -32,7 +32,7 @@ def _mp_is(logits: np.ndarray, splits: int) -> tuple[float, float]:
 
 def test_against_mpmath() -> None:
     logits = np.random.default_rng(0).standard_normal((23, 5)) * 3
-    mean, std = inception_score(logits, splits=4)
+    mean, std = inception_score(logits, splits=4, shuffle_seed=None)
     ref_mean, ref_std = _mp_is(logits, 4)
     assert mean == pytest.approx(ref_mean, rel=1e-13)
     assert std == pytest.approx(ref_std, rel=1e-10)
@@ -45,17 +45,52 @@ def test_shuffle_reproduces_torch_fidelity() -> None:
 
     logits = np.random.default_rng(1).standard_normal((257, 10)) * 4
     peer = isc_features_to_metric(torch.from_numpy(logits), splits=10, shuffle=True, rng_seed=2020)
-    mean, std = inception_score(logits, splits=10, shuffle=True)
+    mean, std = inception_score(logits, splits=10)  # the default seed is torch-fidelity's permutation
     assert mean == pytest.approx(peer["inception_score_mean"], rel=1e-13)
     assert std == pytest.approx(peer["inception_score_std"], rel=1e-11)
+    other = isc_features_to_metric(torch.from_numpy(logits), splits=10, shuffle=True, rng_seed=7)
+    assert inception_score(logits, splits=10, shuffle_seed=7)[0] == pytest.approx(
+        other["inception_score_mean"], rel=1e-13)
     unshuffled = isc_features_to_metric(torch.from_numpy(logits), splits=7, shuffle=False)
-    assert inception_score(logits, splits=7)[0] == pytest.approx(unshuffled["inception_score_mean"], rel=1e-13)
+    assert inception_score(logits, splits=7, shuffle_seed=None)[0] == pytest.approx(
+        unshuffled["inception_score_mean"], rel=1e-13)
+
+
+def _sorted_one_hot(classes: int = 10, per_class: int = 20) -> np.ndarray:
+    """Confident logits sorted by class, as images read from class sub-folders in sorted path order."""
+    return np.repeat(np.eye(classes) * 20.0, per_class, axis=0)
+
+
+def test_default_does_not_depend_on_file_order() -> None:
+    """Issue 12.1: 200 confident one-hot predictions sorted by class gave IS 1.00 (each split one class);
+    by default the rows are shuffled with a fixed seed, so sorted and shuffled inputs score alike."""
+    logits = _sorted_one_hot()
+    shuffled = logits[np.random.default_rng(3).permutation(len(logits))]
+    sorted_mean, _ = inception_score(logits)
+    shuffled_mean, _ = inception_score(shuffled)
+    # 10 splits of 20 random rows: each split sees most classes (9.37 for the issue's shuffle, 8.2 here)
+    assert sorted_mean > 7.0 and shuffled_mean > 7.0
+    assert sorted_mean == pytest.approx(shuffled_mean, rel=0.2)
+
+
+def test_original_formula_by_name() -> None:
+    """shuffle_seed=None is openai/improved-gan's consecutive splits: sorted one-hot rows give 1."""
+    mean, std = inception_score(_sorted_one_hot(), splits=10, shuffle_seed=None)
+    assert mean == pytest.approx(1.0, abs=1e-6) and std == pytest.approx(0.0, abs=1e-6)
+
+
+def test_same_seed_same_number() -> None:
+    logits = np.random.default_rng(4).standard_normal((101, 7)) * 3
+    assert inception_score(logits, shuffle_seed=5) == inception_score(logits, shuffle_seed=5)
+    assert inception_score(logits, shuffle_seed=5) != inception_score(logits, shuffle_seed=6)
+    with pytest.raises(InputError, match="shuffle_seed"):
+        inception_score(logits, shuffle_seed=-1)
 
 
 def test_analytic_one_hot_and_uniform() -> None:
     k = 4
-    one_hot = np.tile(np.eye(k), (6, 1))  # every split holds each class equally often
-    mean, std = inception_score(one_hot, splits=3, from_logits=False)
+    one_hot = np.tile(np.eye(k), (6, 1))  # in this order every split holds each class equally often
+    mean, std = inception_score(one_hot, splits=3, from_logits=False, shuffle_seed=None)
     assert mean == pytest.approx(k, rel=1e-14) and std == pytest.approx(0.0, abs=1e-13)
     assert inception_score(np.zeros((10, 7)), splits=2) == pytest.approx((1.0, 0.0), abs=1e-14)
 
@@ -68,8 +103,11 @@ def test_probs_equal_logits() -> None:
 
 
 def test_bad_input() -> None:
-    with pytest.raises(InputError, match="splits=5"):
+    with pytest.raises(InputError, match=r"^logits: 4 images, fewer than --splits 5; pass --splits 4 or fewer "
+                                         r"\(splits= in Python\)"):
         inception_score(np.zeros((4, 3)), splits=5)
+    with pytest.raises(InputError, match=r"^fake: 3 images, fewer than --splits 10"):
+        inception_score(np.zeros((3, 3)), name="fake")
     with pytest.raises(InputError, match="NaN"):
         inception_score(np.array([[0.0, np.nan]]), splits=1)
     with pytest.raises(InputError, match="sums to"):
