@@ -48,6 +48,7 @@ from .image_rules import (  # noqa: F401  (re-exported: the rules are part of th
     ValueRange,
     check_value_range,
     infer_value_range,
+    integral_range,
     parse_value_range,
     resolve_layout,
 )
@@ -185,6 +186,9 @@ class ArraySource(ImageSource):
                 value_range = infer_value_range(array.dtype, lo, hi, name)
             else:
                 check_value_range(value_range, lo, hi, name, floating=floating)
+        if value_range is None and integral_range(array.dtype) is None:
+            # an integer dtype with no known range: the error quotes the data's real extremes
+            value_range = infer_value_range(array.dtype, *_extremes(array, name), name)
         self.value_range = value_range or infer_value_range(array.dtype, 0.0, 0.0, name)
         self.names = list(range(array.shape[0]))
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _validate
 from .errors import InputError
+from .metrics import flag
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, *, degree: int = 3, gamma: float | None = None,
@@ -26,7 +27,7 @@ def polynomial_kernel(x: np.ndarray, y: np.ndarray, *, degree: int = 3, gamma: f
     return (x @ y.T * g + coef0) ** degree
 
 
-def _offdiag_mean(k: np.ndarray, ids: np.ndarray | None) -> float:
+def _offdiag_mean(k: np.ndarray, ids: np.ndarray | None, label: str = "features") -> float:
     """Returns the mean of ``k`` over pairs of different samples (by position, or by ``ids`` if given)."""
     m = k.shape[0]
     if ids is None:
@@ -34,47 +35,63 @@ def _offdiag_mean(k: np.ndarray, ids: np.ndarray | None) -> float:
     distinct = ids[:, None] != ids[None, :]
     count = int(distinct.sum())
     if count == 0:
-        raise InputError("KID: a bootstrap subset holds a single distinct sample; use a larger subset_size")
+        raise InputError(f"{label}: a bootstrap resample drew KID's subset of {m} as {m} copies of one image, "
+                         f"whose MMD² is undefined; pass more images, a larger {flag('subset_size')} "
+                         f"(subset_size= in Python) or {flag('n_boot')} 0")
     return float(k[distinct].sum()) / count
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray, *, degree: int = 3, gamma: float | None = None,
                   coef0: float = 1.0, ids_x: np.ndarray | None = None,
-                  ids_y: np.ndarray | None = None) -> float:
+                  ids_y: np.ndarray | None = None,
+                  labels: tuple[str, str] = ("x", "y")) -> float:
     """Returns the unbiased MMD² estimate between samples ``x`` (m, d) and ``y`` (m', d) (Bińkowski et al. 2018).
 
     ``ids_x`` / ``ids_y`` (optional) give each row's original sample index; pairs with the same index
-    are then excluded like the diagonal (for bootstrap resamples drawn with replacement).
+    are then excluded like the diagonal (for bootstrap resamples drawn with replacement); ``labels``
+    name the two inputs in errors.
     """
     kw = {"degree": degree, "gamma": gamma, "coef0": coef0}
     k_xx = polynomial_kernel(x, x, **kw)
     k_yy = polynomial_kernel(y, y, **kw)
     k_xy = polynomial_kernel(x, y, **kw)
-    return _offdiag_mean(k_xx, ids_x) + _offdiag_mean(k_yy, ids_y) - 2.0 * float(k_xy.mean())
+    return (_offdiag_mean(k_xx, ids_x, labels[0]) + _offdiag_mean(k_yy, ids_y, labels[1])
+            - 2.0 * float(k_xy.mean()))
 
 
-def _check(features1: object, features2: object, subset_size: int, degree: int,
-           gamma: float | None) -> tuple[np.ndarray, np.ndarray]:
-    f1 = _validate.features(features1, "features1")
-    f2 = _validate.features(features2, "features2")
-    _validate.same_dim(f1, f2, "features1", "features2")
-    _validate.positive_int(subset_size, "subset_size", minimum=2)
+def _check(features1: object, features2: object, subset_size: int, degree: int, gamma: float | None,
+           labels: tuple[str, str] = ("features1", "features2")) -> tuple[np.ndarray, np.ndarray]:
+    l1, l2 = labels
+    f1 = _validate.features(features1, l1)
+    f2 = _validate.features(features2, l2)
+    _validate.same_dim(f1, f2, l1, l2)
+    _validate.positive_int(subset_size, f"KID subset size ({flag('subset_size')})", minimum=2)
     _validate.positive_int(degree, "degree")
     if gamma is not None and not (np.isfinite(gamma) and gamma > 0):
         raise InputError(f"KID: expected gamma > 0 or None (1/d), received {gamma!r}")
-    for name, f in (("features1", f1), ("features2", f2)):
+    for name, f in ((l1, f1), (l2, f2)):
         if f.shape[0] < subset_size:
-            raise InputError(f"KID: {name} has {f.shape[0]} samples, fewer than subset_size={subset_size}; "
-                             f"pass subset_size <= {min(f1.shape[0], f2.shape[0])} (as torch-fidelity requires)")
+            most = min(f1.shape[0], f2.shape[0])
+            raise InputError(f"{name}: {f.shape[0]} images, fewer than KID's {flag('subset_size')} "
+                             f"{subset_size}; pass {flag('subset_size')} {most} or fewer (subset_size= in "
+                             f"Python; subsets are drawn without replacement, as torch-fidelity) or more images")
     return f1, f2
+
+
+def subsets_vary(n1: int, n2: int, subsets: int, subset_size: int) -> bool:
+    """Returns whether KID's subsets can differ from one another, i.e. whether their std says anything:
+    with one subset, or a subset size equal to both sample sizes (every subset is the whole sample, and
+    the std is rounding, ~1e-16), it does not."""
+    return subsets > 1 and subset_size < max(n1, n2)
 
 
 def kid_subset_values(features1: np.ndarray, features2: np.ndarray, subsets: int = 100,
                       subset_size: int = 1000, degree: int = 3, gamma: float | None = None,
-                      coef0: float = 1.0, seed: int = 0) -> np.ndarray:
+                      coef0: float = 1.0, seed: int = 0, *,
+                      labels: tuple[str, str] = ("features1", "features2")) -> np.ndarray:
     """Returns the (subsets,) per-subset unbiased MMD² values whose mean and std `kid` reports."""
-    f1, f2 = _check(features1, features2, subset_size, degree, gamma)
-    subsets = _validate.positive_int(subsets, "subsets")
+    f1, f2 = _check(features1, features2, subset_size, degree, gamma, labels)
+    subsets = _validate.positive_int(subsets, f"KID subsets ({flag('subsets')})")
     rng = np.random.RandomState(seed)
     out = np.empty(subsets)
     for i in range(subsets):
@@ -86,14 +103,18 @@ def kid_subset_values(features1: np.ndarray, features2: np.ndarray, subsets: int
 
 def kid(features1: np.ndarray, features2: np.ndarray, subsets: int = 100, subset_size: int = 1000,
         degree: int = 3, gamma: float | None = None, coef0: float = 1.0,
-        seed: int = 0) -> tuple[float, float]:
+        seed: int = 0, *, labels: tuple[str, str] = ("features1", "features2")) -> tuple[float, float]:
     """Returns (mean, std) of the unbiased polynomial-kernel MMD² over random subsets (KID; Bińkowski et al. 2018).
 
     ``features1`` (n1, d) and ``features2`` (n2, d) are computed in float64; ``subsets`` draws of
     ``subset_size`` samples per side without replacement (see the module docstring for the order of the
     draws). The std is the population std (ddof=0) over subsets, as torch-fidelity reports it; it
     describes the spread of subset estimates, not the error of the mean. KID is unbiased, so values
-    slightly below 0 occur for near-identical distributions and are kept.
+    slightly below 0 occur for near-identical distributions and are kept. When the subsets cannot differ
+    (`subsets_vary` is False: one subset, or ``subset_size`` equal to both sample sizes) the std is
+    rounding, not an uncertainty; `fidkit.score` then reports it as None. ``labels`` name the two inputs
+    in errors (`fidkit.score` passes "real", "fake").
     """
-    values = kid_subset_values(features1, features2, subsets, subset_size, degree, gamma, coef0, seed)
+    values = kid_subset_values(features1, features2, subsets, subset_size, degree, gamma, coef0, seed,
+                               labels=labels)
     return float(values.mean()), float(values.std())

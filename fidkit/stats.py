@@ -160,9 +160,10 @@ class Stats:
         return int(self.mean.shape[0])
 
     @classmethod
-    def from_features(cls, features: np.ndarray, provenance: Provenance = Provenance()) -> Stats:
-        """Returns the statistics of an (N, d) feature array, N >= 2."""
-        acc = StatsAccumulator(provenance)
+    def from_features(cls, features: np.ndarray, provenance: Provenance = Provenance(), *,
+                      label: str | None = None) -> Stats:
+        """Returns the statistics of an (N, d) feature array, N >= 2 (``label`` names the input in errors)."""
+        acc = StatsAccumulator(provenance, label=label)
         acc.update(features)
         return acc.stats()
 
@@ -257,8 +258,10 @@ class StatsAccumulator:
     #: Rows pooled before one update: amortises the O(d²) merge over many small pipeline batches.
     FLUSH_ROWS = 1024
 
-    def __init__(self, provenance: Provenance = Provenance()) -> None:
+    def __init__(self, provenance: Provenance = Provenance(), *, label: str | None = None) -> None:
         self.provenance = provenance
+        #: the input's name in errors ("real", "fake", a path); None: the class's own name
+        self.label = label
         self.n = 0
         self._dim: int | None = None
         self._pending: list[np.ndarray] = []
@@ -310,12 +313,18 @@ class StatsAccumulator:
         self._mean = self._mean + delta * (nb / n)
         self._n_merged = n
 
-    def stats(self) -> Stats:
-        """Returns the statistics of every row added so far (needs at least two)."""
+    def stats(self, label: str | None = None) -> Stats:
+        """Returns the statistics of every row added so far (needs at least two); ``label`` (default:
+        the one given to the constructor) names the input in errors."""
         self._flush()
         if self.n < 2 or self._mean is None or self._m2 is None:
-            raise InputError(f"StatsAccumulator.stats: a covariance needs at least 2 feature rows, "
-                             f"received {self.n}; add more images")
+            label = label or self.label
+            if label is None:
+                raise InputError(f"StatsAccumulator.stats: a covariance needs at least 2 feature rows, "
+                                 f"received {self.n}; add more images")
+            what = "no images" if self.n == 0 else f"{self.n} image" + ("s" if self.n != 1 else "")
+            raise InputError(f"{label}: {what}; a mean and covariance (FID) need at least 2 images — "
+                             f"pass more images")
         cov = _mirror_upper(self._m2)
         cov /= self.n - 1
         return Stats(self.n, self._mean.copy(), cov, self.provenance)

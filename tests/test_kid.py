@@ -67,11 +67,26 @@ def test_same_distribution_near_zero_and_seeded() -> None:
 
 def test_bad_input() -> None:
     x = np.zeros((10, 3))
-    with pytest.raises(InputError, match="fewer than subset_size=20"):
+    with pytest.raises(InputError, match=r"^features1: 10 images, fewer than KID's --subset-size 20; pass "
+                                         r"--subset-size 10 or fewer \(subset_size= in Python"):
         kid(x, x, subset_size=20)
+    with pytest.raises(InputError, match=r"^fake: 10 images, fewer than KID's --subset-size 20"):
+        kid(np.zeros((30, 3)), x, subset_size=20, labels=("real", "fake"))
     with pytest.raises(InputError, match="feature dimension 3 but features2 has 4"):
         kid(x, np.zeros((10, 4)), subset_size=5)
     with pytest.raises(InputError, match="gamma"):
         kid(x, x, subset_size=5, gamma=-1.0)
     with pytest.raises(InputError, match="subsets"):
         kid(x, x, subsets=0, subset_size=5)
+
+
+def test_subsets_vary() -> None:
+    """Issue 12.6: a subset as large as both samples is the whole sample every time, so KID's std is
+    rounding (1e-16), not an uncertainty; `subsets_vary` says so."""
+    from fidkit.kid import subsets_vary
+
+    assert not subsets_vary(50, 50, 100, 50)
+    assert not subsets_vary(500, 500, 1, 100)
+    assert subsets_vary(50, 60, 100, 50) and subsets_vary(60, 60, 2, 50)
+    x = np.random.default_rng(0).standard_normal((50, 3))
+    assert kid(x, x + 1.0, subsets=5, subset_size=50)[1] < 1e-12

@@ -311,3 +311,16 @@ def test_float16_does_not_excuse_a_matrix_that_is_not_psd(tmp_path) -> None:
     with pytest.raises(InputError, match=r"bad.npz: covariance: not positive semi-definite even allowing for "
                                          r"float16 storage"):
         load(path)
+
+
+def test_accumulator_names_the_input() -> None:
+    """Issue 12.8: 'a covariance needs at least 2 feature rows' did not say which input had one image."""
+    from fidkit.stats import StatsAccumulator
+
+    acc = StatsAccumulator(label="fake").update(np.zeros((1, 3)))
+    with pytest.raises(InputError, match=r"^fake: 1 image; a mean and covariance \(FID\) need at least 2"):
+        acc.stats()
+    with pytest.raises(InputError, match=r"^real: no images"):
+        StatsAccumulator().stats(label="real")
+    with pytest.raises(InputError, match=r"^fake: 1 image"):
+        Stats.from_features(np.zeros((1, 3)), label="fake")
