@@ -12,7 +12,9 @@ entirely below). FID therefore gets the replicates' spread re-centred on the est
 [FID + q_lo - q_50, FID + q_hi - q_50], clamped at 0: an interval for the FID one would measure at these
 sample sizes, not for the population FID, whose small-sample bias it does not remove (see
 `fidkit.infinity`).
-Replicates are drawn with ``numpy.random.default_rng(seed)``.
+Replicates are drawn with ``numpy.random.default_rng(seed)``. Every function takes ``progress`` (a bar
+on stderr over the replicates); loops of small factorisations run with one BLAS thread
+(`fidkit._threads`), which changes no number.
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate
+from ._threads import progress_bar, small_blas
 from .errors import InputError
 from .frechet import FrechetReference, _distance_features
 from .kid import _check as _check_kid
 from .kid import kid as _kid
 from .kid import mmd2_unbiased
-from .prdc import per_sample
+from .metrics import METRICS, flag
+from .prdc import PRDC, PerSample, _per_samples
+from .prdc import _check as _check_prdc
 
 
 @dataclass(frozen=True)
@@ -84,13 +89,18 @@ def _centred_interval(value: float, reps: np.ndarray, level: float) -> Confidenc
 
 def _check_level(level: float, n_boot: int) -> int:
     if not 0.0 < level < 1.0:
-        raise InputError(f"level: expected a confidence level strictly between 0 and 1, received {level!r}")
-    return _validate.positive_int(n_boot, "n_boot", minimum=2)
+        raise InputError(f"{flag('level')} {level!r}: expected a confidence level strictly between 0 and 1 "
+                         f"(level= in Python), e.g. {flag('level')} 0.95")
+    if isinstance(n_boot, bool) or not isinstance(n_boot, int | np.integer) or n_boot < 2:
+        raise InputError(f"{flag('n_boot')} {n_boot!r}: a bootstrap interval needs at least 2 resamples "
+                         f"(n_boot= in Python); pass {flag('n_boot')} 100, or {flag('n_boot')} 0 for no "
+                         f"intervals")
+    return int(n_boot)
 
 
 def bootstrap_fid(real: FrechetReference | tuple[np.ndarray, np.ndarray] | np.ndarray,
                   fake_features: np.ndarray, *, n_boot: int = 100, level: float = 0.95,
-                  seed: int = 0) -> ConfidenceInterval:
+                  seed: int = 0, progress: bool = False) -> ConfidenceInterval:
     """Returns FID (Heusel et al. 2017) with a bootstrap interval re-centred on the estimate (module doc).
 
     ``real`` as features (N, d) is resampled together with ``fake_features``; as a `FrechetReference`
@@ -107,22 +117,35 @@ def bootstrap_fid(real: FrechetReference | tuple[np.ndarray, np.ndarray] | np.nd
             raise InputError(f"fake_features has feature dimension {fake.shape[1]} but real has {ref.dim}; "
                              "both must come from the same extractor layer")
         value = ref.distance_features(fake, name="fake_features")
-        reps = np.array([ref._distance_features(fake[rng.integers(0, n_f, n_f)]) for _ in range(n_boot)])
-        return _centred_interval(value, reps, level)
+        return _centred_interval(value, _replicates(
+            n_boot, fake.shape[1], "FID bootstrap", progress,
+            lambda: ref._distance_features(fake[rng.integers(0, n_f, n_f)])), level)
     x_real = _validate.features(real, "real")
     _validate.same_dim(x_real, fake, "real", "fake_features")
     for name, arr in (("real", x_real), ("fake_features", fake)):
         _validate.warn_sample_size(arr.shape[0], arr.shape[1], name)
     n_r = x_real.shape[0]
     value = _distance_features(x_real, fake)
-    reps = np.array([_distance_features(x_real[rng.integers(0, n_r, n_r)], fake[rng.integers(0, n_f, n_f)])
-                     for _ in range(n_boot)])
-    return _centred_interval(value, reps, level)
+    return _centred_interval(value, _replicates(
+        n_boot, fake.shape[1], "FID bootstrap", progress,
+        lambda: _distance_features(x_real[rng.integers(0, n_r, n_r)], fake[rng.integers(0, n_f, n_f)])), level)
+
+
+def _replicates(n_boot: int, dim: int, desc: str, progress: bool, replicate: Callable[[], float]) -> np.ndarray:
+    """Returns (n_boot,) values of ``replicate()``, called in order (the draws stay those of the seed),
+    with one BLAS thread for small ``dim`` and a progress bar with ``progress``."""
+    reps = np.empty(n_boot)
+    with small_blas(dim), progress_bar(n_boot, desc, progress, unit="resample") as bar:
+        for b in range(n_boot):
+            reps[b] = replicate()
+            bar.update(1)
+    return reps
 
 
 def bootstrap_kid(features1: np.ndarray, features2: np.ndarray, *, n_boot: int = 100,
                   level: float = 0.95, subsets: int = 10, subset_size: int = 1000, degree: int = 3,
-                  gamma: float | None = None, coef0: float = 1.0, seed: int = 0) -> ConfidenceInterval:
+                  gamma: float | None = None, coef0: float = 1.0, seed: int = 0, progress: bool = False,
+                  labels: tuple[str, str] = ("features1", "features2")) -> ConfidenceInterval:
     """Returns KID (Bińkowski et al. 2018) with a percentile bootstrap interval.
 
     ``value`` is ``kid(features1, features2, subsets, subset_size, degree, gamma, coef0, seed)``. Each
@@ -131,44 +154,60 @@ def bootstrap_kid(features1: np.ndarray, features2: np.ndarray, *, n_boot: int =
     estimator stays unbiased. Cost: (n_boot + 1) × subsets kernel evaluations of size subset_size.
     """
     n_boot = _check_level(level, n_boot)
-    f1, f2 = _check_kid(features1, features2, subset_size, degree, gamma)
-    subsets = _validate.positive_int(subsets, "subsets")
-    value, _ = _kid(f1, f2, subsets, subset_size, degree, gamma, coef0, seed)
+    f1, f2 = _check_kid(features1, features2, subset_size, degree, gamma, labels)
+    subsets = _validate.positive_int(subsets, f"KID subsets ({flag('subsets')})")
+    value, _ = _kid(f1, f2, subsets, subset_size, degree, gamma, coef0, seed, labels=labels)
     rng = np.random.default_rng(seed)
     n1, n2 = f1.shape[0], f2.shape[0]
-    kw = {"degree": degree, "gamma": gamma, "coef0": coef0}
-    reps = np.empty(n_boot)
-    for b in range(n_boot):
+    kw = {"degree": degree, "gamma": gamma, "coef0": coef0, "labels": labels}
+
+    def replicate() -> float:
         r1, r2 = rng.integers(0, n1, n1), rng.integers(0, n2, n2)
         vals = []
         for _ in range(subsets):
             i1 = r1[rng.choice(n1, subset_size, replace=False)]
             i2 = r2[rng.choice(n2, subset_size, replace=False)]
             vals.append(mmd2_unbiased(f1[i1], f2[i2], ids_x=i1, ids_y=i2, **kw))
-        reps[b] = np.mean(vals)
-    return _interval(value, reps, level)
+        return float(np.mean(vals))
+
+    return _interval(value, _replicates(n_boot, f1.shape[1], "KID bootstrap", progress, replicate), level)
 
 
-def bootstrap_prdc(real: np.ndarray, fake: np.ndarray, *, k: int = 5, n_boot: int = 100, level: float = 0.95,
-                   seed: int = 0, block_size: int | None = None) -> dict[str, ConfidenceInterval]:
-    """Returns precision, recall, density and coverage (one ``k``) with percentile bootstrap intervals.
+def bootstrap_prdc(real: np.ndarray, fake: np.ndarray, *, k: int | None = None, dc_k: int | None = None,
+                   n_boot: int = 100, level: float = 0.95, seed: int = 0, block_size: int | None = None,
+                   progress: bool = False) -> dict[str, ConfidenceInterval]:
+    """Returns precision, recall, density and coverage with percentile bootstrap intervals.
 
-    The k-NN manifolds are computed once and held fixed; each replicate resamples the evaluated samples
-    (fake samples for precision and density, real samples for recall and coverage) and re-averages their
-    per-sample quantities (`fidkit.prdc.per_sample`). The intervals therefore show the sampling spread of
-    the evaluated points only, not that of the manifold estimates, which would need the N² neighbour
-    search on every replicate: read them as lower bounds on the uncertainty.
+    ``k`` and ``dc_k`` as in `fidkit.prdc.prdc`: both None, each pair at its registered default
+    (precision/recall k = 3, density/coverage k = 5); ``k`` alone, all four at ``k``. The k-NN manifolds
+    are computed once and held fixed; each replicate resamples the evaluated samples (fake samples for
+    precision and density, real samples for recall and coverage) and re-averages their per-sample
+    quantities (`fidkit.prdc.per_sample`). The intervals therefore show the sampling spread of the
+    evaluated points only, not that of the manifold estimates, which would need the N² neighbour search
+    on every replicate: read them as lower bounds on the uncertainty.
     """
     n_boot = _check_level(level, n_boot)
-    ps = per_sample(real, fake, k, block_size=block_size)
-    value = ps.aggregate()
-    n_fake, n_real = ps.inside_count.shape[0], ps.recalled.shape[0]
+    pr_k = int(METRICS["pr"].defaults["k"]) if k is None else k
+    dc_k = (int(METRICS["dc"].defaults["k"]) if k is None else k) if dc_k is None else dc_k
+    r, f = _check_prdc(real, fake, (("pr", pr_k), ("dc", dc_k)))
+    ps = _per_samples(r, f, (pr_k, dc_k), {pr_k}, block_size, progress)
+    pr, dc = ps[pr_k], ps[dc_k]
+    value = _prdc_of(pr, dc)
+    n_fake, n_real = f.shape[0], r.shape[0]
     rng = np.random.default_rng(seed)
     reps = np.empty((n_boot, 4))
-    for b in range(n_boot):
-        i_f, i_r = rng.integers(0, n_fake, n_fake), rng.integers(0, n_real, n_real)
-        inside = ps.inside_count[i_f]
-        reps[b] = ((inside > 0).mean(), ps.recalled[i_r].mean(), (1.0 / ps.k) * inside.mean(),
-                   ps.covered[i_r].mean())
+    with progress_bar(n_boot, "k-NN bootstrap", progress, unit="resample") as bar:
+        for b in range(n_boot):
+            i_f, i_r = rng.integers(0, n_fake, n_fake), rng.integers(0, n_real, n_real)
+            inside_pr, inside_dc = pr.inside_count[i_f], dc.inside_count[i_f]
+            reps[b] = ((inside_pr > 0).mean(), pr.recalled[i_r].mean(), (1.0 / dc.k) * inside_dc.mean(),
+                       dc.covered[i_r].mean())
+            bar.update(1)
     return {name: _interval(getattr(value, name), reps[:, j], level)
             for j, name in enumerate(("precision", "recall", "density", "coverage"))}
+
+
+def _prdc_of(pr: PerSample, dc: PerSample) -> PRDC:
+    """Returns precision/recall from ``pr``'s per-sample quantities and density/coverage from ``dc``'s."""
+    a, b = pr.aggregate(), dc.aggregate()
+    return PRDC(a.precision, a.recall, b.density, b.coverage)

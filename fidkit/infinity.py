@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate
+from ._threads import progress_bar, small_blas
 from .errors import FidkitWarning, InputError
 from .frechet import FrechetReference
 from .inception_score import inception_score
@@ -69,22 +70,27 @@ def _fit(sizes: np.ndarray, scores: np.ndarray) -> InfinityResult:
                           sizes=tuple(int(s) for s in sizes), scores=tuple(float(s) for s in scores))
 
 
-def _extrapolate(n: int, sizes: np.ndarray, seed: int, score: Callable[[np.ndarray], float]) -> InfinityResult:
+def _extrapolate(n: int, sizes: np.ndarray, seed: int, score: Callable[[np.ndarray], float], dim: int,
+                 desc: str, progress: bool) -> InfinityResult:
     rng = np.random.default_rng(seed)
-    scores = np.array([score(rng.permutation(n)[:size]) for size in sizes])
+    scores = np.empty(len(sizes))
+    with small_blas(dim), progress_bar(len(sizes), desc, progress, unit="size") as bar:
+        for i, size in enumerate(sizes):
+            scores[i] = score(rng.permutation(n)[:size])
+            bar.update(1)
     return _fit(sizes, scores)
 
 
 def fid_infinity(real: FrechetReference | tuple[np.ndarray, np.ndarray] | np.ndarray,
                  fake_features: np.ndarray, *, sizes: Sequence[int] | None = None,
                  num_points: int = DEFAULT_NUM_POINTS, min_size: int = DEFAULT_MIN_SIZE,
-                 seed: int = 0) -> InfinityResult:
+                 seed: int = 0, progress: bool = False) -> InfinityResult:
     """Returns FID∞ (Chong & Forsyth 2020): FID of sub-samples of ``fake_features`` extrapolated to N = ∞.
 
     ``real`` is fixed: a `FrechetReference`, a ``(mu, sigma)`` pair, or real features (N, d) whose
     statistics are used whole. ``sizes`` overrides the sub-sample sizes; by default ``num_points``
     sizes from ``min(min_size, n // 2)`` to n. Warns if a sub-sample has fewer samples than dimensions,
-    where the 1/N law is not expected to hold.
+    where the 1/N law is not expected to hold. ``progress`` shows a bar over the sub-sample sizes.
     """
     if isinstance(real, FrechetReference):
         ref = real
@@ -103,15 +109,19 @@ def fid_infinity(real: FrechetReference | tuple[np.ndarray, np.ndarray] | np.nda
         warnings.warn(f"fid_infinity: the smallest sub-sample has {grid[0]} samples, fewer than the {ref.dim} "
                       "feature dimensions; FID's 1/N bias law assumes N well above d — use more samples",
                       FidkitWarning, stacklevel=2)
-    return _extrapolate(fake.shape[0], grid, seed, lambda idx: ref._distance_features(fake[idx]))
+    return _extrapolate(fake.shape[0], grid, seed, lambda idx: ref._distance_features(fake[idx]), ref.dim,
+                        "FID∞ fit", progress)
 
 
 def is_infinity(logits_or_probs: np.ndarray, *, from_logits: bool = True,
                 sizes: Sequence[int] | None = None, num_points: int = DEFAULT_NUM_POINTS,
-                min_size: int = DEFAULT_MIN_SIZE, seed: int = 0) -> InfinityResult:
-    """Returns IS∞ (Chong & Forsyth 2020): Inception Score of sub-samples (one split each) extrapolated to N = ∞."""
+                min_size: int = DEFAULT_MIN_SIZE, seed: int = 0, progress: bool = False) -> InfinityResult:
+    """Returns IS∞ (Chong & Forsyth 2020): Inception Score of sub-samples (one split each) extrapolated to N = ∞.
+
+    One split per sub-sample, so the order of the rows does not matter (no shuffle is needed)."""
     name = "logits" if from_logits else "probs"
     x = _validate.features(logits_or_probs, name)
     grid = _sizes(x.shape[0], sizes, num_points, min_size)
     return _extrapolate(x.shape[0], grid, seed,
-                        lambda idx: inception_score(x[idx], splits=1, from_logits=from_logits)[0])
+                        lambda idx: inception_score(x[idx], splits=1, from_logits=from_logits,
+                                                    shuffle_seed=None)[0], x.shape[1], "IS∞ fit", progress)

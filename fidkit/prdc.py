@@ -18,12 +18,15 @@ Memory is O(block_size · N), not O(N²): distances are computed for ``block_siz
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from . import _validate
+from ._threads import progress_bar
 from .errors import InputError
+from .metrics import METRICS, flag
 
 #: Default block: rows per distance block are chosen so that a block holds about this many float64s.
 BLOCK_ELEMENTS = 1 << 23
@@ -73,28 +76,46 @@ def _rows_per_block(block_size: int | None, n_cols: int) -> int:
 
 def knn_radii(x: np.ndarray, k: int, *, block_size: int | None = None) -> np.ndarray:
     """Returns each row's distance to its k-th nearest other row of ``x`` (N,), computed blockwise."""
+    return _knn_radii(x, (k,), block_size, None)[k]
+
+
+def _knn_radii(x: np.ndarray, ks: Sequence[int], block_size: int | None,
+               bar: Any) -> dict[int, np.ndarray]:
+    """Returns {k: each row's distance to its k-th nearest other row} for several k, one distance pass."""
     n = x.shape[0]
+    ks = sorted(set(ks))
     sq = _sq_norms(x)
     rows = _rows_per_block(block_size, n)
-    radii = np.empty(n)
+    radii = {k: np.empty(n) for k in ks}
     for lo in range(0, n, rows):
         hi = min(lo + rows, n)
         d = _distances(x[lo:hi], sq[lo:hi], x, sq)
         d[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
-        radii[lo:hi] = np.partition(d, k, axis=1)[:, k]
+        d = np.partition(d, ks, axis=1)
+        for k in ks:
+            radii[k][lo:hi] = d[:, k]
+        if bar is not None:
+            bar.update(hi - lo)
     return radii
 
 
-def _check(real: object, fake: object, k: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _check(real: object, fake: object, ks: Sequence[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Returns validated real and fake features; ``ks`` are the (metric, k) pairs asked for."""
     r = _validate.features(real, "real")
     f = _validate.features(fake, "fake")
     _validate.same_dim(r, f, "real", "fake")
-    k = _validate.positive_int(k, "k")
-    for name, arr in (("real", r), ("fake", f)):
-        if arr.shape[0] <= k:
-            raise InputError(f"{name}: {arr.shape[0]} samples cannot have k={k} nearest neighbours "
-                             f"besides themselves; pass k < {arr.shape[0]} or more samples")
-    return r, f, k
+    for metric, k in ks:
+        opt = flag("k", metric)
+        k = _validate.positive_int(k, f"{_TITLES[metric]} k ({opt})")
+        for name, arr in (("real", r), ("fake", f)):
+            if arr.shape[0] <= k:
+                raise InputError(f"{name}: {arr.shape[0]} images cannot have {opt} {k} nearest neighbours "
+                                 f"besides themselves ({_TITLES[metric]}); pass {opt} {arr.shape[0] - 1} or "
+                                 f"less (k= in Python) or more images")
+    return r, f
+
+
+_TITLES = {"pr": "precision/recall", "dc": "density/coverage", "prdc": "PRDC"}
 
 
 class PerSample(NamedTuple):
@@ -117,64 +138,84 @@ class PerSample(NamedTuple):
 
 def per_sample(real: np.ndarray, fake: np.ndarray, k: int = 5, *, block_size: int | None = None) -> PerSample:
     """Returns the per-sample quantities behind precision, recall, density and coverage for one ``k``."""
-    r, f, k = _check(real, fake, k)
-    return _per_sample(r, f, k, block_size, need_recall=True)
+    r, f = _check(real, fake, (("prdc", k),))
+    return _per_samples(r, f, (k,), {k}, block_size)[k]
 
 
-def _prdc(real: np.ndarray, fake: np.ndarray, k: int, block_size: int | None,
-          need_recall: bool) -> PRDC:
-    out = _per_sample(real, fake, k, block_size, need_recall).aggregate()
-    return out if need_recall else out._replace(recall=float("nan"))
-
-
-def _per_sample(real: np.ndarray, fake: np.ndarray, k: int, block_size: int | None,
-                need_recall: bool) -> PerSample:
-    r_real = knn_radii(real, k, block_size=block_size)
-    r_fake = knn_radii(fake, k, block_size=block_size) if need_recall else None
-    real_sq, fake_sq = _sq_norms(real), _sq_norms(fake)
+def _per_samples(real: np.ndarray, fake: np.ndarray, ks: Sequence[int], recall_ks: set[int],
+                 block_size: int | None, progress: bool = False) -> dict[int, PerSample]:
+    """Returns {k: `PerSample`} for several k from one pass over the distances (recall only for
+    ``recall_ks``: it needs the fake radii, a second N² pass); a progress bar counts rows with ``progress``."""
+    ks = sorted(set(ks))
     n_real, n_fake = real.shape[0], fake.shape[0]
-    rows = _rows_per_block(block_size, n_fake)
-    inside_count = np.zeros(n_fake, dtype=np.int64)   # real balls containing each fake sample
-    recalled = np.zeros(n_real, dtype=bool)           # real samples inside some fake ball
-    covered = np.zeros(n_real, dtype=bool)            # real balls containing some fake sample
-    for lo in range(0, n_real, rows):
-        hi = min(lo + rows, n_real)
-        d = _distances(real[lo:hi], real_sq[lo:hi], fake, fake_sq)
-        inside = d < r_real[lo:hi, None]
-        inside_count += inside.sum(axis=0)
-        covered[lo:hi] = d.min(axis=1) < r_real[lo:hi]
-        if r_fake is not None:
-            recalled[lo:hi] = (d < r_fake[None, :]).any(axis=1)
-    return PerSample(inside_count, recalled, covered, k)
+    with progress_bar(2 * n_real + (n_fake if recall_ks else 0), f"k-NN (k = {', '.join(map(str, ks))})",
+                      progress, unit="row") as bar:
+        r_real = _knn_radii(real, ks, block_size, bar)
+        r_fake = _knn_radii(fake, sorted(recall_ks), block_size, bar) if recall_ks else {}
+        real_sq, fake_sq = _sq_norms(real), _sq_norms(fake)
+        rows = _rows_per_block(block_size, n_fake)
+        inside_count = {k: np.zeros(n_fake, dtype=np.int64) for k in ks}  # real balls containing each fake
+        recalled = {k: np.zeros(n_real, dtype=bool) for k in ks}         # real samples inside some fake ball
+        covered = {k: np.zeros(n_real, dtype=bool) for k in ks}          # real balls containing some fake
+        for lo in range(0, n_real, rows):
+            hi = min(lo + rows, n_real)
+            d = _distances(real[lo:hi], real_sq[lo:hi], fake, fake_sq)
+            nearest = d.min(axis=1)
+            for k in ks:
+                inside = d < r_real[k][lo:hi, None]
+                inside_count[k] += inside.sum(axis=0)
+                covered[k][lo:hi] = nearest < r_real[k][lo:hi]
+                if k in r_fake:
+                    recalled[k][lo:hi] = (d < r_fake[k][None, :]).any(axis=1)
+            bar.update(hi - lo)
+    return {k: PerSample(inside_count[k], recalled[k], covered[k], k) for k in ks}
 
 
-def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3, *,
-                     block_size: int | None = None) -> PrecisionRecall:
+def _registry_k(metric: str) -> int:
+    return int(METRICS[metric].defaults["k"])
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int | None = None, *,
+                     block_size: int | None = None, progress: bool = False) -> PrecisionRecall:
     """Returns (precision, recall) of ``fake`` against ``real`` features with k-NN balls (Kynkäänniemi et al. 2019).
 
     Precision: the fraction of fake samples inside some real sample's k-NN ball; recall: the fraction of
-    real samples inside some fake sample's k-NN ball (strict ``<``, as the ``prdc`` package). k=3 is the
-    paper's choice. ``block_size`` rows of distances are held at a time (default: about 64 MB).
+    real samples inside some fake sample's k-NN ball (strict ``<``, as the ``prdc`` package). ``k`` None
+    is the registry's default, k = 3, the paper's choice. ``block_size`` rows of distances are held at a
+    time (default: about 64 MB); ``progress`` shows a bar over the distance rows.
     """
-    r, f, k = _check(real, fake, k)
-    out = _prdc(r, f, k, block_size, need_recall=True)
+    k = _registry_k("pr") if k is None else k
+    r, f = _check(real, fake, (("pr", k),))
+    out = _per_samples(r, f, (k,), {k}, block_size, progress)[k].aggregate()
     return PrecisionRecall(out.precision, out.recall)
 
 
-def density_coverage(real: np.ndarray, fake: np.ndarray, k: int = 5, *,
-                     block_size: int | None = None) -> DensityCoverage:
+def density_coverage(real: np.ndarray, fake: np.ndarray, k: int | None = None, *,
+                     block_size: int | None = None, progress: bool = False) -> DensityCoverage:
     """Returns (density, coverage) of ``fake`` against ``real`` features (Naeem et al. 2020).
 
     Density: the number of real k-NN balls containing a fake sample, averaged over fake samples and
     divided by k; coverage: the fraction of real samples whose k-NN ball contains some fake sample
-    (strict ``<``, as the ``prdc`` package). k=5 is the paper's choice.
+    (strict ``<``, as the ``prdc`` package). ``k`` None is the registry's default, k = 5, the paper's choice.
     """
-    r, f, k = _check(real, fake, k)
-    out = _prdc(r, f, k, block_size, need_recall=False)
+    k = _registry_k("dc") if k is None else k
+    r, f = _check(real, fake, (("dc", k),))
+    out = _per_samples(r, f, (k,), set(), block_size, progress)[k].aggregate()
     return DensityCoverage(out.density, out.coverage)
 
 
-def prdc(real: np.ndarray, fake: np.ndarray, k: int = 5, *, block_size: int | None = None) -> PRDC:
-    """Returns precision, recall, density and coverage for one ``k``, equal to ``prdc.compute_prdc``, sharing the distance work."""
-    r, f, k = _check(real, fake, k)
-    return _prdc(r, f, k, block_size, need_recall=True)
+def prdc(real: np.ndarray, fake: np.ndarray, k: int | None = None, *, dc_k: int | None = None,
+         block_size: int | None = None, progress: bool = False) -> PRDC:
+    """Returns precision, recall, density and coverage, sharing the distance work.
+
+    With ``k`` None, each pair at its registered default (`fidkit.metrics.METRICS`): precision/recall at
+    k = 3 (Kynkäänniemi et al. 2019), density/coverage at k = 5 (Naeem et al. 2020), as ``fidkit score``
+    reports them. With ``k`` given and ``dc_k`` None, all four at ``k``: equal to ``prdc.compute_prdc``
+    (nearest_k=k). ``dc_k`` sets density/coverage's k on its own.
+    """
+    pr_k = _registry_k("pr") if k is None else k
+    dc_k = (_registry_k("dc") if k is None else k) if dc_k is None else dc_k
+    r, f = _check(real, fake, (("pr", pr_k), ("dc", dc_k)))
+    ps = _per_samples(r, f, (pr_k, dc_k), {pr_k}, block_size, progress)
+    pr, dc = ps[pr_k].aggregate(), ps[dc_k].aggregate()
+    return PRDC(pr.precision, pr.recall, dc.density, dc.coverage)

@@ -67,8 +67,11 @@ def test_identical_sets() -> None:
 
 def test_bad_input() -> None:
     x = np.zeros((4, 2))
-    with pytest.raises(InputError, match="k=4"):
+    with pytest.raises(InputError, match=r"^real: 4 images cannot have --k 4 nearest neighbours .*; pass --k 3 "
+                                         r"or less \(k= in Python\)"):
         precision_recall(x, x, k=4)
+    with pytest.raises(InputError, match=r"^real: 4 images cannot have --dc-k 5 nearest"):
+        density_coverage(x, x)  # density/coverage's flag is --dc-k
     with pytest.raises(InputError, match="feature dimension"):
         density_coverage(x, np.zeros((6, 3)))
     bad = x.copy()
@@ -77,3 +80,19 @@ def test_bad_input() -> None:
         precision_recall(x, bad, k=1)
     with pytest.raises(InputError, match="block_size"):
         precision_recall(x, x, k=1, block_size=0)
+
+
+def test_combined_follows_the_registry() -> None:
+    """Issue 13: prdc() without k gives precision/recall at the registry's k = 3 and density/coverage at
+    k = 5, as `fidkit score` does; with k given, all four at k (the prdc package's compute_prdc)."""
+    rng = np.random.default_rng(7)
+    real, fake = rng.standard_normal((120, 4)), rng.standard_normal((110, 4)) + 0.3
+    out = prdc(real, fake)
+    assert (out.precision, out.recall) == tuple(precision_recall(real, fake, k=3))
+    assert (out.density, out.coverage) == tuple(density_coverage(real, fake, k=5))
+    assert tuple(precision_recall(real, fake)) == tuple(precision_recall(real, fake, k=3))
+    assert tuple(density_coverage(real, fake)) == tuple(density_coverage(real, fake, k=5))
+    same_k = prdc(real, fake, 4)
+    assert (same_k.precision, same_k.recall) == tuple(precision_recall(real, fake, k=4))
+    assert (same_k.density, same_k.coverage) == tuple(density_coverage(real, fake, k=4))
+    assert tuple(prdc(real, fake, 2, dc_k=6))[2:] == tuple(density_coverage(real, fake, k=6))
