@@ -75,6 +75,21 @@ def _metrics(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _checked(check: Any, name: str) -> Any:
+    """Returns an argparse ``type`` that validates a value with ``check`` (which raises `InputError`)
+    and keeps the text: a wrong value is a usage error even when no input uses the option."""
+
+    def parse(text: str) -> str:
+        try:
+            check(text)
+        except InputError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return text
+
+    parse.__name__ = name
+    return parse
+
+
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
@@ -82,7 +97,10 @@ def _common() -> argparse.ArgumentParser:
 
 
 def _pipeline() -> argparse.ArgumentParser:
+    from .image_rules import parse_value_range
     from .pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
+    from .registry import parse_device
+    from .resize import available_policies, get_policy
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("images -> features")
@@ -91,18 +109,18 @@ def _pipeline() -> argparse.ArgumentParser:
     g.add_argument("--runtime", choices=("torch", "tf", "jax", "numpy"),
                    help="runtime that computes the network (default: first installed)")
     g.add_argument("--weights", metavar="FILE", help="weights file to use instead of the official one")
-    from .resize import available_policies
-
-    g.add_argument("--resize", metavar="POLICY",
+    g.add_argument("--resize", metavar="POLICY", type=_checked(get_policy, "policy"),
                    help=f"resize policy: {', '.join(available_policies())} (default: the extractor's "
                         f"canonical policy, see `fidkit extractors`)")
-    g.add_argument("--device", default=None, help="cpu, cuda, cuda:N, or auto (a GPU when one is visible; default: cpu)")
+    g.add_argument("--device", default=None, type=_checked(parse_device, "device"),
+                   help="cpu, cuda, cuda:N, or auto (a GPU when one is visible; default: cpu)")
     g.add_argument("--batch-size", type=_positive, default=DEFAULT_BATCH_SIZE, metavar="N",
-                   help=f"images per network call (default {DEFAULT_BATCH_SIZE}); memory only, the "
-                        f"results do not depend on it")
+                   help=f"images per network call (default {DEFAULT_BATCH_SIZE}): memory and speed; "
+                        f"results agree across batch sizes to float32 rounding")
     g.add_argument("--workers", type=_positive, default=DEFAULT_WORKERS, metavar="N",
-                   help=f"image decoding threads (default {DEFAULT_WORKERS})")
+                   help=f"image decoding threads (default: CPUs, at most 4; {DEFAULT_WORKERS} here)")
     g.add_argument("--range", metavar="LOW,HIGH", dest="value_range",
+                   type=_checked(parse_value_range, "range"),
                    help="value range of float images: 0,255 or 0,1 or -1,1 (default: inferred when "
                         "unambiguous)")
     g.add_argument("--layout", choices=("NHWC", "NCHW", "NHW", "HWC", "CHW"),
@@ -247,14 +265,25 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], lines: list[str]) -
 
 def _setting(result: dict[str, Any], metric: str, key: str, fallback: Any = None) -> Any:
     """Returns the option ``key`` of ``metric`` that computed ``result``: from its ``settings``
-    ({metric: {key: value}} or {f"{metric}_{key}": value}), else ``fallback`` (what was asked for)."""
+    ({metric: {key: value}} or {f"{metric}_{key}": value}), else ``fallback`` (what was asked for),
+    else the metric's registered default."""
+    from .metrics import METRICS
+
     settings = result.get("settings") or {}
     per_metric = settings.get(metric)
+    registered = METRICS[metric].defaults.get(key) if metric in METRICS else None
     for value in (per_metric.get(key) if isinstance(per_metric, dict) else None,
-                  settings.get(f"{metric}_{key}")):
+                  settings.get(f"{metric}_{key}"), fallback, registered):
         if value is not None:
             return value
-    return fallback
+    return None
+
+
+def _is_options(options: dict[str, Any]) -> str:
+    """Returns " (10 splits, rows shuffled with seed 2020)" for IS's options."""
+    shuffle = options.get("shuffle_seed")
+    order = f", rows shuffled with seed {shuffle}" if shuffle is not None else ""
+    return f" ({options['splits']} splits{order})" if options.get("splits") is not None else ""
 
 
 def _lines(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
@@ -277,11 +306,13 @@ def _lines(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
         size = _setting(result, "kid", "subset_size", result.get("kid_subset_size"))
         what = (f" ({subsets} subsets of {size})" if subsets is not None and size is not None
                 else opt("subsets of {}", size))
-        lines.append(f"KID        {result['kid']['mean']:.6g} ± {result['kid']['std']:.3g}{what}{ci('kid')}")
+        std = result["kid"].get("std")  # None: the subsets cannot differ (a note says why)
+        spread = f" ± {std:.3g}" if std is not None else ""
+        lines.append(f"KID        {result['kid']['mean']:.6g}{spread}{what}{ci('kid')}")
     if "is" in result:
-        splits = _setting(result, "is", "splits", getattr(args, "is_splits", None))
-        lines.append(f"IS         {result['is']['mean']:.6g} ± {result['is']['std']:.3g}"
-                     f"{opt('{} splits', splits)}")
+        options = {"splits": _setting(result, "is", "splits", getattr(args, "is_splits", None)),
+                   "shuffle_seed": _setting(result, "is", "shuffle_seed")}
+        lines.append(f"IS         {result['is']['mean']:.6g} ± {result['is']['std']:.3g}{_is_options(options)}")
     for metric, keys, arg in (("pr", ("precision", "recall"), "k"), ("dc", ("density", "coverage"), "dc_k")):
         if metric in result:
             k = _setting(result, metric, "k", getattr(args, arg, None))
@@ -309,7 +340,7 @@ def _lines(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
 def _cmd_metric(metrics: tuple[str, ...]):
     def run(args: argparse.Namespace) -> int:
         kwargs: dict[str, Any] = {"bootstrap": 0}  # point values, whatever score's default
-        for name in ("kid_subsets", "kid_subset_size", "k"):
+        for name in ("kid_subsets", "kid_subset_size", "k"):  # None: the metric's registered default
             if getattr(args, name, None) is not None:
                 kwargs[name] = getattr(args, name)
         result = _Context(args).score(args.real, args.fake, metrics, **kwargs)
@@ -329,15 +360,15 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_is(args: argparse.Namespace) -> int:
-    from .inception_score import inception_score
+    from .metrics import get_metric, load_function
 
     ctx = _Context(args)
     op = ctx.operand(args.input, "input", with_features=True)
-    mean, std = inception_score(op.need_logits("IS"), splits=args.is_splits)
-    result = {"is": {"mean": float(mean), "std": float(std)}, "n": op.n,
-              "settings": {"is": {"splits": args.is_splits}},
+    options = {**get_metric("is").defaults, **({"splits": args.is_splits} if args.is_splits else {})}
+    mean, std = load_function("is")(op.need_logits("IS"), **options)
+    result = {"is": {"mean": float(mean), "std": float(std)}, "n": op.n, "settings": {"is": options},
               "provenance": json.loads(op.provenance.to_json()), **ctx.files_report()}
-    _emit(args, result, [f"IS         {mean:.6g} ± {std:.3g} ({args.is_splits} splits)",
+    _emit(args, result, [f"IS         {mean:.6g} ± {std:.3g}{_is_options(options)}",
                          f"(n = {op.n}; extractor {op.provenance.extractor})"])
     return 0
 
@@ -426,22 +457,22 @@ def build_parser() -> argparse.ArgumentParser:
     splits = METRICS["is"].defaults["splits"]
 
     def kid_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--subsets", dest="kid_subsets", type=_positive, default=kid_d["subsets"], metavar="N",
+        p.add_argument("--subsets", dest="kid_subsets", type=_positive, metavar="N",
                        help=f"KID: the number of random subsets it averages over; their spread is the ± "
                             f"(default {kid_d['subsets']})")
-        p.add_argument("--subset-size", dest="kid_subset_size", type=_positive, default=kid_d["subset_size"],
-                       metavar="N", help=f"KID: images per subset, capped at the smaller sample "
-                                         f"(default {kid_d['subset_size']})")
+        p.add_argument("--subset-size", dest="kid_subset_size", type=_positive, metavar="N",
+                       help=f"KID: images per subset (default {kid_d['subset_size']}, reduced with a "
+                            f"warning to the smaller sample; a size given must fit both samples)")
 
     def is_options(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--splits", dest="is_splits", type=_positive, default=splits, metavar="N",
+        p.add_argument("--splits", dest="is_splits", type=_positive, metavar="N",
                        help=f"IS: the images are cut into N groups and the score is the mean ± std over "
                             f"them (default {splits}, as papers report it)")
 
     pair("fid", "Fréchet Inception Distance (Heusel et al. 2017)", ("fid",))
     kid_options(pair("kid", "Kernel Inception Distance (Bińkowski et al. 2018)", ("kid",)))
     pr = pair("pr", "precision and recall (Kynkäänniemi et al. 2019)", ("pr",))
-    pr.add_argument("--k", type=_positive, default=pr_k, metavar="K",
+    pr.add_argument("--k", type=_positive, metavar="K",
                     help=f"the k-th nearest neighbour sets each sample's radius (default {pr_k})")
 
     p = sub.add_parser("is", parents=[common, pipe], help="Inception Score (Salimans et al. 2016)")
@@ -460,9 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated subset of {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)})")
     kid_options(p)
     is_options(p)
-    p.add_argument("--k", type=_positive, default=pr_k, metavar="K",
+    p.add_argument("--k", type=_positive, metavar="K",
                    help=f"precision/recall: the k-th nearest neighbour sets each radius (default {pr_k})")
-    p.add_argument("--dc-k", type=_positive, default=dc_k, metavar="K",
+    p.add_argument("--dc-k", type=_positive, metavar="K",
                    help=f"density/coverage: the k-th nearest neighbour sets each radius (default {dc_k})")
     p.add_argument("--bootstrap", type=_count, default=DEFAULT_BOOTSTRAP, metavar="N",
                    help=f"bootstrap resamples for the intervals of FID, KID and the k-NN metrics (default "
