@@ -137,14 +137,14 @@ PLUGIN = textwrap.dedent("""
         return _extractor()
 
 
-    def build_device(device="cpu"):
+    def build_device(device=None):
         Path("received.txt").write_text(f"device={device}")
         return _extractor(device=device)
 
 
-    def build_policy(policy="clean"):
+    def build_policy(policy=None):
         Path("received.txt").write_text(f"policy={policy}")
-        return _extractor(policy=policy)
+        return _extractor(**({"policy": policy} if policy else {}))
 """)
 
 
