@@ -130,6 +130,24 @@ def warn_sample_size(n: int, d: int, name: str, *, metric: str = "FID") -> None:
                       "fid_infinity", FidkitWarning, stacklevel=3)
 
 
+def warn_sample_sizes(sizes: dict[str, int | None], d: int, *, metric: str = "FID") -> None:
+    """Returns None; warns once (FidkitWarning) naming every input in ``sizes`` ({label: n}, None:
+    unknown) whose sample count gives a rank-deficient or strongly biased estimate."""
+    small = {label: n for label, n in sizes.items() if n is not None and n < FID_MIN_SAMPLES}
+    if not small:
+        return
+    who = " and ".join(f"{label} ({n:,} samples)" for label, n in small.items())
+    deficient = {label: n for label, n in small.items() if n < d}
+    rank = ""
+    if deficient:
+        names = " and ".join(deficient)
+        rank = (f"; with fewer samples than the {d} feature dimensions the covariance of {names} is "
+                f"rank-deficient, so {metric} is exact for these samples but far from its large-sample value")
+    warnings.warn(f"{metric} from {who} is biased upwards (Chong & Forsyth 2020){rank}; use at least "
+                  f"{FID_MIN_SAMPLES:,} samples ({FID_RECOMMENDED_SAMPLES:,} as in papers) or report "
+                  "fid_infinity", FidkitWarning, stacklevel=3)
+
+
 def positive_int(value: object, name: str, *, minimum: int = 1) -> int:
     """Returns ``value`` as an int >= ``minimum``; raises InputError otherwise."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer):

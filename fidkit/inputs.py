@@ -50,7 +50,14 @@ class Operand:
             return self.stats
         if self.features is None:
             raise FidkitError(f"{self.label}: holds neither statistics nor features")
-        return self.features.stats()
+        return Stats.from_features(self.features.features, self.features.provenance, label=self.label)
+
+    @property
+    def dim(self) -> int:
+        """The feature dimension (of the features, else of the statistics)."""
+        if self.features is not None:
+            return int(self.features.features.shape[1])
+        return self.get_stats().dim
 
     def need_features(self, metric: str) -> FeatureResult:
         if self.features is None:

@@ -165,7 +165,7 @@ def test_score_with_features_matches_the_metric_functions(mnist_numpy) -> None:
     prdc_mod = pytest.importorskip("fidkit.prdc")
     real = compute_features(ArraySource(_images(20, 1)), mnist_numpy, batch_size=10, progress=False)
     fake = compute_features(ArraySource(_images(20, 2) * 0.5), mnist_numpy, batch_size=10, progress=False)
-    with pytest.warns(FidkitWarning, match="20 samples of 128-d"):
+    with pytest.warns(FidkitWarning, match=r"FID from real \(20 samples\) and fake \(20 samples\).* 128 "):
         out = score(real, fake, metrics=("fid", "kid", "is", "pr", "dc"), kid_subset_size=10, is_splits=2,
                     bootstrap=5, seed=3)
     sr, sf = real.stats(), fake.stats()
