@@ -178,3 +178,43 @@ def test_runtime_mapping_and_keys() -> None:
         runtime_for_backend("openvino")
     assert log_keys(("fid", "kid", "pr")) == ["fid", "kid", "precision", "recall"]
     assert log_keys("fid,is", name="ema") == ["ema_fid", "ema_is"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_dcgan_example_short_run(backend: str, tmp_path: Path) -> None:
+    """examples/keras_dcgan_mnist.py in its CI setting: 1 epoch of 5 steps, 200 samples scored."""
+    require_runtime(BACKENDS[backend])
+    pytest.importorskip("matplotlib")
+    example = Path(__file__).parents[2] / "examples" / "keras_dcgan_mnist.py"
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    proc = subprocess.run([sys.executable, str(example), "--epochs", "1", "--steps", "5", "--num-samples", "200",
+                           "--out", str(tmp_path)], capture_output=True, text=True, env=env, check=False,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "epoch 1: FID" in proc.stdout
+    assert {"fid_per_epoch.png", "log.csv", "samples.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert "fid" in (tmp_path / "log.csv").read_text().splitlines()[0].split(",")
+
+
+def test_reference_from_dataset_array_and_stats_file(tmp_path: Path) -> None:
+    """The reference is read the same from batches ((images, labels) pairs, capped), an array and a file."""
+    import numpy as np
+
+    import fidkit
+    from fidkit.integrations.keras import _reference
+
+    digits, labels = fidkit.load_mnist()
+    ex = fidkit.extractor("mnist", "numpy")
+    opts = {"batch_size": 50, "value_range": None, "layout": None}
+    batches = [(digits[i:i + 64], labels[i:i + 64]) for i in range(0, 320, 64)]
+    from_batches = _reference(batches, ex, True, limit=150, **opts)
+    from_array = _reference(digits[:150], ex, True, limit=None, **opts)
+    assert from_batches.features.shape == (150, 128)
+    np.testing.assert_allclose(from_batches.features, from_array.features, rtol=0, atol=1e-9)
+    path = from_array.stats().save(tmp_path / "ref.npz")
+    from_file = _reference(str(path), ex, False, limit=None, **opts)
+    np.testing.assert_array_equal(from_file.cov, from_array.stats().cov)
+    assert from_file.provenance == from_array.provenance
+    with pytest.raises(fidkit.InputError, match="features"):
+        _reference(str(path), ex, True, limit=None, **opts)       # KID and the k-NN metrics need features
