@@ -100,7 +100,7 @@ def _pipeline() -> argparse.ArgumentParser:
     from .image_rules import parse_value_range
     from .pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS
     from .registry import parse_device
-    from .resize import available_policies, get_policy
+    from .resize import available_policies
 
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("images -> features")
@@ -109,7 +109,8 @@ def _pipeline() -> argparse.ArgumentParser:
     g.add_argument("--runtime", choices=("torch", "tf", "jax", "numpy"),
                    help="runtime that computes the network (default: first installed)")
     g.add_argument("--weights", metavar="FILE", help="weights file to use instead of the official one")
-    g.add_argument("--resize", metavar="POLICY", type=_checked(get_policy, "policy"),
+    # not checked when parsed: a model's own module may register its policy when imported
+    g.add_argument("--resize", metavar="POLICY",
                    help=f"resize policy: {', '.join(available_policies())} (default: the extractor's "
                         f"canonical policy, see `fidkit extractors`)")
     g.add_argument("--device", default=None, type=_checked(parse_device, "device"),
