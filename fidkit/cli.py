@@ -543,6 +543,16 @@ def _warning_printer(seen: list[str]):
     return show
 
 
+def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """Returns the (sub)parser of the command that ``args`` ran, e.g. that of ``fidkit weights convert``."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, subs[0].dest, None) if subs else None
+        if name not in (subs[0].choices if subs else {}):
+            return parser
+        parser = subs[0].choices[name]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Returns the exit code of ``fidkit`` run with ``argv`` (default: the process arguments)."""
     parser = build_parser()
@@ -550,7 +560,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # "--range -1,1" would read as an unknown option "-1,1" to argparse: bind the value explicitly
     argv = [f"--range={next(raw, '')}" if a == "--range" else a for a in raw]
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the subcommand they were given to, which --help then explains
+            _chosen(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
         return int(exc.code or 0)
     args.warnings_seen = []

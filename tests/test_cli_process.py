@@ -150,6 +150,8 @@ def test_usage_errors_name_the_subcommand_in_one_line(work: Path) -> None:
     assert r.returncode == 2
     assert_one_error(fidkit_cli("score", "x.npy", "x.npy", "--metrics", "fid,nope", cwd=work),
                      "score: argument --metrics: unknown metric 'nope'")
+    assert_one_error(fidkit_cli("weights", "convert", "x.pth", "--bogus", cwd=work),
+                     "fidkit: weights convert: unrecognized arguments: --bogus; see 'fidkit weights convert --help'")
 
 
 # --------------------------------------------------------------------------------- version, help, --json
