@@ -289,6 +289,60 @@ def test_converter_refuses_a_chunked_training_checkpoint() -> None:
         canonical_from_state_dict(state, "teacher_checkpoint.pth")
 
 
+def test_hub_files_are_described_for_every_backbone() -> None:
+    """One hub file per registered backbone, at the URL of the hub's backbones.py (and timm's pretrained_cfg)."""
+    from fidkit.weights.files import DINOV2_WEIGHTS_FILES
+
+    assert len(DINOV2_WEIGHTS_FILES) == len(CONFIGS)
+    for name in CONFIGS:
+        model = name.removeprefix("dinov2-").replace("-reg", "_reg4")
+        e = DINOV2_WEIGHTS_FILES[f"dinov2_{model}_pretrain.pth"]
+        arch = model.partition("_")[0]
+        assert e.url == f"https://dl.fbaipublicfiles.com/dinov2/dinov2_{arch}/dinov2_{model}_pretrain.pth"
+        assert e.format == "torch-state-dict" and len(e.sha256) == 64 and e.note
+    if importlib.util.find_spec("timm") is not None:
+        from timm.models import get_pretrained_cfg
+
+        for model, timm_name in (("vitl14", "vit_large_patch14_dinov2.lvd142m"),
+                                 ("vitg14_reg4", "vit_giant_patch14_reg4_dinov2.lvd142m")):
+            assert get_pretrained_cfg(timm_name).url == DINOV2_WEIGHTS_FILES[f"dinov2_{model}_pretrain.pth"].url
+
+
+@pytest.fixture(scope="module")
+def vits14_weights(tmp_path_factory: pytest.TempPathFactory) -> CanonicalWeights:
+    """Synthetic weights of the real ViT-S/14 graph (22M parameters), as a canonical file."""
+    from fidkit.archs.synthetic import write_synthetic_weights
+
+    path = write_synthetic_weights(vit_graph(CONFIGS["dinov2-vits14"]),
+                                   tmp_path_factory.mktemp("vits14") / "vits14.npz", size=(224, 224), n_images=1)
+    return CanonicalWeights(str(path), "synthetic", path.name, official=False)
+
+
+def _vits14_features(runtime: str, weights: CanonicalWeights) -> np.ndarray:
+    import fidkit
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # synthetic weights are not the official file
+        ex = fidkit.extractor("dinov2-vits14", runtime=runtime, weights=weights.path)
+    assert ex.policy.name == "dgm-eval" and ex.input_size == (224, 224)
+    return ex.features(synthetic_images(2, (48, 64), seed=9))
+
+
+@pytest.fixture(scope="module")
+def vits14_reference(vits14_weights: CanonicalWeights) -> np.ndarray:
+    return _vits14_features("numpy", vits14_weights)
+
+
+def test_registered_vits14_extractor_on_every_runtime(vits14_weights: CanonicalWeights,
+                                                      vits14_reference: np.ndarray, runtime: str) -> None:
+    """`fidkit.extractor('dinov2-vits14', weights=...)`: the dgm-eval policy (Pillow bicubic on uint8, each
+    runtime's integer path) and the 224 x 224 ViT-S/14 graph, against the numpy runtime, 2 images."""
+    assert vits14_reference.shape == (2, 384) and np.isfinite(vits14_reference).all()
+    if runtime != "numpy":
+        got = _vits14_features(runtime, vits14_weights)
+        assert _max_std(got, vits14_reference) < tolerance("dinov2", "full_vs_float64")
+
+
 # ------------------------------------------------------------------------------------- policies
 
 
