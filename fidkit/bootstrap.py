@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate
-from ._threads import progress_bar, small_blas
+from ._threads import parallel_map, progress_bar, small_blas
 from .errors import InputError
 from .frechet import FrechetReference, _distance_features
 from .kid import _check as _check_kid
@@ -161,16 +161,19 @@ def bootstrap_kid(features1: np.ndarray, features2: np.ndarray, *, n_boot: int =
     n1, n2 = f1.shape[0], f2.shape[0]
     kw = {"degree": degree, "gamma": gamma, "coef0": coef0, "labels": labels}
 
-    def replicate() -> float:
+    # every replicate's draws first, in order (the seed's sequence), then the subsets one per core
+    draws = []
+    for _ in range(n_boot):
         r1, r2 = rng.integers(0, n1, n1), rng.integers(0, n2, n2)
-        vals = []
-        for _ in range(subsets):
-            i1 = r1[rng.choice(n1, subset_size, replace=False)]
-            i2 = r2[rng.choice(n2, subset_size, replace=False)]
-            vals.append(mmd2_unbiased(f1[i1], f2[i2], ids_x=i1, ids_y=i2, **kw))
-        return float(np.mean(vals))
-
-    return _interval(value, _replicates(n_boot, f1.shape[1], "KID bootstrap", progress, replicate), level)
+        draws.append([(r1[rng.choice(n1, subset_size, replace=False)], r2[rng.choice(n2, subset_size,
+                                                                                    replace=False)])
+                      for _ in range(subsets)])
+    flat = [ij for rep in draws for ij in rep]
+    with progress_bar(len(flat), "KID bootstrap", progress, unit="subset") as bar:
+        vals = parallel_map(lambda ij: mmd2_unbiased(f1[ij[0]], f2[ij[1]], ids_x=ij[0], ids_y=ij[1], **kw),
+                            flat, bar)
+    reps = np.asarray(vals).reshape(n_boot, subsets).mean(axis=1)
+    return _interval(value, reps, level)
 
 
 def bootstrap_prdc(real: np.ndarray, fake: np.ndarray, *, k: int | None = None, dc_k: int | None = None,

@@ -16,15 +16,29 @@ from __future__ import annotations
 import numpy as np
 
 from . import _validate
+from ._threads import parallel_map, progress_bar
 from .errors import InputError
 from .metrics import flag
 
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray, *, degree: int = 3, gamma: float | None = None,
                       coef0: float = 1.0) -> np.ndarray:
-    """Returns the (len(x), len(y)) matrix (gamma * x yᵀ + coef0) ** degree, gamma = 1/d if None."""
+    """Returns the (len(x), len(y)) matrix (gamma * x yᵀ + coef0) ** degree, gamma = 1/d if None.
+
+    An integer power is taken by repeated multiplication in place, not ``**`` (numpy's ``pow`` per
+    element cost more than the matrix product: 0.15 s of a 1000 x 1000 KID subset at d = 128); the
+    results differ by an ulp or two per entry.
+    """
     g = 1.0 / x.shape[1] if gamma is None else gamma
-    return (x @ y.T * g + coef0) ** degree
+    t = x @ y.T
+    t *= g
+    t += coef0
+    if isinstance(degree, int | np.integer) and 1 <= degree <= 8:
+        base = t.copy() if degree > 1 else t
+        for _ in range(int(degree) - 1):
+            t *= base
+        return t
+    return t ** degree
 
 
 def _offdiag_mean(k: np.ndarray, ids: np.ndarray | None, label: str = "features") -> float:
@@ -32,13 +46,16 @@ def _offdiag_mean(k: np.ndarray, ids: np.ndarray | None, label: str = "features"
     m = k.shape[0]
     if ids is None:
         return (float(k.sum()) - float(np.trace(k))) / (m * (m - 1))
-    distinct = ids[:, None] != ids[None, :]
-    count = int(distinct.sum())
+    # rows with one id are copies of one sample, so their kernel entries all equal that sample's diagonal
+    # entry: the sum over same-id pairs is sum_id count² k_ii (O(m), where a pair mask is O(m²))
+    _, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    count = m * m - int((counts.astype(np.int64) ** 2).sum())
     if count == 0:
         raise InputError(f"{label}: a bootstrap resample drew KID's subset of {m} as {m} copies of one image, "
                          f"whose MMD² is undefined; pass more images, a larger {flag('subset_size')} "
                          f"(subset_size= in Python) or {flag('n_boot')} 0")
-    return float(k[distinct].sum()) / count
+    same = float((counts.astype(np.float64) ** 2 * np.diagonal(k)[first]).sum())
+    return (float(k.sum()) - same) / count
 
 
 def mmd2_unbiased(x: np.ndarray, y: np.ndarray, *, degree: int = 3, gamma: float | None = None,
@@ -88,22 +105,26 @@ def subsets_vary(n1: int, n2: int, subsets: int, subset_size: int) -> bool:
 def kid_subset_values(features1: np.ndarray, features2: np.ndarray, subsets: int = 100,
                       subset_size: int = 1000, degree: int = 3, gamma: float | None = None,
                       coef0: float = 1.0, seed: int = 0, *,
-                      labels: tuple[str, str] = ("features1", "features2")) -> np.ndarray:
-    """Returns the (subsets,) per-subset unbiased MMD² values whose mean and std `kid` reports."""
+                      labels: tuple[str, str] = ("features1", "features2"),
+                      progress: bool = False) -> np.ndarray:
+    """Returns the (subsets,) per-subset unbiased MMD² values whose mean and std `kid` reports, computed
+    one subset per core (`fidkit._threads.parallel_map`)."""
     f1, f2 = _check(features1, features2, subset_size, degree, gamma, labels)
     subsets = _validate.positive_int(subsets, f"KID subsets ({flag('subsets')})")
     rng = np.random.RandomState(seed)
-    out = np.empty(subsets)
-    for i in range(subsets):
-        x = f1[rng.choice(f1.shape[0], subset_size, replace=False)]
-        y = f2[rng.choice(f2.shape[0], subset_size, replace=False)]
-        out[i] = mmd2_unbiased(x, y, degree=degree, gamma=gamma, coef0=coef0)
-    return out
+    draws = [(rng.choice(f1.shape[0], subset_size, replace=False), rng.choice(f2.shape[0], subset_size,
+                                                                             replace=False))
+             for _ in range(subsets)]  # drawn in order first: the numbers do not depend on the threads
+    with progress_bar(subsets, "KID subsets", progress, unit="subset") as bar:
+        return np.array(parallel_map(
+            lambda ij: mmd2_unbiased(f1[ij[0]], f2[ij[1]], degree=degree, gamma=gamma, coef0=coef0),
+            draws, bar))
 
 
 def kid(features1: np.ndarray, features2: np.ndarray, subsets: int = 100, subset_size: int = 1000,
         degree: int = 3, gamma: float | None = None, coef0: float = 1.0,
-        seed: int = 0, *, labels: tuple[str, str] = ("features1", "features2")) -> tuple[float, float]:
+        seed: int = 0, *, labels: tuple[str, str] = ("features1", "features2"),
+        progress: bool = False) -> tuple[float, float]:
     """Returns (mean, std) of the unbiased polynomial-kernel MMD² over random subsets (KID; Bińkowski et al. 2018).
 
     ``features1`` (n1, d) and ``features2`` (n2, d) are computed in float64; ``subsets`` draws of
@@ -116,5 +137,5 @@ def kid(features1: np.ndarray, features2: np.ndarray, subsets: int = 100, subset
     in errors (`fidkit.score` passes "real", "fake").
     """
     values = kid_subset_values(features1, features2, subsets, subset_size, degree, gamma, coef0, seed,
-                               labels=labels)
+                               labels=labels, progress=progress)
     return float(values.mean()), float(values.std())

@@ -97,7 +97,7 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
         size, given = _kid_subset_size(kid_subset_size, len(fa), len(fb), notes)
         vary = subsets_vary(len(fa), len(fb), kid_subsets, size)
         mean, std = load_function("kid")(fa, fb, subsets=kid_subsets, subset_size=size, seed=seed,
-                                         labels=("real", "fake"))
+                                         labels=("real", "fake"), progress=progress)
         result["kid"] = {"mean": float(mean), "std": float(std) if vary else None}
         result["kid_subset_size"] = size
         settings["kid"] = {"subsets": int(kid_subsets), "subset_size": size, "subset_size_given": given,
