@@ -16,9 +16,8 @@ read from the tool's source only.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
 
@@ -223,7 +222,7 @@ PROPOSED_POLICIES: Mapping[str, ResizePolicy] = MappingProxyType({
     "torchmetrics": ResizePolicy(
         name="torchmetrics", library="torch", filter="bilinear", antialias=True, quantize_input=True,
         quantize_output=False, mean=(128.0,) * 3, std=(128.0,) * 3,
-        description="torchmetrics' FID/KID/IS default (antialias=True, torchmetrics >= 1.4): uint8 input, "
+        description="torchmetrics' FID/KID/IS default since its antialias argument (Lightning-AI/torchmetrics#3130): uint8 input, "
                     "F.interpolate(mode='bilinear', align_corners=False, antialias=True) to 299 x 299 on "
                     "the 0..255 scale, then (x - 128) / 128 (torchmetrics/image/fid.py, NoTrainInceptionV3). "
                     "Float input (normalize=True) is truncated by (x * 255).byte(), not rounded"),
@@ -445,7 +444,7 @@ _NVIDIA_VGG = ("precision/recall in NVIDIA's VGG16 feature space (vgg16.pkl / vg
                "no VGG16 extractor; PR under this protocol is not yet available")
 
 register_protocol(Protocol(
-    name="pytorch-fid", version=1, tool="pytorch-fid", tool_versions=">=0.3,<0.4 (checked: 0.3.0)",
+    name="pytorch-fid", version=1, tool="pytorch-fid", tool_versions="0.3.x (checked: 0.3.0)",
     extractor=_TF2015, layer=_POOL3, weights=(_PYTORCH_FID_FILE,), policy="legacy-pytorch",
     input="files decoded by PIL and converted to RGB, ToTensor ([0, 1]); InceptionV3(resize_input=True, "
           "normalize_input=True): F.interpolate bilinear align_corners=False to 299, then 2x - 1",
@@ -464,7 +463,7 @@ register_protocol(Protocol(
 ))
 
 register_protocol(Protocol(
-    name="torch-fidelity", version=1, tool="torch-fidelity", tool_versions=">=0.3,<0.5 (checked: 0.4.0)",
+    name="torch-fidelity", version=1, tool="torch-fidelity", tool_versions="0.4.x (checked: 0.4.0)",
     extractor=_TF2015, layer=_POOL3 + "; IS: logits_unbiased (1008)",
     weights=(_TORCH_FIDELITY_FILE,), policy="legacy-tensorflow",
     input="uint8 tensors (files decoded by PIL, RGB); interpolate_bilinear_2d_like_tensorflow1x to 299 "
@@ -516,7 +515,7 @@ _CLEAN_FID_NOTES = ("KID draws from the global numpy RNG without seeding it: fid
                     "fdir2 first. clean-fid reports the KID mean only.")
 
 register_protocol(Protocol(
-    name="clean-fid", version=1, tool="clean-fid (mode='clean')", tool_versions=">=0.1.30,<0.2 (checked: 0.1.35)",
+    name="clean-fid", version=1, tool="clean-fid (mode='clean')", tool_versions="0.1.x (checked: 0.1.35)",
     extractor=_TF2015, layer=_POOL3, weights=(_NVIDIA_FILE,), policy="clean",
     input="files decoded by PIL (np.asarray, uint8); each channel resized as a float32 PIL image (mode F) "
           "with BICUBIC to 299, clipped to [0, 255]; (x - 128) / 128 inside InceptionV3W",
@@ -532,7 +531,7 @@ register_protocol(Protocol(
 
 register_protocol(Protocol(
     name="clean-fid-legacy-tensorflow", version=1, tool="clean-fid (mode='legacy_tensorflow')",
-    tool_versions=">=0.1.30,<0.2 (checked: 0.1.35)",
+    tool_versions="0.1.x (checked: 0.1.35)",
     extractor=_TF2015, layer=_POOL3, weights=(_NVIDIA_FILE,), policy="legacy-tensorflow",
     input="files decoded by PIL (uint8); resized inside NVIDIA's TorchScript (TF1 resize_bilinear semantics, "
           "i * in / out), then (x - 128) / 128",
@@ -547,7 +546,7 @@ register_protocol(Protocol(
 
 register_protocol(Protocol(
     name="clean-fid-legacy-pytorch", version=1, tool="clean-fid (mode='legacy_pytorch')",
-    tool_versions=">=0.1.30,<0.2 (checked: 0.1.35)",
+    tool_versions="0.1.x (checked: 0.1.35)",
     extractor=_TF2015, layer=_POOL3, weights=(_PYTORCH_FID_FILE,), policy="legacy-pytorch",
     input="files decoded by PIL (uint8); F.interpolate bilinear align_corners=False to 299 on the 0..255 "
           "scale, then pytorch-fid's InceptionV3(resize_input=False) on x / 255 (2x - 1)",
@@ -580,7 +579,8 @@ _TORCHMETRICS_UNAVAILABLE = (
 
 register_protocol(Protocol(
     name="torchmetrics", version=1, tool="torchmetrics (antialias=True, its default)",
-    tool_versions=">=1.4,<2 (checked: 1.9.0)",
+    tool_versions="releases with the antialias argument (after Lightning-AI/torchmetrics#3130, 2025), <2 "
+                  "(checked: 1.9.0)",
     extractor=_TF2015, layer=_POOL3 + "; IS: logits_unbiased (1008)", weights=(_TORCH_FIDELITY_FILE,),
     policy="torchmetrics",
     input="uint8 NCHW tensors (normalize=True: (x * 255).byte(), truncating); F.interpolate(bilinear, "
@@ -602,7 +602,7 @@ register_protocol(Protocol(
 
 register_protocol(Protocol(
     name="torchmetrics-tf", version=1, tool="torchmetrics (antialias=False)",
-    tool_versions=">=1.4,<2 (checked: 1.9.0)",
+    tool_versions="<2 (checked: 1.9.0); releases before the antialias argument always resized this way",
     extractor=_TF2015, layer=_POOL3 + "; IS: logits_unbiased (1008)", weights=(_TORCH_FIDELITY_FILE,),
     policy="legacy-tensorflow",
     input="uint8 NCHW tensors; torch-fidelity's interpolate_bilinear_2d_like_tensorflow1x to 299, then "
