@@ -19,6 +19,7 @@ Importing this module imports no framework; its functions import torch when call
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -193,9 +194,30 @@ class ImageFeatures:
             raise InputError(f"{where}: extractor must be a name or a fidkit.Extractor, received "
                              f"{type(extractor).__name__}; {hint}")
         self.first = first
+        self._first_device = str(first.device)
         self.feature_dim = int(first.feature_dim)
         self.logits_dim = None if first.logits_dim is None else int(first.logits_dim)
         self.provenance = Provenance.from_extractor(first)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ImageFeatures:
+        # a metric's clone shares the extractors: they hold networks and closures, and no per-metric state
+        new = copy.copy(self)
+        new._built = dict(self._built)
+        memo[id(self)] = new
+        return new
+
+    def __getstate__(self) -> dict[str, Any]:
+        if self._name is None:
+            raise InputError(f"{self.where}: a metric built on a fidkit.Extractor object cannot be pickled "
+                             f"(the extractor holds closures); build the metric with a registered "
+                             f"extractor name to pickle it")
+        state = dict(self.__dict__)
+        state["_built"], state["first"] = {}, None   # rebuilt from the name on unpickling
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.first = self._build(self._first_device)
 
     def _build(self, device: str) -> Extractor:
         ex = self._built.get(device)

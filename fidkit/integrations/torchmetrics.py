@@ -177,6 +177,12 @@ def _build() -> dict[str, type]:
             for k, v in keep.items():
                 setattr(self, k, v)
 
+        def merge_state(self, incoming_state: Any) -> None:
+            """Adds another metric's state (or a state dict) to this one, as torchmetrics does, and drops
+            the cached value of `compute` (torchmetrics 1.9 keeps it, returning the pre-merge value)."""
+            super().merge_state(incoming_state)
+            self._computed = None
+
         def forward(self, *args: Any, **kwargs: Any) -> None:
             """Adds the batch (as `update`) and returns None: a single batch has no distribution metric."""
             self.update(*args, **kwargs)

@@ -413,3 +413,32 @@ def test_exact_where_torchmetrics_loses_digits(tm) -> None:
     assert _rel(got, exact) < 1e-12
     # torchmetrics' sums of outer products: recorded, not asserted beyond "no better than ours"
     assert _rel(theirs, exact) >= _rel(got, exact)
+
+
+def test_clone_pickle_and_merge_state(tm, digits) -> None:
+    """torchmetrics' clone (MetricCollection, wrappers), pickling and merge_state keep the exact state."""
+    import pickle
+
+    import fidkit
+
+    real, _ = digits
+    a = tm.FrechetInceptionDistance("mnist")
+    b = tm.FrechetInceptionDistance("mnist")
+    a.update(real[:100], real=True)
+    a.update(real[100:200])
+    b.update(real[200:300])
+    b.update(real[:100], real=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fidkit.FidkitWarning)
+        value = float(a.compute())
+        assert float(a.clone().compute()) == value
+        assert float(pickle.loads(pickle.dumps(a)).compute()) == value
+        whole = tm.FrechetInceptionDistance("mnist")
+        for lo, hi, real_side in ((0, 100, True), (100, 200, False), (200, 300, False), (0, 100, True)):
+            whole.update(real[lo:hi], real=real_side)
+        a.merge_state(b)
+        assert _rel(float(a.compute()), float(whole.compute())) < 1e-12
+    assert int(a.fake_moments[0]) == 200 and int(a.real_moments[0]) == 200
+    own = tm.FrechetInceptionDistance(fidkit.extractor("mnist", runtime="torch"))
+    with pytest.raises(fidkit.InputError, match="cannot be pickled"):
+        pickle.dumps(own)
