@@ -65,7 +65,7 @@ for _model, (_label, _dim) in _DINOV2.items():
             input_size=(224, 224),
             policy="dgm-eval",
             builders=GRAPH_BUILDERS,
-            weights=(),
+            weights=(f"dinov2_{_model}{'_reg4' if _reg else ''}_pretrain.pth",),
             arch=f"fidkit.archs.dinov2:dinov2_{_model}{'_reg' if _reg else ''}",
             description=(f"DINOv2 {_label}{' with 4 registers' if _reg else ''} (torch hub dinov2_{_model}"
                          f"{'_reg' if _reg else ''}, LVD-142M): {_dim}-d class token of the final LayerNorm at "

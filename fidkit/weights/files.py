@@ -93,8 +93,8 @@ def _dinov2_entry(model: str) -> WeightsFile:
                        f"{size_note}")
 
 
-#: The DINOv2 hub checkpoints, by file name. Not yet part of `WEIGHTS_FILES`: every registered file needs its
-#: row in the sources table of tests/weights_keys/README.md first (test_registered_digests_match_the_readme).
+#: The DINOv2 hub checkpoints, by file name (part of `WEIGHTS_FILES`; their digests' sources are rows of
+#: tests/weights_keys/README.md, checked by test_registered_digests_match_the_readme).
 DINOV2_WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType(
     {e.name: e for e in (_dinov2_entry(m) for m in _DINOV2_SHA256)})
 
@@ -146,6 +146,7 @@ WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType({f.name: f for f in 
                 "_file_size 103.903 MiB agrees with the size). SHA-256 recorded by several unrelated projects; "
                 "size also the Content-Length shown in pytorch-ignite/pytorch-ignite.ai "
                 "src/blog/2021-08-11-GAN-evaluation-using-FID-and-IS.md"),
+    *DINOV2_WEIGHTS_FILES.values(),
     _entry("fidkit-mnist-v1.npz", None, "canonical-npz", bundled=True,
            note="shipped in fidkit/data; its SHA-256 is read from the fidkit-mnist-v1.json sidecar that "
                 "scripts/train_mnist.py writes beside it"),
