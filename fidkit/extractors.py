@@ -50,9 +50,7 @@ register_extractor(ExtractorSpec(
 ))
 
 #: DINOv2 backbones (torch hub facebookresearch/dinov2): their features are the final LayerNorm's class token.
-#: ``weights`` stays empty (pass --weights with the hub .pth or its canonical .npz) until the hub files of
-#: ``fidkit.weights.files.DINOV2_WEIGHTS_FILES`` join the registry; then each names its
-#: ``dinov2_<model>_pretrain.pth``.
+#: Each names its hub file ``dinov2_<model>[_reg4]_pretrain.pth`` (``fidkit.weights.files.DINOV2_WEIGHTS_FILES``).
 _DINOV2 = {"vits14": ("ViT-S/14", 384), "vitb14": ("ViT-B/14", 768), "vitl14": ("ViT-L/14", 1024),
            "vitg14": ("ViT-g/14", 1536)}
 for _model, (_label, _dim) in _DINOV2.items():
