@@ -6,7 +6,9 @@ The noise floor goes to README.md (a table) and noise_floor.json (the value for 
 
 The noise floor is what the metrics give between two samples of the *same* distribution: the six
 disjoint 10,000-image parts of the training set (in file order) each scored against the 10,000 test
-images (FID, KID, precision/recall, density/coverage), and the Inception Score of the test set. A
+images (FID, KID, precision/recall, density/coverage), and the Inception Score of the test set. Every
+metric uses its registered defaults (`fidkit.metrics.METRICS`), as ``fidkit score`` does: precision/recall
+at k = 3, density/coverage at k = 5, IS rows shuffled with seed 2020 before the 10 splits. A
 generative model cannot be told apart from real MNIST by a score inside this range.
 """
 
@@ -61,6 +63,7 @@ def noise_floor(train_f: np.ndarray, test_f: np.ndarray, test_logits: np.ndarray
     from fidkit.frechet import frechet_distance_features
     from fidkit.inception_score import inception_score
     from fidkit.kid import kid
+    from fidkit.metrics import METRICS
     from fidkit.prdc import prdc
 
     rows: dict[str, list[float]] = {k: [] for k in ("fid", "kid", "precision", "recall", "density",
@@ -69,12 +72,15 @@ def noise_floor(train_f: np.ndarray, test_f: np.ndarray, test_logits: np.ndarray
         part = train_f[p * PART:(p + 1) * PART]
         rows["fid"].append(frechet_distance_features(part, test_f))
         rows["kid"].append(kid(part, test_f)[0])
-        pr = prdc(test_f, part)
+        pr = prdc(test_f, part)  # each pair at its registered k: precision/recall 3, density/coverage 5
         for key in ("precision", "recall", "density", "coverage"):
             rows[key].append(float(getattr(pr, key)))
     result: dict[str, list[float] | tuple[float, float]] = dict(rows)
     result["is_test"] = inception_score(test_logits)
     result["is_train"] = inception_score(train_logits)
+    result["settings"] = {"pr_k": METRICS["pr"].defaults["k"], "dc_k": METRICS["dc"].defaults["k"],
+                          "is_splits": METRICS["is"].defaults["splits"],
+                          "is_shuffle_seed": METRICS["is"].defaults["shuffle_seed"]}
     return result
 
 
@@ -108,6 +114,10 @@ def readme(stats: dict[str, Stats], floor: dict, command: str) -> str:
     nparts = len(floor["fid"])
     is_mean, is_std = floor["is_test"]
     tr_mean, tr_std = floor["is_train"]
+    # files written before the settings were recorded used k = 5 for all four and unshuffled IS splits
+    st = floor.get("settings", {"pr_k": 5, "dc_k": 5, "is_splits": 10, "is_shuffle_seed": None})
+    order = (f"rows shuffled with seed {st['is_shuffle_seed']} first, as torch-fidelity" if
+             st["is_shuffle_seed"] is not None else "consecutive splits in file order")
     lines += [
         "",
         "Each file holds `mu` (128,), `sigma` (128, 128, divided by n - 1), `n` and the provenance "
@@ -126,12 +136,13 @@ def readme(stats: dict[str, Stats], floor: dict, command: str) -> str:
         f"| FID | {_summary(floor['fid'], '.3f')} | Heusel et al. 2017 |",
         f"| KID | {_summary(floor['kid'], '.4g')} | Bińkowski et al. 2018: unbiased MMD², kernel "
         "(x·y/d + 1)³, 100 subsets of 1000 |",
-        f"| precision | {_summary(floor['precision'], '.4f')} | Kynkäänniemi et al. 2019, k = 5 |",
-        f"| recall | {_summary(floor['recall'], '.4f')} | Kynkäänniemi et al. 2019, k = 5 |",
-        f"| density | {_summary(floor['density'], '.4f')} | Naeem et al. 2020, k = 5 |",
-        f"| coverage | {_summary(floor['coverage'], '.4f')} | Naeem et al. 2020, k = 5 |",
+        f"| precision | {_summary(floor['precision'], '.4f')} | Kynkäänniemi et al. 2019, k = {st['pr_k']} |",
+        f"| recall | {_summary(floor['recall'], '.4f')} | Kynkäänniemi et al. 2019, k = {st['pr_k']} |",
+        f"| density | {_summary(floor['density'], '.4f')} | Naeem et al. 2020, k = {st['dc_k']} |",
+        f"| coverage | {_summary(floor['coverage'], '.4f')} | Naeem et al. 2020, k = {st['dc_k']} |",
         "",
-        f"Inception Score with the classifier's 10 logits (Salimans et al. 2016, 10 splits): "
+        f"Inception Score with the classifier's 10 logits (Salimans et al. 2016, {st['is_splits']} splits, "
+        f"{order}): "
         f"test set {is_mean:.4f} ± {is_std:.4f}; training set {tr_mean:.4f} ± {tr_std:.4f} "
         "(at most 10, the number of classes; a perfect, balanced classifier gives about 10).",
         "",

@@ -90,3 +90,20 @@ def test_subsets_vary() -> None:
     assert subsets_vary(50, 60, 100, 50) and subsets_vary(60, 60, 2, 50)
     x = np.random.default_rng(0).standard_normal((50, 3))
     assert kid(x, x + 1.0, subsets=5, subset_size=50)[1] < 1e-12
+
+
+def test_numbers_do_not_depend_on_the_thread_count(monkeypatch) -> None:
+    """Subsets run one per core (issue 13); the draws are made in order first, so one core or several
+    give the same values."""
+    import fidkit._threads as threads
+    from fidkit.bootstrap import bootstrap_kid
+
+    rng = np.random.default_rng(9)
+    x, y = rng.standard_normal((60, 5)), rng.standard_normal((70, 5)) + 0.2
+    monkeypatch.setattr(threads, "cores", lambda: 3)
+    many = kid_subset_values(x, y, subsets=7, subset_size=20), bootstrap_kid(x, y, n_boot=4, subsets=3,
+                                                                            subset_size=20)
+    monkeypatch.setattr(threads, "cores", lambda: 1)
+    one = kid_subset_values(x, y, subsets=7, subset_size=20), bootstrap_kid(x, y, n_boot=4, subsets=3,
+                                                                           subset_size=20)
+    assert np.array_equal(many[0], one[0]) and many[1] == one[1]

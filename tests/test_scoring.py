@@ -137,3 +137,15 @@ def test_int64_images_quote_their_real_extremes() -> None:
     images = (np.arange(3 * 28 * 28, dtype=np.int64) % 256).reshape(3, 28, 28)
     with pytest.raises(InputError, match=r"int64 values \(min 0.00, max 255.00\) have no known image range"):
         score(images, images, metrics="fid", layout="NHW")
+
+
+def test_progress_bars_for_the_long_metric_steps(capsys) -> None:
+    """Issue 13: minutes passed silently after the extraction bars; bootstrap, KID and k-NN steps now
+    show bars on stderr with progress=True, and none without."""
+    real, fake = _features(40), _features(40, seed=1, shift=0.3)
+    _quiet(real, fake, bootstrap=3, kid_subset_size=10, is_splits=2, progress=True)
+    err = capsys.readouterr().err
+    for step in ("FID bootstrap", "KID subsets", "KID bootstrap", "k-NN (k = 3, 5)", "k-NN bootstrap"):
+        assert step in err
+    _quiet(real, fake, bootstrap=3, kid_subset_size=10, is_splits=2)
+    assert capsys.readouterr().err == ""
