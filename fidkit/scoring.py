@@ -39,10 +39,11 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
     subset is the whole sample), ``is`` {"mean", "std"}, ``pr`` {"precision", "recall"}, ``dc``
     {"density", "coverage"}; plus ``n_real``, ``n_fake`` (None: a statistics file that does not say),
     the ``provenance`` used, with ``bootstrap`` > 0 ``intervals`` for FID, KID and the k-NN metrics
-    (`fidkit.bootstrap`, seeded by ``seed``), ``settings`` (every option a computed metric used, by
-    metric: ``{"kid": {"subsets", "subset_size", "subset_size_given"}, "is": {"splits",
-    "shuffle_seed"}, "pr": {"k"}, "dc": {"k"}, "bootstrap": {"n", "level", "seed"}}``) and ``notes``
-    (one-line strings saying what was computed on what). ``kid_subset_size`` None is the registered
+    (`fidkit.bootstrap`, seeded by ``seed``), ``settings`` (every option a computed metric used:
+    ``{"seed", "kid": {"subsets", "subset_size", "subset_size_given", "subsets_vary",
+    "bootstrap_subsets"}, "is": {"splits", "shuffle_seed"}, "pr": {"k"}, "dc": {"k"}, "bootstrap": {"n",
+    "level", "seed"}}``, each metric's entry only when it was computed) and ``notes`` (one-line strings
+    saying what was computed on what, in the order computed). ``kid_subset_size`` None is the registered
     default, reduced with a warning to the smaller sample size; a size given larger than a sample is an
     error. ``metrics`` is a name, a comma-separated string or a sequence of names (None:
     `fidkit.metrics.DEFAULT_METRICS`); a metric option left as None takes the metric's registered
