@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from fidkit._atomic import atomic_path
-from fidkit.mnist_data import load_mnist, to_rgb
 from fidkit.extraction import Extractor, extractor
+from fidkit.mnist_data import load_mnist, to_rgb
 from fidkit.stats import Provenance, Stats, StatsAccumulator
 
 REPO = Path(__file__).resolve().parent.parent
