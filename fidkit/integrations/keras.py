@@ -290,6 +290,10 @@ class _Accumulation:
         from ..images import to_numpy
 
         ex = self.prepare()
+        if self.reference is None and y_true is None:
+            raise InputError(f"{_PURPOSE}.FID: no reference was given, so the y_true batches are the "
+                             f"real images, and evaluate() received none; pass FID(reference=...) "
+                             f"(Stats, a statistics file, images) or evaluate(x, real_images)")
         prov = Provenance.from_extractor(ex)
         if self.fake is None:
             self.fake = StatsAccumulator(prov)

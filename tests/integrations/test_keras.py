@@ -218,3 +218,21 @@ def test_reference_from_dataset_array_and_stats_file(tmp_path: Path) -> None:
     assert from_file.provenance == from_array.provenance
     with pytest.raises(fidkit.InputError, match="features"):
         _reference(str(path), ex, True, limit=None, **opts)       # KID and the k-NN metrics need features
+
+
+def test_fid_metric_without_reference_needs_y_true() -> None:
+    code = r'''
+import os, sys
+os.environ["KERAS_BACKEND"] = "numpy"
+import numpy as np, fidkit
+import fidkit.integrations.keras as fk
+m = fk.FID(extractor=fidkit.extractor("mnist", "numpy"))
+assert np.isnan(m.result())
+try:
+    m.update_state(None, np.zeros((4, 28, 28, 1), np.uint8))
+except fidkit.InputError as exc:
+    print(exc)
+'''
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "evaluate(x, real_images)" in out.stdout
