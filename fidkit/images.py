@@ -194,6 +194,7 @@ class ArraySource(ImageSource):
 
     def iter_batches(self, batch_size: int, workers: int | None = None
                      ) -> Iterator[tuple[np.ndarray, list[Name]]]:
+        """Yields (batch, names) as `ImageSource.iter_batches` describes."""
         batch_size = self._check_batch_size(batch_size)
         for start in range(0, self._array.shape[0], batch_size):
             yield np.asarray(self._array[start:start + batch_size]), self.names[start:start + batch_size]
@@ -234,6 +235,7 @@ class GeneratorSource(ImageSource):
 
     def iter_batches(self, batch_size: int, workers: int | None = None
                      ) -> Iterator[tuple[np.ndarray, list[Name]]]:
+        """Yields (batch, names) as `ImageSource.iter_batches` describes."""
         batch_size = self._check_batch_size(batch_size)
         for k, start in enumerate(range(0, len(self.names), batch_size)):
             names = self.names[start:start + batch_size]
@@ -393,6 +395,7 @@ class FileSource(ImageSource):
 
     def iter_batches(self, batch_size: int, workers: int | None = None
                      ) -> Iterator[tuple[np.ndarray | list[np.ndarray], list[Name]]]:
+        """Yields (batch, names) as `ImageSource.iter_batches` describes."""
         batch_size = self._check_batch_size(batch_size)
         workers = max(1, int(workers) if workers is not None else min(8, os.cpu_count() or 1))
         self.skipped = []

@@ -61,14 +61,17 @@ class ViTConfig:
 
     @property
     def offset(self) -> float:
+        """Returns the hub's position-embedding interpolation offset (0.1 without registers, else 0)."""
         return 0.0 if self.registers else 0.1
 
     @property
     def antialias(self) -> bool:
+        """Returns whether the hub interpolates position embeddings with antialiasing (register models)."""
         return bool(self.registers)
 
     @property
     def hidden(self) -> int:
+        """Returns the feed-forward width (SwiGLU's rounded 2/3 of the MLP width for ViT-g)."""
         h = int(self.dim * self.mlp_ratio)
         return (int(h * 2 / 3) + 7) // 8 * 8 if self.ffn == "swiglu" else h
 

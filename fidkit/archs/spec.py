@@ -226,81 +226,103 @@ class GraphBuilder:
         return name
 
     def channel_affine(self, name: str, x: str, scale: tuple[float, ...], shift: tuple[float, ...]) -> str:
+        """Returns ``name`` after adding a ``channel_affine`` node (semantics: the op table above)."""
         return self._add("channel_affine", name, (x,), scale=tuple(scale), shift=tuple(shift))
 
     def conv2d(self, name: str, x: str, in_channels: int, out_channels: int, kernel: Pair,
                stride: Pair = (1, 1), padding: Padding = ((0, 0), (0, 0)), bias: bool = False) -> str:
+        """Returns ``name`` after adding a ``conv2d`` node (semantics: the op table above)."""
         return self._add("conv2d", name, (x,), in_channels=in_channels, out_channels=out_channels,
                          kernel=tuple(kernel), stride=tuple(stride), padding=padding, bias=bias)
 
     def batchnorm(self, name: str, x: str, channels: int, eps: float) -> str:
+        """Returns ``name`` after adding a ``batchnorm`` node (semantics: the op table above)."""
         return self._add("batchnorm", name, (x,), channels=channels, eps=eps)
 
     def relu(self, name: str, x: str) -> str:
+        """Returns ``name`` after adding a ``relu`` node (semantics: the op table above)."""
         return self._add("relu", name, (x,))
 
     def maxpool2d(self, name: str, x: str, kernel: Pair, stride: Pair,
                   padding: Padding = ((0, 0), (0, 0))) -> str:
+        """Returns ``name`` after adding a ``maxpool2d`` node (semantics: the op table above)."""
         return self._add("maxpool2d", name, (x,), kernel=tuple(kernel), stride=tuple(stride), padding=padding)
 
     def avgpool2d(self, name: str, x: str, kernel: Pair, stride: Pair,
                   padding: Padding = ((0, 0), (0, 0)), count_include_pad: bool = False) -> str:
+        """Returns ``name`` after adding a ``avgpool2d`` node (semantics: the op table above)."""
         return self._add("avgpool2d", name, (x,), kernel=tuple(kernel), stride=tuple(stride),
                          padding=padding, count_include_pad=count_include_pad)
 
     def concat(self, name: str, xs: list[str]) -> str:
+        """Returns ``name`` after adding a ``concat`` node (semantics: the op table above)."""
         return self._add("concat", name, tuple(xs))
 
     def global_avgpool(self, name: str, x: str) -> str:
+        """Returns ``name`` after adding a ``global_avgpool`` node (semantics: the op table above)."""
         return self._add("global_avgpool", name, (x,))
 
     def flatten(self, name: str, x: str) -> str:
+        """Returns ``name`` after adding a ``flatten`` node (semantics: the op table above)."""
         return self._add("flatten", name, (x,))
 
     def dense(self, name: str, x: str, in_features: int, out_features: int, bias: bool = True) -> str:
+        """Returns ``name`` after adding a ``dense`` node (semantics: the op table above)."""
         return self._add("dense", name, (x,), in_features=in_features, out_features=out_features, bias=bias)
 
     def tokens(self, name: str, x: str) -> str:
+        """Returns ``name`` after adding a ``tokens`` node (semantics: the op table above)."""
         return self._add("tokens", name, (x,))
 
     def insert_tokens(self, name: str, x: str, at: int, count: int, dim: int) -> str:
+        """Returns ``name`` after adding a ``insert_tokens`` node (semantics: the op table above)."""
         return self._add("insert_tokens", name, (x,), at=at, count=count, dim=dim)
 
     def pos_embed(self, name: str, x: str, dim: int, grid: Pair, table_grid: Pair, prefix: int = 1,
                   offset: float = 0.0, antialias: bool = False) -> str:
+        """Returns ``name`` after adding a ``pos_embed`` node (semantics: the op table above)."""
         return self._add("pos_embed", name, (x,), dim=dim, prefix=prefix, grid=tuple(grid),
                          table_grid=tuple(table_grid), offset=float(offset), antialias=bool(antialias))
 
     def layernorm(self, name: str, x: str, dim: int, eps: float) -> str:
+        """Returns ``name`` after adding a ``layernorm`` node (semantics: the op table above)."""
         return self._add("layernorm", name, (x,), dim=dim, eps=eps)
 
     def linear(self, name: str, x: str, in_features: int, out_features: int, bias: bool = True) -> str:
+        """Returns ``name`` after adding a ``linear`` node (semantics: the op table above)."""
         return self._add("linear", name, (x,), in_features=in_features, out_features=out_features, bias=bias)
 
     def attention(self, name: str, qkv: str, dim: int, heads: int) -> str:
+        """Returns ``name`` after adding a ``attention`` node (semantics: the op table above)."""
         if dim % heads:
             raise ValueError(f"graph {self.name!r}: attention {name!r}: dim {dim} is not a multiple of "
                              f"{heads} heads")
         return self._add("attention", name, (qkv,), dim=dim, heads=heads)
 
     def gelu(self, name: str, x: str, approximate: str = "none") -> str:
+        """Returns ``name`` after adding a ``gelu`` node (semantics: the op table above)."""
         if approximate not in ("none", "tanh"):
             raise ValueError(f"graph {self.name!r}: gelu {name!r}: approximate must be 'none' or 'tanh'")
         return self._add("gelu", name, (x,), approximate=approximate)
 
     def quick_gelu(self, name: str, x: str) -> str:
+        """Returns ``name`` after adding a ``quick_gelu`` node (semantics: the op table above)."""
         return self._add("quick_gelu", name, (x,))
 
     def swiglu(self, name: str, x: str) -> str:
+        """Returns ``name`` after adding a ``swiglu`` node (semantics: the op table above)."""
         return self._add("swiglu", name, (x,))
 
     def layerscale(self, name: str, x: str, dim: int) -> str:
+        """Returns ``name`` after adding a ``layerscale`` node (semantics: the op table above)."""
         return self._add("layerscale", name, (x,), dim=dim)
 
     def add(self, name: str, x: str, y: str) -> str:
+        """Returns ``name`` after adding a ``add`` node (semantics: the op table above)."""
         return self._add("add", name, (x, y))
 
     def select_token(self, name: str, x: str, index: int = 0) -> str:
+        """Returns ``name`` after adding a ``select_token`` node (semantics: the op table above)."""
         return self._add("select_token", name, (x,), index=index)
 
     def build(self, **outputs: str) -> Graph:

@@ -179,11 +179,14 @@ class BatchPadding:
         self.run_s: float | None = None  # a call of the largest size, compiled already
 
     def target(self, n: int) -> int:
+        """Returns the batch size to run ``n`` images at: ``n``, or a larger compiled size when padding
+        to it is cheaper than compiling ``n``."""
         if n in self.sizes or n > self.largest or self.run_s is None:
             return n
         return self.largest if self.run_s * (1 - n / self.largest) < self.compile_s else n
 
     def record(self, n: int, seconds: float) -> None:
+        """Records that a batch of ``n`` took ``seconds`` (a size's first call includes its compile)."""
         if n not in self.sizes:
             self.sizes.add(n)
             if n > self.largest:
