@@ -276,6 +276,14 @@ def load_extractor(ref: str, *, runtime: str | None = None, device: str | None =
                          f"(or a function returning one, e.g. made with fidkit.adapters.from_torch)")
     for key, value in given.items():
         if key in passed:
+            # a function that takes the option must honour it: a policy it drops would be recorded
+            # as asked while another one ran (runtime likewise; devices are the model's to name)
+            got = obj.policy.name if key == "policy" else obj.runtime if key == "runtime" else None
+            want = get_policy(value).name if key == "policy" else value
+            if got is not None and got != want:
+                raise InputError(f"{BUILD_OPTIONS[key]} {value}: --extractor {ref} was given {key}="
+                                 f"{value!r} but built an extractor with {key} {got!r}; its function "
+                                 f"must use the {key} it is given")
             continue
         if key == "policy":
             obj = obj.with_policy(value)

@@ -145,6 +145,10 @@ PLUGIN = textwrap.dedent("""
     def build_policy(policy=None):
         Path("received.txt").write_text(f"policy={policy}")
         return _extractor(**({"policy": policy} if policy else {}))
+
+
+    def build_dropping_policy(policy=None):
+        return _extractor()
 """)
 
 
@@ -218,6 +222,14 @@ def test_a_build_function_receives_the_options_it_takes(cli_dir: Path) -> None:
     assert (cli_dir / "received.txt").read_text() == "policy=torchvision"
     assert "resize policy torchvision (as asked)" in out.stderr
     assert json.loads(out.stdout)["provenance"]["resize_policy"] == "torchvision"
+
+
+def test_a_build_function_that_drops_an_option_it_takes_is_an_error(cli_dir: Path) -> None:
+    """build(policy=...) returning the 'clean' policy whatever it is given would be recorded as asked."""
+    assert _plugin(cli_dir, "build_policy", policy="legacy-pytorch").policy.name == "legacy-pytorch"
+    assert _plugin(cli_dir, "build_dropping_policy", policy="clean").policy.name == "clean"
+    with pytest.raises(InputError, match="--resize legacy-pytorch: .* built an extractor with policy 'clean'"):
+        _plugin(cli_dir, "build_dropping_policy", policy="legacy-pytorch")
 
 
 MNIST_WEIGHTS = str(Path(fidkit.__file__).parent / "data" / "fidkit-mnist-v1.npz")
