@@ -44,7 +44,7 @@ fake = FeatureResult(ref.mean + 0.5 + 1.2 * (rng.standard_normal((n, ref.dim)) @
 wall, cpu = time.perf_counter(), time.process_time()
 out = fidkit.score(real, fake, bootstrap=100)
 print(json.dumps({"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
-                  "fid": out["fid"]}))
+                  "fid": out["fid"], "module": fidkit.__file__}))
 """
 
 
@@ -71,7 +71,9 @@ def test_scoring_step(benchmark, tmp_path_factory, competitor: bool) -> None:
     def run() -> None:
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if competitor else None
         try:
-            done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
+            # cwd: `python -c` puts the current folder first on sys.path, ahead of PYTHONPATH
+            done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True,
+                                  cwd=tmp_path_factory.getbasetemp())
         finally:
             if hog is not None:
                 hog.kill()
@@ -82,5 +84,5 @@ def test_scoring_step(benchmark, tmp_path_factory, competitor: bool) -> None:
     benchmark.pedantic(run, rounds=1, iterations=1)
     benchmark.extra_info.update({"n": n, "tree": BEFORE or "working tree", **result})
     print(f"\nscoring n={n} tree={BEFORE or 'working tree'} competitor={competitor}: "
-          f"wall {result['wall_s']:.1f} s, cpu {result['cpu_s']:.1f} s")
+          f"wall {result['wall_s']:.1f} s, cpu {result['cpu_s']:.1f} s ({result['module']})")
     assert result["fid"] > 0
