@@ -49,6 +49,10 @@ def _fast(runtime: str):
 def test_fast_path_equals_reference(runtime: str, name: str) -> None:
     fast = _fast(runtime)
     exact = POLICIES[name].quantize_output
+    # torch's own antialiased kernels (what the torch fast path calls for library='torch') compute their
+    # weights in float32 and sum without fidkit's -128 shift: their budget is resize.torch_kernels
+    tol = (tolerance("resize", "torch_kernels") if runtime == "torch" and POLICIES[name].library == "torch"
+           and POLICIES[name].antialias else TOL)
     for h, w, oh, ow in SIZES:
         x = _images(h, w)
         ref = resize(x, name, (oh, ow))
@@ -57,7 +61,7 @@ def test_fast_path_equals_reference(runtime: str, name: str) -> None:
         if exact:
             np.testing.assert_array_equal(out, ref, err_msg=f"{runtime} {name} {h}x{w}->{oh}x{ow}")
         else:
-            np.testing.assert_allclose(out, ref, atol=TOL, rtol=0, err_msg=f"{runtime} {name} {h}x{w}->{oh}x{ow}")
+            np.testing.assert_allclose(out, ref, atol=tol, rtol=0, err_msg=f"{runtime} {name} {h}x{w}->{oh}x{ow}")
 
 
 def test_fast_path_returns_its_input_when_the_size_matches(runtime: str) -> None:
