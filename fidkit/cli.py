@@ -20,10 +20,9 @@ from typing import Any, NoReturn, TextIO
 
 from .errors import FidkitError, FidkitWarning, InputError
 
-#: Bootstrap resamples of `fidkit score` when --bootstrap is not given. The rule, on both routes: a
-#: score comes with intervals (``fidkit.score(..., bootstrap=100)``); --bootstrap 0 gives point values.
-#: The single-metric commands (fid, kid, pr, is) give point values.
-DEFAULT_BOOTSTRAP = 100
+#: Bootstrap resamples of `fidkit score` when --bootstrap is not given: the registry's, as in Python
+#: (``fidkit.score``); --bootstrap 0 gives point values. The single-metric commands give point values.
+from .metrics import DEFAULT_BOOTSTRAP  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -214,7 +213,7 @@ class _Context:
         from .inputs import check_inputs
         from .scoring import score
 
-        kinds, _, _ = check_inputs(real, fake, metrics, kwargs.get("bootstrap", 0))
+        kinds, _, _ = check_inputs(real, fake, metrics, kwargs.get("bootstrap") or 0)
         self._warn_unused(kinds)
         # both image inputs are opened (listed, their ranges checked) before either is decoded
         a, b = (self.open(v, label) if kind == "images" else v
@@ -496,10 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"precision/recall: the k-th nearest neighbour sets each radius (default {pr_k})")
     p.add_argument("--dc-k", type=_positive, metavar="K",
                    help=f"density/coverage: the k-th nearest neighbour sets each radius (default {dc_k})")
-    p.add_argument("--bootstrap", type=_count, default=DEFAULT_BOOTSTRAP, metavar="N",
+    p.add_argument("--bootstrap", type=_count, default=None, metavar="N",
                    help=f"bootstrap resamples for the intervals of FID, KID and the k-NN metrics (default "
-                        f"{DEFAULT_BOOTSTRAP}, as fidkit.score; 0: point values only, which statistics "
-                        f"files allow)")
+                        f"{DEFAULT_BOOTSTRAP}, as fidkit.score, or none when B is a statistics file; 0: "
+                        f"point values only)")
     p.add_argument("--level", type=_level, default=0.95, help="confidence level of the intervals (default 0.95)")
     p.add_argument("--seed", type=_count, default=0,
                    help="seed of KID's random subsets and of the bootstrap resamples (default 0): the "

@@ -35,17 +35,20 @@ class Operand:
 
     @property
     def provenance(self) -> Provenance:
+        """The provenance of the features, else of the statistics, else unknown."""
         if self.features is not None:
             return self.features.provenance
         return self.stats.provenance if self.stats is not None else Provenance()
 
     @property
     def n(self) -> int | None:
+        """The number of images behind this side; None when a statistics file did not record it."""
         if self.features is not None:
             return len(self.features.features)
         return self.stats.n if self.stats is not None else None
 
     def get_stats(self) -> Stats:
+        """Returns the statistics (computed from the features when no file gave them)."""
         if self.stats is not None:
             return self.stats
         if self.features is None:
@@ -60,12 +63,14 @@ class Operand:
         return self.get_stats().dim
 
     def need_features(self, metric: str) -> FeatureResult:
+        """Returns the features; raises `InputError` naming ``metric`` when only statistics were given."""
         if self.features is None:
             raise InputError(f"{self.label}: {metric} needs features, but only mean/covariance "
                              f"statistics were given; pass images or a features file")
         return self.features
 
     def need_logits(self, metric: str) -> np.ndarray:
+        """Returns the (N, k) logits; raises `InputError` naming ``metric`` when there are none."""
         logits = self.need_features(metric).logits
         if logits is None:
             raise InputError(f"{self.label}: {metric} needs logits, and this features file has none; "

@@ -66,6 +66,9 @@ register_metric(MetricSpec(
 
 #: The registry, read-only: name -> `MetricSpec`, in the order results are printed.
 METRICS: Mapping[str, MetricSpec] = MappingProxyType(_METRICS)
+#: Bootstrap resamples behind the intervals of `fidkit.score` and ``fidkit score`` when none are asked
+#: for (0: point values only; a statistics file as the generated input has nothing to resample).
+DEFAULT_BOOTSTRAP = 100
 #: What `fidkit.score` and ``fidkit score`` compute when no metrics are named.
 DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "is", "pr", "dc")
 

@@ -146,7 +146,7 @@ def compute_stats(source: Any, extractor: Extractor | str = "mnist", *,
     (``label``: as in `compute_features`)."""
     ex = _as_extractor(extractor)
     src = _open(source, value_range=value_range, layout=layout, skip_bad=skip_bad, seed=seed, num=num)
-    acc = StatsAccumulator(Provenance.from_extractor(ex))
+    acc = StatsAccumulator(Provenance.from_extractor(ex), label=label or getattr(src, "description", None))
     for out, _ in _batches(src, ex, batch_size, workers, progress, label):
         acc.update(out["features"])
     return acc.stats()

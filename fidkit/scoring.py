@@ -12,7 +12,7 @@ from .errors import FidkitWarning, InputError
 from .extraction import Extractor
 from .inputs import Operand, check_inputs, operand
 from .kid import subsets_vary
-from .metrics import METRICS, flag, get_metric, load_function, parse_metrics
+from .metrics import DEFAULT_BOOTSTRAP, METRICS, flag, get_metric, load_function, parse_metrics
 from .pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, _as_extractor, _open
 from .stats import UNKNOWN, check_provenance
 
@@ -25,7 +25,7 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
           skip_bad: bool = False, is_splits: int | None = None,
           is_shuffle_seed: int | None = METRICS["is"].defaults["shuffle_seed"],
           kid_subsets: int | None = None, kid_subset_size: int | None = None, k: int | None = None,
-          dc_k: int | None = None, bootstrap: int = 0, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+          dc_k: int | None = None, bootstrap: int | None = None, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
     """Returns {metric: value} comparing ``fake`` with ``real``: the one-call API.
 
     ``real`` and ``fake`` may be image inputs (folder, zip, array file, array), feature arrays or files,
@@ -38,7 +38,8 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
     Values: ``fid`` a float, ``kid`` {"mean", "std"} (std None when the subsets cannot differ: every
     subset is the whole sample), ``is`` {"mean", "std"}, ``pr`` {"precision", "recall"}, ``dc``
     {"density", "coverage"}; plus ``n_real``, ``n_fake`` (None: a statistics file that does not say),
-    the ``provenance`` used, with ``bootstrap`` > 0 ``intervals`` for FID, KID and the k-NN metrics
+    the ``provenance`` used, with ``bootstrap`` > 0 (None: `fidkit.metrics.DEFAULT_BOOTSTRAP`, or 0 when
+    ``fake`` is a statistics file) ``intervals`` for FID, KID and the k-NN metrics
     (`fidkit.bootstrap`, seeded by ``seed``), ``settings`` (every option a computed metric used:
     ``{"seed", "kid": {"subsets", "subset_size", "subset_size_given", "subsets_vary",
     "bootstrap_subsets"}, "is": {"splits", "shuffle_seed"}, "pr": {"k"}, "dc": {"k"}, "bootstrap": {"n",
@@ -55,6 +56,11 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
     kid_subsets = get_metric("kid").defaults["subsets"] if kid_subsets is None else kid_subsets
     k = get_metric("pr").defaults["k"] if k is None else k
     dc_k = get_metric("dc").defaults["k"] if dc_k is None else dc_k
+    auto_bootstrap = bootstrap is None
+    if auto_bootstrap:  # the default on every route; a statistics file as fake has nothing to resample
+        from .inputs import classify
+
+        bootstrap = 0 if classify(fake) == "stats" else DEFAULT_BOOTSTRAP
     _check_level_early(bootstrap, level)
     kinds, need_real_features, need_fake_features = check_inputs(real, fake, metrics, bootstrap)
     ex: Extractor | str = extractor

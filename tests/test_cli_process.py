@@ -165,7 +165,7 @@ def test_version_and_help_for_every_option(work: Path) -> None:
     text = " ".join(r.stdout.split())
     for policy in available_policies():
         assert policy in text.rsplit("--resize POLICY", 1)[1].split("--device")[0]
-    assert "(default 100, as fidkit.score; 0: point values only" in text
+    assert "(default 100, as fidkit.score, or none when B is a statistics file; 0: point values only)" in text
     # every option of every subcommand says what it does
     missing = []
 

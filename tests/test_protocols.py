@@ -299,7 +299,8 @@ def test_torch_fidelity(peer_env: dict, torch_home: Path) -> None:
     assert len(metrics["mismatches"]) == 2
     peer = torch_fidelity.calculate_metrics(
         input1=str(peer_env["fake"]), input2=str(peer_env["real"]), cuda=False, fid=True, kid=True, isc=True,
-        kid_subset_size=KID_SUBSET, isc_splits=IS_SPLITS, cache=False, verbose=False, batch_size=N)
+        kid_subset_size=KID_SUBSET, isc_splits=IS_SPLITS, cache=False, verbose=False, batch_size=N,
+        save_cpu_ram=True)  # num_workers=0: no fork, which deadlocks once JAX has started its threads
     feats = fidkit_side(peer_env, ex["policy"])
     assert_rel(fidkit_fid(feats, "torch-fidelity"), peer["frechet_inception_distance"],
                tolerance("scores", "fid"), "torch-fidelity FID")
