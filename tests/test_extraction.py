@@ -176,9 +176,17 @@ def _fidkit(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def _plugin(cli_dir: Path, attr: str = "build", **options):
+    """Loads the plugin in this process, in its folder (its build functions write received.txt there)."""
+    import os
+
     from fidkit.adapters import load_extractor
 
-    return load_extractor(f"{cli_dir / 'plugin.py'}:{attr}", **options)
+    here = os.getcwd()
+    os.chdir(cli_dir)
+    try:
+        return load_extractor(f"{cli_dir / 'plugin.py'}:{attr}", **options)
+    finally:
+        os.chdir(here)
 
 
 def test_fid_with_a_module_attr_extractor_applies_and_records_resize(cli_dir: Path) -> None:
