@@ -388,8 +388,11 @@ def markdown_table() -> str:
         "Generated from `fidkit/protocols.py` by `fidkit.protocols.markdown_table()`; "
         "`tests/test_protocols.py` checks that this file matches the registry. Do not edit by hand.",
         "",
-        "`--protocol NAME` (and `protocol=` in Python) fixes every setting in a row; a flag that "
-        "contradicts it is an error unless `--allow-mismatch`. FID covariance divisor is n − ddof.",
+        "Each row is the full set of settings of one tool. `fidkit.protocols.resolve(NAME, ...)` returns "
+        "them as fidkit's extractor and metric options, refusing an option that contradicts them unless "
+        "`allow_mismatch=True`. Not yet wired: `--protocol NAME` on the command line and `protocol=` in "
+        "`fidkit.score` (the next step of issue 15); the `torchmetrics` rows need a resize policy fidkit "
+        "does not register yet. FID covariance divisor is n − ddof.",
         "",
         "| protocol | tool (versions) | extractor, layer | weights files | resize policy | FID | KID | IS "
         "| PR / DC | samples (real / fake) | seeds | not reproduced by fidkit | verified |",

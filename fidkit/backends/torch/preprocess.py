@@ -42,6 +42,8 @@ class _TorchOps:
         arr = to_numpy(obj)
         if arr.dtype == np.uint16:  # torch's uint16 lacks most kernels
             arr = arr.astype(np.int32)
+        elif not arr.flags.writeable:  # a memory-mapped .npy batch: torch wants memory it may write
+            arr = np.array(arr)
         return torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
 
     def shape(self, x: Any) -> tuple[int, ...]:
