@@ -19,7 +19,6 @@ object; `run_preprocess` is the one place the order of the steps is written:
 
 from __future__ import annotations
 
-import sys
 import zipfile
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -29,6 +28,7 @@ import numpy as np
 from ..archs.spec import Graph
 from ..errors import InputError, WeightsError
 from ..image_rules import LUMA_RGB, check_channels, resolve_layout, resolve_value_range  # noqa: F401
+from ..images import to_numpy  # noqa: F401  (re-exported for the runtimes)
 
 if TYPE_CHECKING:
     from ..extraction import InputConvention
@@ -177,25 +177,6 @@ def _stack(images: list[Any]) -> Any:
     if len(images) == 1:
         return to_numpy(images[0])[None]
     return np.stack([to_numpy(i) for i in images])
-
-
-def to_numpy(obj: Any) -> np.ndarray:
-    """Returns a numpy array for a numpy array, a torch / TensorFlow / JAX tensor (copied to the host;
-    bfloat16 and float16 become float32), or anything ``np.asarray`` takes; frameworks are looked up in
-    ``sys.modules`` only, never imported."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(obj, torch.Tensor):
-        t = obj.detach()
-        if t.dtype in (torch.bfloat16, torch.float16):
-            t = t.to(torch.float32)
-        return t.cpu().numpy()
-    tf = sys.modules.get("tensorflow")
-    if tf is not None and isinstance(obj, (tf.Tensor, tf.Variable)):
-        obj = obj.numpy()
-    arr = np.asarray(obj)
-    if arr.dtype.name in ("bfloat16", "float16"):
-        arr = arr.astype(np.float32)
-    return arr
 
 
 def device_batch(images: np.ndarray) -> np.ndarray:
