@@ -112,19 +112,29 @@ def check_value_range(declared: ValueRange, lo: float, hi: float, name: str, *, 
 
     Contradicting means: non-finite values; values outside the range (beyond `RANGE_SLACK`); or, for
     float data (``floating``), a declared [0, 255] whose maximum is above 0 but at most 1: images on
-    [0, 1] declared on the wrong scale give a silent, wrong FID in the thousands.
+    [0, 1] declared on the wrong scale give a silent, wrong FID in the thousands. Float data declared
+    [-1, 1] that never goes below the midpoint 0 is not an error (a bright batch can be so) but a
+    `FidkitWarning` saying it looks like [0, 1].
     """
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise InputError(f"{name}: contains NaN or infinite values; images must be finite")
     slack = RANGE_SLACK * (declared[1] - declared[0])
     inside = lo >= declared[0] - slack and hi <= declared[1] + slack
     corner = floating and declared == (0.0, 255.0) and 0.0 < hi <= 1.0 + RANGE_SLACK
+    if inside and floating and declared == (-1.0, 1.0) and lo >= 0.0 and hi > 0.0:
+        import warnings
+
+        from .errors import FidkitWarning
+
+        warnings.warn(f"{name}: {_found(lo, hi)}: never below the midpoint of the declared [-1, 1], as "
+                      f"images on [0, 1] would be; if they are, pass --range 0,1 (value_range=(0, 1) in "
+                      f"Python), or the FID is computed on half-contrast images", FidkitWarning, stacklevel=3)
     if inside and not corner:
         return
     try:
         guess = infer_value_range(np.dtype(np.float32), lo, hi, name)
         hint = f"looks like {_fmt_range(guess)} but {_fmt_range(declared)} was declared"
-        fix = f"pass value_range={_fmt_range(guess)} (--range {guess[0]:g},{guess[1]:g})"
+        fix = f"pass --range {guess[0]:g},{guess[1]:g} (value_range={_fmt_range(guess)} in Python)"
         if guess == (-1.0, 1.0):
             fix += "; generator outputs in [-1, 1] are usually tanh"
     except InputError:
@@ -177,8 +187,9 @@ def resolve_layout(shape: tuple[int, ...], layout: str | None, name: str) -> Lay
             if one_image:
                 reading = "HWC" if shape[-1] in _CHANNELS else "CHW"
                 raise InputError(f"{name}: shape {shape} is either one {reading} image or a batch of "
-                                 f"{shape[0]} grayscale images (NHW); pass layout='{reading}' (a batch "
-                                 f"axis is added) or layout='NHW' (--layout)")
+                                 f"{shape[0]} grayscale images (NHW); pass --layout {reading} (a batch "
+                                 f"axis is added) or --layout NHW (layout='{reading}' or layout='NHW' "
+                                 f"in Python)")
             layout = "NHW"
         if layout == "NHW":
             return Layout("NHWC", (-1,))
@@ -195,8 +206,8 @@ def resolve_layout(shape: tuple[int, ...], layout: str | None, name: str) -> Lay
             last, first = shape[3] in _CHANNELS, shape[1] in _CHANNELS
         if last == first:
             what = "could be either" if last else "has no channel axis of 1-4"
-            raise InputError(f"{name}: shape {shape} {what} NHWC or NCHW; pass layout='NHWC' or 'NCHW' "
-                             f"(--layout)")
+            raise InputError(f"{name}: shape {shape} {what} NHWC or NCHW; pass --layout NHWC or "
+                             f"--layout NCHW (layout= in Python)")
         layout = "NHWC" if last else "NCHW"
     if layout not in ("NHWC", "NCHW"):
         raise InputError(f"{name}: a 4-d array is NHWC or NCHW, but layout={layout!r} was given")

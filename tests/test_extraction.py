@@ -352,4 +352,4 @@ def test_unit_range_images_declared_on_0_255_say_they_look_like_0_1() -> None:
     x = np.random.default_rng(5).uniform(0, 1, (100, 28, 28)).astype(np.float32)
     for route, run in _routes(x, value_range=(0, 255)):
         _raises_on(route, run, r"max 1\.00: looks like \[0, 1\] but \[0, 255\] was declared; "
-                               r"pass value_range=\[0, 1\]")
+                               r"pass --range 0,1 \(value_range=\[0, 1\] in Python\)")

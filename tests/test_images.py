@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import struct
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -14,7 +15,7 @@ from PIL import Image
 
 import fidkit
 from fidkit.backends.numpy import preprocess as numpy_preprocess
-from fidkit.errors import InputError
+from fidkit.errors import FidkitWarning, InputError
 from fidkit.extraction import InputConvention
 from fidkit.image_rules import resolve_layout
 from fidkit.images import open_source, parse_value_range
@@ -339,12 +340,12 @@ def test_array_files_and_layouts(tmp_path: Path) -> None:
         assert names == [0, 1, 2, 3, 4]
         np.testing.assert_array_equal(np.concatenate([b for b, _ in batches]), x.astype(np.float32))
     square = RNG.integers(0, 256, (2, 3, 4, 3), dtype=np.uint8)  # C could be axis 1 or 3
-    with pytest.raises(InputError, match="layout='NHWC' or 'NCHW'"):
+    with pytest.raises(InputError, match="--layout NHWC or --layout NCHW"):
         open_source(square)
     (b, _), = seen(open_source(square, layout="NCHW"), 2, "clean")[0]
     assert b.shape == (2, 4, 3, 3)
     gray = RNG.integers(0, 256, (3, 8, 8), dtype=np.uint8)  # 3 grayscale images or one CHW image
-    with pytest.raises(InputError, match="layout='CHW'.*layout='NHW'"):
+    with pytest.raises(InputError, match="--layout CHW.*--layout NHW"):
         open_source(gray)
     (b, _), = seen(open_source(gray, layout="NHW"), 3, "clean")[0]
     np.testing.assert_array_equal(b, np.repeat(gray[..., None], 3, -1))
@@ -396,7 +397,7 @@ def test_float_ranges_are_inferred_when_unambiguous(lo: float, hi: float, expect
 def test_contradicting_or_unknown_ranges_say_what_was_found() -> None:
     x = np.linspace(-0.98, 0.99, 4 * 8 * 8 * 3, dtype=np.float32).reshape(4, 8, 8, 3)
     with pytest.raises(InputError, match=r"min -0\.98, max 0\.99: looks like \[-1, 1\] but \[0, 1\] was "
-                                         r"declared; pass value_range=\[-1, 1\]"):
+                                         r"declared; pass --range -1,1 \(value_range=\[-1, 1\] in Python\)"):
         open_source(x, value_range=(0, 1))
     with pytest.raises(InputError, match=r"looks like \[0, 255\] but \[-1, 1\] was declared"):
         open_source(x * 100 + 100, value_range="-1,1")
@@ -458,3 +459,14 @@ def test_generator_errors() -> None:
 
     with pytest.raises(InputError, match=r"batch 1.*looks like \[-1, 1\] but \[0, 1\]"):
         collect(open_source(drifting, num=4), 2)
+
+
+def test_images_declared_minus_one_one_that_never_go_below_the_midpoint_warn() -> None:
+    """Issue 12.5, the [-1, 1] corner: images on [0, 1] declared as [-1, 1] use only the upper half of the
+    range; a bright batch can do so too, so it is a loud warning rather than an error."""
+    x = np.random.default_rng(0).uniform(0.0, 1.0, (4, 8, 8, 3)).astype(np.float32)
+    with pytest.warns(FidkitWarning, match=r"never below the midpoint of the declared \[-1, 1\].*--range 0,1"):
+        open_source(x, value_range=(-1, 1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_source(x * 2 - 1, value_range=(-1, 1))  # data using the whole range: no warning
