@@ -90,12 +90,18 @@ def _to_rgb255(arr: np.ndarray, value_range: ValueRange, name: str) -> np.ndarra
         arr = arr[..., :3]
     elif channels != 3:
         raise InputError(f"{name}: expected 1, 2, 3 or 4 channels, found {channels}")
+    return to_255(arr, value_range)
+
+
+def to_255(x: np.ndarray, value_range: ValueRange) -> np.ndarray:
+    """Returns data on ``value_range`` as float32 on 0..255, clipped: float64 arithmetic, one rounding to
+    float32 (what every runtime that has float64 reproduces bit for bit)."""
     lo, hi = value_range
     if value_range == (0.0, 255.0):
-        out = np.asarray(arr, dtype=np.float32)
+        out = np.asarray(x, dtype=np.float32)
     else:
-        out = ((np.asarray(arr, dtype=np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)
-    return np.clip(out, 0.0, 255.0, out=out if out is not arr else None)
+        out = ((np.asarray(x, dtype=np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)
+    return np.clip(out, 0.0, 255.0, out=out if out is not x else None)
 
 
 def to_numpy(obj: Any) -> np.ndarray:

@@ -28,7 +28,7 @@ import numpy as np
 from ..archs.spec import Graph
 from ..errors import InputError, WeightsError
 from ..image_rules import LUMA_RGB, check_channels, resolve_layout, resolve_value_range  # noqa: F401
-from ..images import to_numpy  # noqa: F401  (re-exported for the runtimes)
+from ..images import to_255, to_numpy  # noqa: F401  (re-exported for the runtimes)
 
 if TYPE_CHECKING:
     from ..extraction import InputConvention
@@ -65,7 +65,7 @@ class Ops(Protocol):
 
     def to_255(self, x: Any, value_range: tuple[float, float]) -> Any:
         """Returns ``x`` on ``value_range`` as float32 on 0..255, clipped (float64 arithmetic where the
-        runtime has it: `host_to_255`)."""
+        runtime has it: `fidkit.images.to_255`)."""
 
     def quantize(self, x: Any) -> Any:
         """Returns float32 ``x`` rounded half-to-even to uint8 levels and clipped to 0..255."""
@@ -177,23 +177,6 @@ def _stack(images: list[Any]) -> Any:
     if len(images) == 1:
         return to_numpy(images[0])[None]
     return np.stack([to_numpy(i) for i in images])
-
-
-def device_batch(images: np.ndarray) -> np.ndarray:
-    """A host batch as runtimes send it to their device: uint8 stays uint8 (a quarter of the bytes; the
-    runtime casts it there), anything else becomes float32; C-contiguous either way."""
-    return np.ascontiguousarray(images if images.dtype == np.uint8 else np.asarray(images, np.float32))
-
-
-def host_to_255(x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """Returns host data on ``value_range`` as float32 on 0..255, clipped: float64 arithmetic, one
-    rounding to float32 (what every runtime that has float64 reproduces bit for bit)."""
-    lo, hi = value_range
-    if value_range == (0.0, 255.0):
-        out = np.asarray(x, dtype=np.float32)
-    else:
-        out = ((np.asarray(x, dtype=np.float64) - lo) * (255.0 / (hi - lo))).astype(np.float32)
-    return np.clip(out, 0.0, 255.0, out=out if out is not x else None)
 
 
 # --------------------------------------------------------------------------------------- graphs

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...resize import quantize, resize
-from ..common import LUMA_RGB, host_to_255, run_preprocess, to_numpy
+from ..common import LUMA_RGB, run_preprocess, to_255, to_numpy
 
 if TYPE_CHECKING:
     from ...extraction import InputConvention
@@ -42,7 +42,7 @@ class _NumpyOps:
         return float(np.min(x)), float(np.max(x))  # NaN propagates: judged non-finite
 
     def to_255(self, x: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-        return host_to_255(x, value_range)
+        return to_255(x, value_range)
 
     def quantize(self, x: np.ndarray) -> np.ndarray:
         return quantize(x)
