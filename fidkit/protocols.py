@@ -217,16 +217,9 @@ PROTOCOLS: Mapping[str, Protocol] = MappingProxyType(_PROTOCOLS)
 
 #: Resize policies a protocol needs that fidkit.resize does not register yet, defined exactly (each
 #: checked against its tool in tests/test_protocols.py). They are not registered from here: policies
-#: live in fidkit.resize, and a protocol whose policy is missing refuses to resolve, naming it.
-PROPOSED_POLICIES: Mapping[str, ResizePolicy] = MappingProxyType({
-    "torchmetrics": ResizePolicy(
-        name="torchmetrics", library="torch", filter="bilinear", antialias=True, quantize_input=True,
-        quantize_output=False, mean=(128.0,) * 3, std=(128.0,) * 3,
-        description="torchmetrics' FID/KID/IS default since its antialias argument (Lightning-AI/torchmetrics#3130): uint8 input, "
-                    "F.interpolate(mode='bilinear', align_corners=False, antialias=True) to 299 x 299 on "
-                    "the 0..255 scale, then (x - 128) / 128 (torchmetrics/image/fid.py, NoTrainInceptionV3). "
-                    "Float input (normalize=True) is truncated by (x * 255).byte(), not rounded"),
-})
+#: live in fidkit.resize, and a protocol whose policy is missing refuses to resolve, naming it. Empty
+#: now: ``torchmetrics`` moved to fidkit.resize.
+PROPOSED_POLICIES: Mapping[str, ResizePolicy] = MappingProxyType({})
 
 # ------------------------------------------------------------------------------------------- resolve
 
@@ -594,13 +587,11 @@ register_protocol(Protocol(
     inception_score=ISConfig(splits=10, order="torch-randperm", parts="chunk", std_ddof=1),
     pr=None, samples=Samples(None, 50_000, "whatever is passed to update()"),
     unavailable=_TORCHMETRICS_UNAVAILABLE,
-    verified="tests/test_protocols.py runs FrechetInceptionDistance(antialias=True) on the same images, and "
-             "fidkit's extractor under PROPOSED_POLICIES['torchmetrics']",
+    verified="tests/test_protocols.py runs FrechetInceptionDistance(antialias=True) on the same images",
     sources=_TORCHMETRICS_SOURCES,
-    notes="fidkit.resize has no policy for torchmetrics' default resize (torch bilinear with antialias on "
-          "0..255, then (x - 128) / 128, uint8 input): `torchvision` has the kernel but ImageNet "
-          "normalisation and no input quantisation. PROPOSED_POLICIES['torchmetrics'] is the exact "
-          "definition; until fidkit.resize registers it, this protocol refuses to resolve.",
+    notes="The `torchmetrics` resize policy is torch's antialiased bilinear on 0..255 then (x - 128) / 128 "
+          "(`torchvision` has the same kernel but ImageNet normalisation and no input quantisation); "
+          "float input is rounded to uint8 levels where torchmetrics truncates it, so compare on uint8.",
 ))
 
 register_protocol(Protocol(

@@ -567,3 +567,12 @@ register_policy(ResizePolicy(
                 "'yields almost the same results' as dgm-eval): uint8 images as float32 on 0..255, "
                 "F.interpolate(size=(224, 224), mode='bicubic', antialias=True) (Pillow's filter, a = -0.5, "
                 "in float32, not clipped, not rounded), then / 255 and ImageNet mean/std."))
+
+register_policy(ResizePolicy(
+    name="torchmetrics", library="torch", filter="bilinear", antialias=True, quantize_input=True,
+    quantize_output=False, mean=(128.0,) * 3, std=(128.0,) * 3,
+    description="torchmetrics' FID/KID/IS default since its antialias argument (Lightning-AI/torchmetrics#3130): "
+                "uint8 input, F.interpolate(mode='bilinear', align_corners=False, antialias=True) to "
+                "299 x 299 on the 0..255 scale, then (x - 128) / 128 (torchmetrics/image/fid.py, "
+                "NoTrainInceptionV3). Float input here is rounded to uint8 levels; torchmetrics' "
+                "normalize=True truncates it ((x * 255).byte()), so pass uint8 images to compare."))

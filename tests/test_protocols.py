@@ -121,9 +121,11 @@ def test_unknown_option_is_an_error() -> None:
 
 
 def test_a_missing_policy_refuses_to_resolve_and_says_what_is_missing() -> None:
-    with pytest.raises(InputError, match="resize policy 'torchmetrics' is not registered in fidkit.resize"):
-        resolve("torchmetrics")
-    assert "policy" in get_protocol("torchmetrics").missing
+    absent = dataclasses.replace(get_protocol("torchmetrics"), name="no-policy", policy="no-such-policy")
+    with pytest.raises(InputError, match="resize policy 'no-such-policy' is not registered in fidkit.resize"):
+        resolve(absent)
+    assert "policy" in absent.missing
+    assert "policy" not in get_protocol("torchmetrics").missing
     assert "policy" not in get_protocol("torchmetrics-tf").missing
 
 
@@ -392,14 +394,8 @@ def test_torchmetrics_fid(peer_env: dict, torch_home: Path, protocol: str, antia
     import torch
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    p = get_protocol(protocol)
-    if p.policy in POLICIES:
-        ex, _ = resolve(protocol)
-        policy = ex["policy"]
-    else:  # fidkit.resize lacks it: check the exact definition that protocols.py proposes
-        with pytest.raises(InputError, match="not registered"):
-            resolve(protocol)
-        policy = PROPOSED_POLICIES[p.policy]
+    ex, _ = resolve(protocol)
+    policy = ex["policy"]
     metric = FrechetInceptionDistance(feature=2048, antialias=antialias)
     for side, real in (("real", True), ("fake", False)):
         metric.update(torch.from_numpy(peer_env["arrays"][side]).permute(0, 3, 1, 2).contiguous(), real=real)

@@ -409,3 +409,32 @@ def test_shifted_passes_places_the_shift_where_it_is_needed_or_cheap() -> None:
     assert taps(clean, 299, 28)[0].shape[1] > MAX_UNSHIFTED_TAPS
     assert shifted_passes(clean, [("w", 299, 28), ("h", 299, 28)], (299, 299)) == [True, True]
     assert shifted_passes(clean, [("w", 299, 28)], (299, 299)) == [True]
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("sizes", [s for s in SIZES if s[2] == s[3]], ids=lambda s: "{}x{}->{}x{}".format(*s))
+def test_torchmetrics_policy_matches_torchmetrics_own_forward(sizes) -> None:
+    """torchmetrics' NoTrainInceptionV3 (antialias=True, its default) runs its own resize and (x - 128) / 128;
+    its first conv is replaced by a probe that captures the network input (no weights needed)."""
+    require_runtime("torch")
+    import torch
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    class Captured(Exception):
+        pass
+
+    class Probe(torch.nn.Module):
+        def forward(self, x):
+            raise Captured(x)
+
+    h, w, oh, _ = sizes
+    net = NoTrainInceptionV3.__new__(NoTrainInceptionV3)
+    torch.nn.Module.__init__(net)
+    net.use_antialias, net.INPUT_IMAGE_SIZE, net.features_list = True, oh, ["2048"]
+    net.Conv2d_1a_3x3 = Probe()
+    x = batch(h, w).astype(np.uint8)
+    with pytest.raises(Captured) as got:
+        net._torch_fidelity_forward(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
+    theirs = got.value.args[0].permute(0, 2, 3, 1).numpy()
+    policy = get_policy("torchmetrics")
+    np.testing.assert_allclose(policy.normalize(preprocess(x, policy, (oh, oh))), theirs, atol=TOL / 128, rtol=0)
