@@ -13,6 +13,12 @@ therefore permutes the rows first, by default with ``numpy.random.RandomState(20
 torch-fidelity's ``isc_features_to_metric(shuffle=True, rng_seed=2020)`` (its defaults) draws exactly
 this permutation, so with the default seed fidkit gives torch-fidelity's numbers. ``shuffle_seed=None``
 is the original, order-dependent formula (consecutive parts, openai/improved-gan).
+
+torchmetrics' ``InceptionScore`` differs in three ways, each an option here: it permutes with
+``torch.randperm(N)`` on torch's global generator (``rng="torch"``: the same permutation from a private
+generator seeded with ``shuffle_seed``, i.e. torchmetrics' right after ``torch.manual_seed(shuffle_seed)``),
+cuts the parts with ``Tensor.chunk(splits)`` (``parts="chunk"``: parts of ceil(N/splits) rows, the last
+shorter, and fewer than ``splits`` parts when they run out) and reports the std with ddof 1 (``ddof=1``).
 """
 
 from __future__ import annotations
@@ -57,9 +63,36 @@ def _log_probs(x: np.ndarray, from_logits: bool, name: str) -> np.ndarray:
 DEFAULT_SHUFFLE_SEED = 2020
 
 
+#: How the rows can be permuted (``rng``) and cut into parts (``parts``); see the module docstring.
+IS_RNGS = ("numpy", "torch")
+IS_PARTS = ("floor", "chunk")
+
+
+def _permutation(n: int, seed: int, rng: str) -> np.ndarray:
+    if rng == "numpy":
+        return np.random.RandomState(seed).permutation(n)
+    try:
+        import torch
+    except ImportError:
+        raise InputError("IS with rng='torch' (torchmetrics' permutation) draws with torch.randperm, and torch "
+                         "is not installed; install torch (pip install torch) or use rng='numpy'") from None
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(seed))
+    return torch.randperm(n, generator=gen).numpy()
+
+
+def _part_bounds(n: int, splits: int, parts: str) -> list[tuple[int, int]]:
+    """Returns the (start, stop) rows of each part: ``i*n//splits`` ("floor") or ``Tensor.chunk`` ("chunk")."""
+    if parts == "floor":
+        return [(i * n // splits, (i + 1) * n // splits) for i in range(splits)]
+    size = -(-n // splits)  # torch.chunk: ceil(n / splits) rows per part
+    return [(lo, min(lo + size, n)) for lo in range(0, n, size)]
+
+
 def inception_score(logits_or_probs: np.ndarray, splits: int = 10, *, from_logits: bool = True,
                     shuffle_seed: int | None = DEFAULT_SHUFFLE_SEED,
-                    name: str | None = None) -> tuple[float, float]:
+                    name: str | None = None, rng: str = "numpy", parts: str = "floor",
+                    ddof: int = 0) -> tuple[float, float]:
     """Returns (mean, std) of the Inception Score over ``splits`` parts (Salimans et al. 2016).
 
     ``logits_or_probs`` is (N, k): logits (default) or, with ``from_logits=False``, softmax
@@ -67,28 +100,40 @@ def inception_score(logits_or_probs: np.ndarray, splits: int = 10, *, from_logit
     (default 2020: torch-fidelity's permutation and numbers), so the parts do not depend on the order
     of the files; ``shuffle_seed=None`` keeps the given order, the original openai/improved-gan
     formula. ``name`` labels the input in error messages (e.g. "fake"). Zero probabilities contribute
-    0 (the limit of p log p).
+    0 (the limit of p log p). ``rng`` ("numpy" or "torch": ``torch.randperm``, which needs torch),
+    ``parts`` ("floor" or "chunk") and ``ddof`` (the std's divisor is parts - ddof; 0 or 1) select
+    torchmetrics' conventions (module docstring); the defaults are torch-fidelity's. Raises `InputError`
+    for bad input or options.
     """
     label = name or ("logits" if from_logits else "probs")
     x = _validate.features(logits_or_probs, label, min_samples=1)
     splits = _validate.positive_int(splits, f"splits ({flag('splits')})")
     if shuffle_seed is not None:
         shuffle_seed = _validate.positive_int(shuffle_seed, "shuffle_seed", minimum=0)
+    if rng not in IS_RNGS:
+        raise InputError(f"IS: rng must be one of {', '.join(IS_RNGS)}, received {rng!r}")
+    if parts not in IS_PARTS:
+        raise InputError(f"IS: parts must be one of {', '.join(IS_PARTS)}, received {parts!r}")
+    if ddof not in (0, 1):
+        raise InputError(f"IS: ddof must be 0 or 1, received {ddof!r}")
     n = x.shape[0]
     if n < splits:
         raise InputError(f"{label}: {n} images, fewer than {flag('splits')} {splits}; pass {flag('splits')} "
                          f"{n} or fewer (splits= in Python) or more images")
     if shuffle_seed is not None:
-        x = x[np.random.RandomState(shuffle_seed).permutation(n)]
+        x = x[_permutation(n, shuffle_seed, rng)]
     log_p = _log_probs(x, from_logits, label)
     p = np.exp(log_p)
-    scores = np.empty(splits)
-    for i in range(splits):
-        lo, hi = i * n // splits, (i + 1) * n // splits
+    bounds = _part_bounds(n, splits, parts)
+    if len(bounds) - ddof < 1:
+        raise InputError(f"{label}: {n} images make {len(bounds)} part(s), too few for a std with ddof "
+                         f"{ddof}; pass more images or a larger {flag('splits')}")
+    scores = np.empty(len(bounds))
+    for i, (lo, hi) in enumerate(bounds):
         p_part, log_p_part = p[lo:hi], log_p[lo:hi]
         # p log p with p = 0 is 0; where p > 0 the marginal q > 0 too, so the masked terms are finite.
         with np.errstate(divide="ignore", invalid="ignore"):
             log_q = np.log(p_part.mean(axis=0))
             kl = np.where(p_part > 0, p_part * (log_p_part - log_q), 0.0).sum(axis=1)
         scores[i] = np.exp(kl.mean())
-    return float(scores.mean()), float(scores.std())
+    return float(scores.mean()), float(scores.std(ddof=ddof))

@@ -9,6 +9,10 @@ Estimator per subset of m samples from each side (the one of torch-fidelity and 
 Subsets are drawn as torch-fidelity draws them: ``rng = numpy.random.RandomState(seed)``, then for each
 subset ``rng.choice(n1, m, replace=False)`` and ``rng.choice(n2, m, replace=False)``; with
 ``seed=2020`` (torch-fidelity's default) the subsets, and hence the numbers, are torch-fidelity's.
+With ``rng="torch"`` they are drawn as torchmetrics' ``KernelInceptionDistance`` draws them: for each
+subset ``torch.randperm(n1)[:m]`` then ``torch.randperm(n2)[:m]``, here on a private CPU
+``torch.Generator`` seeded with ``seed`` (torchmetrics uses torch's global generator: its numbers are
+fidkit's right after ``torch.manual_seed(seed)``). torch is imported only then.
 """
 
 from __future__ import annotations
@@ -102,19 +106,50 @@ def subsets_vary(n1: int, n2: int, subsets: int, subset_size: int) -> bool:
     return subsets > 1 and subset_size < max(n1, n2)
 
 
+#: How KID's subsets can be drawn (`kid_subset_values`): numpy's RandomState (torch-fidelity, clean-fid,
+#: StyleGAN) or torch.randperm (torchmetrics).
+KID_RNGS = ("numpy", "torch")
+
+
+def _subset_draws(n1: int, n2: int, subsets: int, subset_size: int, seed: int,
+                  rng: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Returns the (rows of features1, rows of features2) of each subset, drawn in order (module docstring)."""
+    if rng == "numpy":
+        state = np.random.RandomState(seed)
+        return [(state.choice(n1, subset_size, replace=False), state.choice(n2, subset_size, replace=False))
+                for _ in range(subsets)]
+    if rng != "torch":
+        raise InputError(f"KID: rng must be one of {', '.join(KID_RNGS)}, received {rng!r}")
+    torch = _import_torch("KID's rng='torch' (torchmetrics' subsets)")
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(seed))
+    return [(torch.randperm(n1, generator=gen)[:subset_size].numpy(),
+             torch.randperm(n2, generator=gen)[:subset_size].numpy()) for _ in range(subsets)]
+
+
+def _import_torch(what: str):
+    """Returns the torch module, or raises `InputError` saying that ``what`` needs it."""
+    try:
+        import torch
+    except ImportError:
+        raise InputError(f"{what} draws with torch.randperm, and torch is not installed; install torch "
+                         f"(pip install torch) or use rng='numpy'") from None
+    return torch
+
+
 def kid_subset_values(features1: np.ndarray, features2: np.ndarray, subsets: int = 100,
                       subset_size: int = 1000, degree: int = 3, gamma: float | None = None,
                       coef0: float = 1.0, seed: int = 0, *,
                       labels: tuple[str, str] = ("features1", "features2"),
-                      progress: bool = False) -> np.ndarray:
+                      progress: bool = False, rng: str = "numpy") -> np.ndarray:
     """Returns the (subsets,) per-subset unbiased MMD² values whose mean and std `kid` reports, computed
-    one subset per core (`fidkit._threads.parallel_map`)."""
+    one subset per core (`fidkit._threads.parallel_map`). ``rng``: "numpy" (``RandomState(seed)``,
+    torch-fidelity's draws) or "torch" (``torch.randperm`` on a generator seeded with ``seed``,
+    torchmetrics' draws; needs torch, else `InputError`)."""
     f1, f2 = _check(features1, features2, subset_size, degree, gamma, labels)
     subsets = _validate.positive_int(subsets, f"KID subsets ({flag('subsets')})")
-    rng = np.random.RandomState(seed)
-    draws = [(rng.choice(f1.shape[0], subset_size, replace=False), rng.choice(f2.shape[0], subset_size,
-                                                                             replace=False))
-             for _ in range(subsets)]  # drawn in order first: the numbers do not depend on the threads
+    # drawn in order first: the numbers do not depend on the threads
+    draws = _subset_draws(f1.shape[0], f2.shape[0], subsets, subset_size, seed, rng)
     with progress_bar(subsets, "KID subsets", progress, unit="subset") as bar:
         return np.array(parallel_map(
             lambda ij: mmd2_unbiased(f1[ij[0]], f2[ij[1]], degree=degree, gamma=gamma, coef0=coef0),
@@ -124,7 +159,7 @@ def kid_subset_values(features1: np.ndarray, features2: np.ndarray, subsets: int
 def kid(features1: np.ndarray, features2: np.ndarray, subsets: int = 100, subset_size: int = 1000,
         degree: int = 3, gamma: float | None = None, coef0: float = 1.0,
         seed: int = 0, *, labels: tuple[str, str] = ("features1", "features2"),
-        progress: bool = False) -> tuple[float, float]:
+        progress: bool = False, rng: str = "numpy") -> tuple[float, float]:
     """Returns (mean, std) of the unbiased polynomial-kernel MMD² over random subsets (KID; Bińkowski et al. 2018).
 
     ``features1`` (n1, d) and ``features2`` (n2, d) are computed in float64; ``subsets`` draws of
@@ -134,8 +169,9 @@ def kid(features1: np.ndarray, features2: np.ndarray, subsets: int = 100, subset
     slightly below 0 occur for near-identical distributions and are kept. When the subsets cannot differ
     (`subsets_vary` is False: one subset, or ``subset_size`` equal to both sample sizes) the std is
     rounding, not an uncertainty; `fidkit.score` then reports it as None. ``labels`` name the two inputs
-    in errors (`fidkit.score` passes "real", "fake").
+    in errors (`fidkit.score` passes "real", "fake"). ``rng``: how the subsets are drawn, "numpy"
+    (default) or "torch" (torchmetrics' draws; see `kid_subset_values`).
     """
     values = kid_subset_values(features1, features2, subsets, subset_size, degree, gamma, coef0, seed,
-                               labels=labels, progress=progress)
+                               labels=labels, progress=progress, rng=rng)
     return float(values.mean()), float(values.std())

@@ -116,3 +116,43 @@ def test_bad_input() -> None:
         inception_score(np.array([[1.2, -0.2]]), splits=1, from_logits=False)
     with pytest.warns(FidkitWarning, match="look like probabilities"):
         inception_score(np.full((3, 4), 0.25), splits=1)
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize(("seed", "n", "splits"), [(5, 8, 2), (3, 23, 10), (0, 30, 4)])
+def test_torchmetrics_conventions_reproduce_its_inception_score(seed: int, n: int, splits: int) -> None:
+    """rng='torch', parts='chunk', ddof=1: torchmetrics' InceptionScore after torch.manual_seed(seed) on the
+    same float64 logits (23 rows in 10 chunks of 3 make 8 parts, 30 in 4 make 8/8/8/6)."""
+    import torch
+    from torchmetrics.image.inception import InceptionScore
+
+    class Identity(torch.nn.Module):
+        def forward(self, x):
+            return x
+
+    logits = np.random.default_rng(seed + 1).normal(size=(n, 10)) * 3
+    metric = InceptionScore(feature=Identity(), splits=splits)
+    metric.update(torch.from_numpy(logits))
+    torch.manual_seed(seed)
+    tm_mean, tm_std = (float(v) for v in metric.compute())
+    mean, std = inception_score(logits, splits, shuffle_seed=seed, rng="torch", parts="chunk", ddof=1)
+    assert mean == pytest.approx(tm_mean, rel=1e-12)
+    assert std == pytest.approx(tm_std, rel=1e-9)
+    # the 40-digit formula on torch's permutation and Tensor.chunk's parts agrees with the same choice
+    torch.manual_seed(seed)
+    perm = torch.randperm(n).numpy()
+    size = -(-n // splits)
+    parts = [logits[perm][lo:lo + size] for lo in range(0, n, size)]
+    scores = [_mp_is(part, 1)[0] for part in parts]
+    assert mean == pytest.approx(float(np.mean(scores)), rel=1e-12)
+    assert std == pytest.approx(float(np.std(scores, ddof=1)), rel=1e-9)
+
+
+def test_torchmetrics_options_are_checked() -> None:
+    logits = np.random.default_rng(0).normal(size=(6, 4))
+    with pytest.raises(InputError, match="rng must be one of numpy, torch"):
+        inception_score(logits, 2, rng="jax")
+    with pytest.raises(InputError, match="parts must be one of floor, chunk"):
+        inception_score(logits, 2, parts="ceil")
+    with pytest.raises(InputError, match="too few for a std with ddof 1"):
+        inception_score(logits, 1, ddof=1)

@@ -107,3 +107,57 @@ def test_numbers_do_not_depend_on_the_thread_count(monkeypatch) -> None:
     one = kid_subset_values(x, y, subsets=7, subset_size=20), bootstrap_kid(x, y, n_boot=4, subsets=3,
                                                                            subset_size=20)
     assert np.array_equal(many[0], one[0]) and many[1] == one[1]
+
+
+class _Identity:
+    """torchmetrics' ``feature=`` module that returns its input: KID on the given feature rows."""
+
+    def __new__(cls):
+        import torch
+
+        class Identity(torch.nn.Module):
+            def forward(self, x):
+                return x
+
+        return Identity()
+
+
+@pytest.mark.peers
+@pytest.mark.parametrize(("seed", "n1", "n2", "subsets", "size"), [(11, 9, 7, 20, 5), (0, 40, 33, 6, 33)])
+def test_torch_rng_reproduces_torchmetrics(seed: int, n1: int, n2: int, subsets: int, size: int) -> None:
+    """rng='torch': torchmetrics' KernelInceptionDistance run after torch.manual_seed(seed), on the same
+    float64 features; fidkit's numpy draws give another number."""
+    import torch
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    rng = np.random.default_rng(seed + 3)
+    real, fake = rng.normal(1.0, 0.5, size=(n1, 16)), rng.normal(1.2, 0.6, size=(n2, 16))
+    metric = KernelInceptionDistance(feature=_Identity(), subsets=subsets, subset_size=size)
+    metric.update(torch.from_numpy(real), real=True)
+    metric.update(torch.from_numpy(fake), real=False)
+    torch.manual_seed(seed)
+    tm_mean, tm_std = (float(v) for v in metric.compute())
+    before = torch.random.get_rng_state()
+    mean, std = kid(real, fake, subsets=subsets, subset_size=size, seed=seed, rng="torch")
+    assert torch.equal(torch.random.get_rng_state(), before)  # a private generator: the global one untouched
+    assert mean == pytest.approx(tm_mean, rel=1e-12, abs=1e-15)
+    assert std == pytest.approx(tm_std, rel=1e-9, abs=1e-15)
+    assert kid(real, fake, subsets=subsets, subset_size=size, seed=seed)[0] != pytest.approx(tm_mean, rel=1e-9)
+
+
+def test_unknown_rng_and_missing_torch_are_input_errors(monkeypatch) -> None:
+    import builtins
+
+    x = np.random.default_rng(0).standard_normal((10, 3))
+    with pytest.raises(InputError, match="rng must be one of numpy, torch"):
+        kid(x, x + 1, subsets=2, subset_size=5, rng="jax")
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch":
+            raise ImportError("no torch")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    with pytest.raises(InputError, match="torch is not installed"):
+        kid(x, x + 1, subsets=2, subset_size=5, rng="torch")
