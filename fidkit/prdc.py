@@ -13,23 +13,27 @@ features:
 - Tie convention: a point is inside a ball only if its distance is strictly less than the radius (``<``,
   as ``prdc``); a point exactly on the sphere is outside.
 
-Memory is O(block_size · N), not O(N²): distances are computed for ``block_size`` rows at a time.
+Memory is O(block_size · `COLUMN_TILE` + N), not O(N²): distances are computed for ``block_size`` rows
+against `COLUMN_TILE` columns at a time, the k smallest per row carried across tiles. Memory-mapped
+features (`fidkit.featurestore`, ``np.load(mmap_mode="r")``) are read in float64 blocks, never copied whole.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _validate
+from . import _validate, featurestore
 from ._threads import progress_bar
 from .errors import InputError
 from .metrics import METRICS, flag
 
 #: Default block: rows per distance block are chosen so that a block holds about this many float64s.
 BLOCK_ELEMENTS = 1 << 23
+#: Columns per distance tile: the other set is read this many rows at a time (4096 x 2048 float64: 64 MB).
+COLUMN_TILE = 4096
 
 
 class PrecisionRecall(NamedTuple):
@@ -56,7 +60,11 @@ class PRDC(NamedTuple):
 
 
 def _sq_norms(x: np.ndarray) -> np.ndarray:
-    return np.einsum("ij,ij->i", x, x)
+    """Returns the squared row norms in float64, read block by block (`fidkit.featurestore.blocks`)."""
+    out = np.empty(x.shape[0])
+    for lo, block in featurestore.blocks(x):
+        out[lo:lo + block.shape[0]] = np.einsum("ij,ij->i", block, block)
+    return out
 
 
 def _distances(xb: np.ndarray, xb_sq: np.ndarray, y: np.ndarray, y_sq: np.ndarray) -> np.ndarray:
@@ -68,32 +76,59 @@ def _distances(xb: np.ndarray, xb_sq: np.ndarray, y: np.ndarray, y_sq: np.ndarra
     return np.sqrt(d, out=d)
 
 
+def _column_tile(n_cols: int) -> int:
+    return min(max(n_cols, 1), COLUMN_TILE)
+
+
 def _rows_per_block(block_size: int | None, n_cols: int) -> int:
     if block_size is not None:
         return _validate.positive_int(block_size, "block_size")
-    return max(1, BLOCK_ELEMENTS // max(n_cols, 1))
+    return max(1, BLOCK_ELEMENTS // _column_tile(n_cols))
+
+
+def _tiles(xb: np.ndarray, xb_sq: np.ndarray, y: np.ndarray,
+           y_sq: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yields (clo, chi, distances of the rows ``xb`` to rows clo:chi of ``y``) over `COLUMN_TILE`-wide tiles
+    (the tiles depend only on the shapes, so in-memory and memory-mapped inputs give the same numbers)."""
+    n, step = y.shape[0], _column_tile(y.shape[0])
+    for clo in range(0, n, step):
+        chi = min(clo + step, n)
+        yield clo, chi, _distances(xb, xb_sq, featurestore.rows(y, clo, chi), y_sq[clo:chi])
 
 
 def knn_radii(x: np.ndarray, k: int, *, block_size: int | None = None) -> np.ndarray:
     """Returns each row's distance to its k-th nearest other row of ``x`` (N,), computed blockwise."""
-    return _knn_radii(x, (k,), block_size, None)[k]
+    return _knn_radii(featurestore.validated(x, "x"), (k,), block_size, None)[k]
 
 
 def _knn_radii(x: np.ndarray, ks: Sequence[int], block_size: int | None,
                bar: Any) -> dict[int, np.ndarray]:
-    """Returns {k: each row's distance to its k-th nearest other row} for several k, one distance pass."""
+    """Returns {k: each row's distance to its k-th nearest other row} for several k, one distance pass.
+
+    The (max k + 1) smallest distances of each row are kept across column tiles (a selection, exact:
+    the k-th smallest of the union is the k-th smallest of the kept values)."""
     n = x.shape[0]
     ks = sorted(set(ks))
+    keep = ks[-1] + 1
     sq = _sq_norms(x)
     rows = _rows_per_block(block_size, n)
     radii = {k: np.empty(n) for k in ks}
     for lo in range(0, n, rows):
         hi = min(lo + rows, n)
-        d = _distances(x[lo:hi], sq[lo:hi], x, sq)
-        d[np.arange(hi - lo), np.arange(lo, hi)] = 0.0
-        d = np.partition(d, ks, axis=1)
+        best = None
+        for clo, chi, d in _tiles(featurestore.rows(x, lo, hi), sq[lo:hi], x, sq):
+            own = np.arange(max(lo, clo), min(hi, chi))  # the rows' distances to themselves are 0
+            d[own - lo, own - clo] = 0.0
+            if d.shape[1] > keep:
+                d = np.partition(d, keep - 1, axis=1)[:, :keep]
+            if best is not None:
+                d = np.concatenate([best, d], axis=1)
+                d = np.partition(d, keep - 1, axis=1)[:, :keep] if d.shape[1] > keep else d
+            best = d
+        assert best is not None
+        best = np.partition(best, ks, axis=1)
         for k in ks:
-            radii[k][lo:hi] = d[:, k]
+            radii[k][lo:hi] = best[:, k]
         if bar is not None:
             bar.update(hi - lo)
     return radii
@@ -101,8 +136,8 @@ def _knn_radii(x: np.ndarray, ks: Sequence[int], block_size: int | None,
 
 def _check(real: object, fake: object, ks: Sequence[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
     """Returns validated real and fake features; ``ks`` are the (metric, k) pairs asked for."""
-    r = _validate.features(real, "real")
-    f = _validate.features(fake, "fake")
+    r = featurestore.validated(real, "real")
+    f = featurestore.validated(fake, "fake")
     _validate.same_dim(r, f, "real", "fake")
     for metric, k in ks:
         opt = flag("k", metric)
@@ -159,14 +194,16 @@ def _per_samples(real: np.ndarray, fake: np.ndarray, ks: Sequence[int], recall_k
         covered = {k: np.zeros(n_real, dtype=bool) for k in ks}          # real balls containing some fake
         for lo in range(0, n_real, rows):
             hi = min(lo + rows, n_real)
-            d = _distances(real[lo:hi], real_sq[lo:hi], fake, fake_sq)
-            nearest = d.min(axis=1)
+            nearest = np.full(hi - lo, np.inf)
+            for clo, chi, d in _tiles(featurestore.rows(real, lo, hi), real_sq[lo:hi], fake, fake_sq):
+                np.minimum(nearest, d.min(axis=1), out=nearest)
+                for k in ks:
+                    inside = d < r_real[k][lo:hi, None]
+                    inside_count[k][clo:chi] += inside.sum(axis=0)
+                    if k in r_fake:
+                        recalled[k][lo:hi] |= (d < r_fake[k][None, clo:chi]).any(axis=1)
             for k in ks:
-                inside = d < r_real[k][lo:hi, None]
-                inside_count[k] += inside.sum(axis=0)
                 covered[k][lo:hi] = nearest < r_real[k][lo:hi]
-                if k in r_fake:
-                    recalled[k][lo:hi] = (d < r_fake[k][None, :]).any(axis=1)
             bar.update(hi - lo)
     return {k: PerSample(inside_count[k], recalled[k], covered[k], k) for k in ks}
 
