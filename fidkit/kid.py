@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _validate
+from . import _validate, featurestore
 from ._threads import parallel_map, progress_bar
 from .errors import InputError
 from .metrics import flag
@@ -83,8 +83,8 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray, *, degree: int = 3, gamma: float
 def _check(features1: object, features2: object, subset_size: int, degree: int, gamma: float | None,
            labels: tuple[str, str] = ("features1", "features2")) -> tuple[np.ndarray, np.ndarray]:
     l1, l2 = labels
-    f1 = _validate.features(features1, l1)
-    f2 = _validate.features(features2, l2)
+    f1 = featurestore.validated(features1, l1)  # a memory-mapped input stays on disk; subsets read rows
+    f2 = featurestore.validated(features2, l2)
     _validate.same_dim(f1, f2, l1, l2)
     _validate.positive_int(subset_size, f"KID subset size ({flag('subset_size')})", minimum=2)
     _validate.positive_int(degree, "degree")
@@ -152,7 +152,8 @@ def kid_subset_values(features1: np.ndarray, features2: np.ndarray, subsets: int
     draws = _subset_draws(f1.shape[0], f2.shape[0], subsets, subset_size, seed, rng)
     with progress_bar(subsets, "KID subsets", progress, unit="subset") as bar:
         return np.array(parallel_map(
-            lambda ij: mmd2_unbiased(f1[ij[0]], f2[ij[1]], degree=degree, gamma=gamma, coef0=coef0),
+            lambda ij: mmd2_unbiased(featurestore.take(f1, ij[0]), featurestore.take(f2, ij[1]),
+                                     degree=degree, gamma=gamma, coef0=coef0),
             draws, bar))
 
 
