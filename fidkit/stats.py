@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from .extraction import Extractor
 
 UNKNOWN = "unknown"
+#: `Provenance.protocol` of features fidkit computed without ``--protocol`` (``protocol=``).
+NO_PROTOCOL = "none"
 FORMAT = npfile.STATS_FORMAT
 
 #: Provenance fields that must agree for two statistics to be comparable, with their names in messages.
@@ -46,7 +48,12 @@ _COMPARED = {
 
 @dataclass(frozen=True)
 class Provenance:
-    """How features were computed; ``"unknown"`` where a file from another tool does not say."""
+    """How features were computed; ``"unknown"`` where a file from another tool does not say.
+
+    ``protocol`` is the evaluation protocol's label (``"torch-fidelity@1"``, `fidkit.protocols`) the
+    features were computed under, ``"none"`` (`NO_PROTOCOL`) when fidkit computed them without one, and
+    ``"unknown"`` in files written before the field existed or by other tools.
+    """
 
     extractor: str = UNKNOWN
     runtime: str = UNKNOWN
@@ -56,10 +63,11 @@ class Provenance:
     input_size: str = UNKNOWN
     fidkit_version: str = UNKNOWN
     description: str = ""
+    protocol: str = UNKNOWN
 
     @classmethod
-    def from_extractor(cls, ex: Extractor, description: str = "") -> Provenance:
-        """Returns the provenance of features computed by extractor ``ex``."""
+    def from_extractor(cls, ex: Extractor, description: str = "", protocol: str = NO_PROTOCOL) -> Provenance:
+        """Returns the provenance of features computed by extractor ``ex`` (under ``protocol``, a label)."""
         from ._version import __version__
 
         h, w = ex.input_size
@@ -67,7 +75,7 @@ class Provenance:
                    weights_sha256=ex.weights_sha256 or UNKNOWN,
                    weights_source=ex.weights_source or UNKNOWN,
                    resize_policy=ex.policy.name, input_size=f"{h}x{w}",
-                   fidkit_version=__version__, description=description)
+                   fidkit_version=__version__, description=description, protocol=protocol)
 
     @property
     def unknown_fields(self) -> list[str]:
@@ -147,7 +155,7 @@ class Stats:
     def __repr__(self) -> str:
         p = self.provenance
         return (f"Stats(n={self.describe_n}, d={self.dim}, extractor={p.extractor!r}, "
-                f"resize_policy={p.resize_policy!r})")
+                f"resize_policy={p.resize_policy!r}, protocol={p.protocol!r})")
 
     @property
     def describe_n(self) -> str:
@@ -369,7 +377,9 @@ def check_provenance(a: Provenance, b: Provenance, allow_mismatch: bool = False)
 
     Extractor, weights digest, resize policy and input size must agree (the runtime may differ: that is
     the point of fidkit). A difference raises ProvenanceMismatchError naming the field, or with
-    ``allow_mismatch`` gives a FidkitWarning; unknown fields give a FidkitWarning.
+    ``allow_mismatch`` gives a FidkitWarning; unknown fields give a FidkitWarning. Two different named
+    protocols give a FidkitWarning naming both (the features agree when the fields above do; the
+    protocols' formulas differ, and the score follows the protocol it is computed under).
     """
     unknown = [f for f in _COMPARED if f in set(a.unknown_fields) | set(b.unknown_fields)]
     for name, label in _COMPARED.items():
@@ -384,6 +394,11 @@ def check_provenance(a: Provenance, b: Provenance, allow_mismatch: bool = False)
             raise ProvenanceMismatchError(msg + " — pass --allow-mismatch (allow_mismatch=True) to "
                                                 "compute anyway")
         warnings.warn(msg, FidkitWarning, stacklevel=3)
+    named = {a.protocol, b.protocol} - {UNKNOWN, NO_PROTOCOL}
+    if a.protocol != b.protocol and len(named) == 2:
+        warnings.warn(f"the two inputs were computed under different protocols ({a.protocol} vs {b.protocol}); "
+                      f"their features agree where extractor, weights and resize policy do, but the numbers "
+                      f"follow one protocol's formulas (--protocol)", FidkitWarning, stacklevel=3)
     if unknown:
         warnings.warn(f"provenance unknown ({', '.join(unknown)}) for at least one of the inputs "
                       f"(a file from another tool, or bare arrays?); fidkit cannot check they were "

@@ -324,3 +324,32 @@ def test_accumulator_names_the_input() -> None:
         StatsAccumulator().stats(label="real")
     with pytest.raises(InputError, match=r"^fake: 1 image"):
         Stats.from_features(np.zeros((1, 3)), label="fake")
+
+
+def test_protocol_round_trips_and_old_files_without_it_load_as_unknown(tmp_path) -> None:
+    from fidkit.stats import FORMAT
+
+    s = Stats.from_features(_features(12, 3), dataclasses.replace(PROV, protocol="torch-fidelity@1"))
+    assert Stats.load(s.save(tmp_path / "new.npz")).provenance.protocol == "torch-fidelity@1"
+    # a file written before the field existed: its provenance JSON has no "protocol"
+    old = json.loads(PROV.to_json())
+    del old["protocol"]
+    np.savez(tmp_path / "old.npz", format=np.array(FORMAT), mu=s.mean, sigma=s.cov, n=np.array(12),
+             provenance=np.array(json.dumps(old)))
+    loaded = Stats.load(tmp_path / "old.npz").provenance
+    assert loaded.protocol == "unknown" and dataclasses.replace(loaded, protocol=PROV.protocol) == PROV
+    assert Provenance().protocol == "unknown"
+
+
+def test_check_provenance_warns_when_two_named_protocols_differ() -> None:
+    import warnings
+
+    from fidkit.stats import NO_PROTOCOL, check_provenance
+
+    a = dataclasses.replace(PROV, protocol="torch-fidelity@1")
+    with pytest.warns(FidkitWarning, match=r"different protocols \(torch-fidelity@1 vs torchmetrics-tf@1\)"):
+        check_provenance(a, dataclasses.replace(PROV, protocol="torchmetrics-tf@1"))
+    with warnings.catch_warnings():  # the same protocol, or none / unknown on one side: nothing to say
+        warnings.simplefilter("error")
+        for other in ("torch-fidelity@1", NO_PROTOCOL, "unknown"):
+            check_provenance(a, dataclasses.replace(PROV, protocol=other))
