@@ -202,6 +202,19 @@ class FeatureStore:
             self.close()
 
 
+def concatenate(pieces: list[np.ndarray], *, max_bytes: int | None | str = "default",
+                label: str = "features") -> np.ndarray:
+    """Returns the pieces (each (B, ...)) joined in order, as `FeatureStore.finalize` returns them: in
+    memory up to ``max_bytes``, else memory-mapped. Empties ``pieces`` as it goes, so that each piece is
+    freed once written (no second full copy in memory)."""
+    store = FeatureStore(max_bytes=max_bytes, label=label)
+    with store:
+        pieces.reverse()
+        while pieces:
+            store.append(pieces.pop())
+        return store.finalize()
+
+
 def is_mapped(x: object) -> bool:
     """Returns whether ``x`` is a memory-mapped array (a `FeatureStore` spill, ``np.load(mmap_mode=...)``)."""
     return isinstance(x, np.memmap)

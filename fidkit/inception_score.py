@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 import scipy.special
 
-from . import _validate
+from . import _validate, featurestore
 from .errors import FidkitWarning, InputError
 from .metrics import flag
 
@@ -36,25 +36,39 @@ from .metrics import flag
 PROB_SUM_ATOL = 1e-4
 
 
-def _log_probs(x: np.ndarray, from_logits: bool, name: str) -> np.ndarray:
-    """Returns log p(y|x) (N, k) in float64 from logits or probabilities."""
+def _check_rows(x: np.ndarray, from_logits: bool, name: str) -> None:
+    """Raises `InputError` for probabilities that are negative or do not sum to 1, and warns for logits
+    that look like probabilities; reads ``x`` block by block (`fidkit.featurestore.blocks`), so the row
+    numbers in messages are the input's own."""
     if from_logits:
-        sums = x.sum(axis=1)
-        if x.shape[1] > 1 and x.min() >= 0 and np.allclose(sums, 1.0, atol=PROB_SUM_ATOL):
+        if x.shape[1] > 1 and all(b.min() >= 0 and np.allclose(b.sum(axis=1), 1.0, atol=PROB_SUM_ATOL)
+                                  for _, b in featurestore.blocks(x)):
             warnings.warn(f"{name}: every row is non-negative and sums to 1, so these look like "
                           "probabilities but are being treated as logits; pass from_logits=False if they "
                           "are probabilities", FidkitWarning, stacklevel=3)
-        return scipy.special.log_softmax(x, axis=1)
-    if x.min() < 0:
-        i, j = (int(v) for v in np.unravel_index(np.argmin(x), x.shape))
-        raise InputError(f"{name}: from_logits=False but {name}[{i},{j}] = {x[i, j]:.4g} < 0; "
+        return
+    low: tuple[float, int, int] | None = None  # the smallest entry and where it is
+    for lo, b in featurestore.blocks(x):
+        i, j = (int(v) for v in np.unravel_index(np.argmin(b), b.shape))
+        if low is None or b[i, j] < low[0]:
+            low = (float(b[i, j]), lo + i, j)
+    if low is not None and low[0] < 0:
+        raise InputError(f"{name}: from_logits=False but {name}[{low[1]},{low[2]}] = {low[0]:.4g} < 0; "
                          "probabilities are non-negative — pass from_logits=True for logits")
+    for lo, b in featurestore.blocks(x):
+        sums = b.sum(axis=1)
+        bad = np.abs(sums - 1.0) > PROB_SUM_ATOL
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise InputError(f"{name}: from_logits=False but row {lo + i} sums to {sums[i]:.6g}, not 1; "
+                             "pass softmax probabilities, or logits with from_logits=True")
+
+
+def _log_probs(x: np.ndarray, from_logits: bool) -> np.ndarray:
+    """Returns log p(y|x) (N, k) in float64 from checked (`_check_rows`) logits or probabilities, row by row."""
+    if from_logits:
+        return scipy.special.log_softmax(x, axis=1)
     sums = x.sum(axis=1)
-    bad = np.abs(sums - 1.0) > PROB_SUM_ATOL
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise InputError(f"{name}: from_logits=False but row {i} sums to {sums[i]:.6g}, not 1; "
-                         "pass softmax probabilities, or logits with from_logits=True")
     with np.errstate(divide="ignore"):
         return np.log(x / sums[:, None])
 
@@ -106,7 +120,7 @@ def inception_score(logits_or_probs: np.ndarray, splits: int = 10, *, from_logit
     for bad input or options.
     """
     label = name or ("logits" if from_logits else "probs")
-    x = _validate.features(logits_or_probs, label, min_samples=1)
+    x = featurestore.validated(logits_or_probs, label, min_samples=1)  # memory-mapped: read part by part
     splits = _validate.positive_int(splits, f"splits ({flag('splits')})")
     if shuffle_seed is not None:
         shuffle_seed = _validate.positive_int(shuffle_seed, "shuffle_seed", minimum=0)
@@ -120,17 +134,18 @@ def inception_score(logits_or_probs: np.ndarray, splits: int = 10, *, from_logit
     if n < splits:
         raise InputError(f"{label}: {n} images, fewer than {flag('splits')} {splits}; pass {flag('splits')} "
                          f"{n} or fewer (splits= in Python) or more images")
-    if shuffle_seed is not None:
-        x = x[_permutation(n, shuffle_seed, rng)]
-    log_p = _log_probs(x, from_logits, label)
-    p = np.exp(log_p)
+    _check_rows(x, from_logits, label)
+    order = _permutation(n, shuffle_seed, rng) if shuffle_seed is not None else None
     bounds = _part_bounds(n, splits, parts)
     if len(bounds) - ddof < 1:
         raise InputError(f"{label}: {n} images make {len(bounds)} part(s), too few for a std with ddof "
                          f"{ddof}; pass more images or a larger {flag('splits')}")
     scores = np.empty(len(bounds))
     for i, (lo, hi) in enumerate(bounds):
-        p_part, log_p_part = p[lo:hi], log_p[lo:hi]
+        # one part in memory at a time; the row-wise softmax does not depend on the other rows
+        part = featurestore.take(x, order[lo:hi]) if order is not None else featurestore.rows(x, lo, hi)
+        log_p_part = _log_probs(part, from_logits)
+        p_part = np.exp(log_p_part)
         # p log p with p = 0 is 0; where p > 0 the marginal q > 0 too, so the masked terms are finite.
         with np.errstate(divide="ignore", invalid="ignore"):
             log_q = np.log(p_part.mean(axis=0))
