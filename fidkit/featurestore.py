@@ -193,6 +193,11 @@ class FeatureStore:
             self._file.close()
             self._file = None
 
+    def __del__(self) -> None:  # a store dropped before finalize gives its file back without a warning
+        file = getattr(self, "_file", None)
+        if file is not None:
+            file.close()
+
     def __enter__(self) -> FeatureStore:
         return self
 
