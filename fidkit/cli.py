@@ -527,6 +527,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .weights import add_cli
 
     add_cli(sub)
+    from .explain import add_cli as add_explain_cli
+    from .refstats import add_cli as add_refstats_cli
+
+    add_refstats_cli(sub)
+    add_explain_cli(sub)
     return parser
 
 

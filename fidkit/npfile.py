@@ -17,7 +17,9 @@ What each kind is, in the order the rules are tried (`sniff`):
 =============  ===================================================================================
 ``stats``      fidkit's ``fidkit-stats-v1`` files, and any file with arrays ``mu`` and ``sigma``:
                pytorch-fid and TTUR (``np.savez(f, mu=..., sigma=...)``), clean-fid's statistics
-               (``np.savez_compressed``, same keys)
+               (``np.savez_compressed``, same keys), the ADM evaluator's reference batches
+               (``mu``/``sigma`` plus spatial ``mu_s``/``sigma_s`` and ``arr_0`` images); `stats_layout`
+               says which of these a file is, `read_stats` reads its pool or spatial moments
 ``features``   fidkit's ``fidkit-features-v1`` files (``features``, optional ``logits``, ``names``),
                clean-fid's KID files (``feats``), and a lone 2-D (N, d) array
 ``images``     a lone array of ndim 3 (N, H, W) or 4 (N, H, W, C) / (N, C, H, W); in an ``.npz`` with
@@ -407,6 +409,96 @@ def _load(p: Path, kind: Literal["npy", "npz"], names: list[str], *, mmap: bool)
         return out
     except (*_ZIP_ERRORS, KeyError) as exc:
         raise _bad(p, f"cannot be read, truncated or corrupt ({type(exc).__name__}: {exc})") from None
+
+
+# --- statistics files: which tool's layout, and their pool and spatial moments ---------------------
+
+#: The layouts of statistics files told apart by `stats_layout`, with the tool that writes each.
+STATS_LAYOUTS = MappingProxyType({
+    "fidkit": "fidkit's own file (format tag fidkit-stats-v1, with n and provenance)",
+    "adm": "an ADM evaluator reference batch (openai/guided-diffusion evaluations/evaluator.py): pool3 "
+           "mu/sigma, spatial mu_s/sigma_s and images",
+    "compressed": "mu/sigma in a compressed .npz (numpy.savez_compressed, as clean-fid writes its "
+                  "statistics)",
+    "plain": "mu/sigma in a plain .npz (numpy.savez, as TTUR and pytorch-fid write them)",
+})
+#: The ADM evaluator's names for the spatial statistics (sFID: Nash et al. 2021, mixed_6/conv features).
+SPATIAL_NAMES = ("mu_s", "sigma_s")
+
+
+class StatsLayout(NamedTuple):
+    """How a statistics file is laid out: ``layout`` (a key of `STATS_LAYOUTS`), whether it holds spatial
+    statistics (``mu_s``/``sigma_s``, shapes in ``spatial_dim``), and the name of an image array it also
+    holds (the ADM reference batches' 10,000 ``arr_0`` images), or None."""
+
+    layout: str
+    dim: int | None
+    spatial_dim: int | None
+    images: str | None
+
+    def describe(self) -> str:
+        """Returns the layout in words, for listings: ``"plain .npz (TTUR, pytorch-fid): mu (2048,)"``."""
+        text = STATS_LAYOUTS[self.layout]
+        if self.dim is not None:
+            text += f"; pool statistics d = {self.dim}"
+        if self.spatial_dim is not None:
+            text += f"; spatial statistics d = {self.spatial_dim}"
+        return text
+
+
+def stats_layout(source: str | os.PathLike[str] | NpFile) -> StatsLayout:
+    """Returns the `StatsLayout` of a statistics file, from its headers (and, for a zip, its member table).
+
+    ``"fidkit"``: fidkit's format tag; ``"adm"``: ``mu``, ``sigma``, ``mu_s`` and ``sigma_s`` (the ADM
+    evaluator reads ``mu_s``/``sigma_s`` whenever ``mu`` is there, evaluations/evaluator.py
+    ``read_statistics``); ``"compressed"``: ``mu`` stored deflated (``numpy.savez_compressed``: clean-fid's
+    ``make_custom_stats`` and its published files); ``"plain"``: stored (``numpy.savez``: TTUR's
+    ``fid_stats_*.npz``, pytorch-fid ``--save-stats``). Raises InputError (see `require`) when the file is
+    not statistics.
+    """
+    info = require(source, "stats")
+    mu = info.arrays["mu"]
+    dim = mu.shape[0] if len(mu.shape) == 1 else None
+    spatial = all(n in info.arrays for n in SPATIAL_NAMES)
+    s_info = info.arrays.get("mu_s")
+    spatial_dim = s_info.shape[0] if spatial and s_info is not None and len(s_info.shape) == 1 else None
+    images = next((n for n in _IMAGE_NAMES if n in info.arrays and len(info.arrays[n].shape) == 4
+                   and not info.arrays[n].pickled), None)
+    if info.format == STATS_FORMAT:
+        layout = "fidkit"
+    elif spatial:
+        layout = "adm"
+    else:
+        layout = "compressed" if _compressed(info.path, "mu.npy") else "plain"
+    return StatsLayout(layout, dim, spatial_dim, images)
+
+
+def _compressed(p: Path, member: str) -> bool:
+    try:
+        with zipfile.ZipFile(p) as zf:
+            return zf.getinfo(member).compress_type != zipfile.ZIP_STORED
+    except (*_ZIP_ERRORS, KeyError):
+        return False
+
+
+def read_stats(source: str | os.PathLike[str] | NpFile, *, spatial: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Returns ``(mean, covariance)`` as stored in a statistics file: ``mu``/``sigma``, or with ``spatial``
+    the ADM reference batches' ``mu_s``/``sigma_s`` (the sFID statistics: 17x17x7 = 2023 dimensions of
+    ``mixed_6/conv``; Nash et al., "Generating images with sparse representations", ICML 2021).
+
+    The arrays keep their stored dtype; their shapes are checked where they are used (`fidkit.stats.Stats`).
+    Raises InputError naming the file when it is not statistics, or, with ``spatial``, has no spatial
+    statistics (naming the arrays it has).
+    """
+    info = require(source, "stats")
+    names = SPATIAL_NAMES if spatial else ("mu", "sigma")
+    missing = [n for n in names if n not in info.arrays]
+    if missing:
+        raise _bad(info.path, f"no spatial statistics {list(SPATIAL_NAMES)} (found {info.found()})",
+                   "sFID needs an ADM evaluator reference batch (VIRTUAL_*.npz, `fidkit refstats get`) or "
+                   "spatial statistics computed with `fidkit stats` under the sfid metric")
+    data = read(info, list(names))
+    return data[names[0]], data[names[1]]
 
 
 # --- the error for a file that is not what was needed ---------------------------------------------
