@@ -183,3 +183,52 @@ def test_concatenate_consumes_the_pieces(tmp_path, monkeypatch) -> None:
     out = featurestore.concatenate(pieces)
     assert pieces == [] and not isinstance(out, np.memmap)
     np.testing.assert_array_equal(out, x)
+
+
+@pytest.fixture(scope="module")
+def mnist_numpy(tmp_path_factory):
+    """The mnist graph on the numpy runtime with seeded synthetic weights (as tests/test_pipeline.py)."""
+    from types import SimpleNamespace
+
+    from fidkit.archs.mnist import mnist_v1
+    from fidkit.backends.numpy.network import network
+    from fidkit.extraction import assemble, builtin_convention
+    from fidkit.registry import get_spec
+    from fidkit.resize import get_policy
+
+    graph = mnist_v1()
+    rng = np.random.default_rng(7)
+    params = {k: (rng.uniform(0.5, 1.5, s) if k.endswith("running_var") else rng.standard_normal(s) * 0.1)
+              .astype(np.float32) for k, s in graph.param_shapes().items()}
+    path = tmp_path_factory.mktemp("w") / "w.npz"
+    np.savez(path, **params)
+    spec, policy = get_spec("mnist"), get_policy("mnist")
+    forward = network(spec=spec, weights=SimpleNamespace(path=path), device="cpu")
+    return assemble(spec, "numpy", "cpu", policy, builtin_convention(spec, policy, forward.layout), forward,
+                    weights_sha256="f" * 64, weights_source="w.npz")
+
+
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")  # few images, on purpose
+def test_pipeline_spills_past_the_bound_and_scores_the_same(mnist_numpy, tmp_path, monkeypatch) -> None:
+    from fidkit.pipeline import compute_features
+    from fidkit.scoring import score
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (40, 28, 28, 3), dtype=np.uint8)
+    fake = rng.integers(0, 200, (36, 28, 28, 3), dtype=np.uint8)
+    opts = {"batch_size": 8, "progress": False}
+    monkeypatch.setenv(featurestore.SPILL_DIR_ENV, str(tmp_path))
+    monkeypatch.delenv(featurestore.MAX_BYTES_ENV, raising=False)
+    mem = compute_features(real, mnist_numpy, **opts)
+    kw = {"metrics": ["fid", "kid", "is", "pr", "dc"], "kid_subset_size": 20, "bootstrap": 0, **opts}
+    want = score(real, fake, extractor=mnist_numpy, **kw)
+    monkeypatch.setenv(featurestore.MAX_BYTES_ENV, "0")
+    disk = compute_features(real, mnist_numpy, **opts)
+    assert isinstance(disk.features, np.memmap) and isinstance(disk.logits, np.memmap)
+    np.testing.assert_array_equal(disk.features, mem.features)
+    np.testing.assert_array_equal(disk.logits, mem.logits)
+    got = score(real, fake, extractor=mnist_numpy, **kw)
+    assert {k: got[k] for k in ("fid", "kid", "is", "pr", "dc")} == {k: want[k] for k in ("fid", "kid", "is", "pr", "dc")}
+    del disk, got
+    if sys.platform.startswith("linux"):
+        assert _open_in(tmp_path) == []
