@@ -433,9 +433,9 @@ def load(path: str | os.PathLike[str], *, spatial: bool = False) -> Stats:
     e, how = identify(path) if npfile.sniff(path).kind == "stats" else (None, "")
     if not spatial:
         s = load_stats(path)
-        if e is None:
-            return s
-        return Stats(s.n, s.mean, s.cov, provenance_for(e, how))
+        if e is not None:  # the arrays are validated already: set the provenance without a second check
+            object.__setattr__(s, "provenance", provenance_for(e, how))
+        return s
     mean, cov = npfile.read_stats(path, spatial=True)
     prov = provenance_for(e, how) if e is not None else Provenance()
     prov = replace(prov, description=f"spatial (sFID) statistics mu_s/sigma_s; {prov.description}".rstrip("; "))

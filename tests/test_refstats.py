@@ -27,7 +27,7 @@ from fidkit.registry import get_spec
 from fidkit.stats import UNKNOWN, Stats
 from fidkit.stats import load as load_stats
 
-D = 2048  # the registered files' dimension; the synthetic ones match it so they are taken for them
+D = 8  # the registered files' dimension in these tests (2048 in the registry: small files keep the tests fast)
 
 # ----------------------------------------------------------------------------------------- fixtures
 
@@ -39,6 +39,8 @@ def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("FIDKIT_REFSTATS_DIR", raising=False)
     monkeypatch.delenv("FIDKIT_OFFLINE", raising=False)
     monkeypatch.setattr(refstats, "_cleanfid_stats_dir", lambda: tmp_path / "cleanfid-stats")
+    assert {e.dim for e in refstats.REFSTATS.values()} == {2048}  # pool3 of the 2015 Inception, every one
+    monkeypatch.setattr(refstats, "REFSTATS", {k: replace(e, dim=D) for k, e in refstats.REFSTATS.items()})
     return tmp_path
 
 
@@ -82,7 +84,7 @@ def _synthetic_entry(data: bytes | None, url: str, *, name: str = "test-stats", 
         sha = ("0" if sha[0] != "0" else "1") + sha[1:]
     source = "test digest" if sha else "no published digest: a test entry"
     return refstats.RefStats(name, filename, url, "synthetic", "train", 32, 10, "ttur", "ttur", sha,
-                             len(data) if data is not None else None, source)
+                             len(data) if data is not None else None, source, dim=D)
 
 
 class _Server:
@@ -244,7 +246,7 @@ def test_registered_files_load_with_the_registry_provenance(tmp_path: Path, name
 
 def test_unregistered_or_misshapen_files_keep_unknown_provenance(tmp_path: Path) -> None:
     assert refstats.load(_ttur(tmp_path / "mine.npz")).provenance.extractor == UNKNOWN
-    small = _ttur(tmp_path / "fid_stats_celeba.npz", d=16)  # the name of a registered file, not its shape
+    small = _ttur(tmp_path / "fid_stats_celeba.npz", d=5)  # the name of a registered file, not its shape
     assert refstats.identify(small) == (None, "not a registered file")
     x = np.random.default_rng(0).standard_normal((30, 4))
     np.save(tmp_path / "feats.npy", x)  # features: statistics computed, nothing to identify
@@ -324,8 +326,8 @@ def test_get_a_file_with_no_digest_checks_shapes_and_warns(tmp_path: Path, monke
         path = refstats.get(e.name, progress=False)
     assert path.read_bytes() == good
     path.unlink()
-    server.files["/t_stats.npz"] = _ttur(tmp_path / "small.npz", d=8).read_bytes()  # not the entry's shapes
-    with pytest.raises(WeightsError, match=r"holds mu \(8,\).*nothing was kept"):
+    server.files["/t_stats.npz"] = _ttur(tmp_path / "small.npz", d=5).read_bytes()  # not the entry's shapes
+    with pytest.raises(WeightsError, match=r"holds mu \(5,\).*nothing was kept"):
         refstats.get(e.name, progress=False)
     assert _leftovers(refstats.cache_dir()) == []
 
@@ -381,6 +383,7 @@ def test_cli_list_table_and_json(capsys: pytest.CaptureFixture) -> None:
     assert main(["refstats", "list"]) == 0
     out = capsys.readouterr().out
     assert "ttur-cifar10-train" in out and "no published digest" in out and "b32732719497" in out
+    assert "2,037,122,530" in out
     assert main(["refstats", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == list(refstats.REFSTATS) and all(r["found"] is None for r in rows)
