@@ -445,6 +445,34 @@ def load(path: str | os.PathLike[str], *, spatial: bool = False) -> Stats:
         raise InputError(f"{path}: spatial statistics: {exc}") from None
 
 
+def markdown() -> str:
+    """Returns reference_stats/published.md: the registry as a Markdown table, with each digest's source
+    (tests/test_refstats.py checks the file is this text)."""
+    lines = [
+        "# Published reference statistics fidkit knows",
+        "",
+        "Generated from `fidkit/refstats.py` by `fidkit.refstats.markdown()`; do not edit by hand. "
+        "`fidkit refstats list` shows the same, with where each file is found locally; `fidkit refstats get "
+        "NAME` downloads one into `$FIDKIT_HOME/refstats` (lock, resume, size and SHA-256 check, atomic), "
+        "`fidkit refstats verify` checks copies, and `fidkit.refstats.load(path)` reads any of them with "
+        "the provenance below (extractor, weights file, resize policy and input size from the protocol) "
+        "instead of \"unknown\", so `fidkit explain` can say whether two files are comparable. A file with "
+        "no published digest is matched by name and shape only, and `verify` says \"no published digest\", "
+        "never \"ok\". The ADM batches also hold the sFID statistics (`mu_s`/`sigma_s`, "
+        "`fidkit.refstats.load(path, spatial=True)`).",
+        "",
+        "| name | file | data set | split | res | images | protocol | SHA-256 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for e in REFSTATS.values():
+        sha = f"`{e.sha256[:16]}…`" if e.sha256 else NO_DIGEST
+        lines.append(f"| `{e.name}` | [{e.filename}]({e.url}) | {e.dataset} | {e.split} | "
+                     f"{e.resolution or '?'} | {f'{e.images:,}' if e.images else '?'} | {e.protocol} | {sha} |")
+    sources = dict.fromkeys(e.digest_source for e in REFSTATS.values())
+    lines += ["", "Where the digests come from:", ""] + [f"- {s}" for s in sources] + [""]
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------------------- command line
 
 

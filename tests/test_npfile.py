@@ -288,3 +288,30 @@ def test_every_npy_header_version_is_read(tmp_path: Path) -> None:
             continue
         assert npfile.sniff(path).arrays["arr_0"][:2] == (arr.shape, arr.dtype)
         np.testing.assert_array_equal(npfile.read(path)["arr_0"], arr)
+
+
+def test_stats_layout_and_read_stats_of_each_tool(tmp_path: Path) -> None:
+    """TTUR's np.savez, clean-fid's np.savez_compressed, an ADM reference batch and fidkit's own file are told
+    apart from the zip's member table and headers; read_stats returns the stored pool or spatial arrays."""
+    rng = np.random.default_rng(0)
+    mu, sigma, mu_s, sigma_s = rng.standard_normal(5), np.eye(5), rng.standard_normal(3), 2 * np.eye(3)
+    np.savez(tmp_path / "ttur.npz", mu=mu, sigma=sigma)
+    np.savez_compressed(tmp_path / "cleanfid.npz", mu=mu, sigma=sigma)
+    np.savez(tmp_path / "adm.npz", arr_0=np.zeros((2, 4, 4, 3), np.uint8), mu=mu, sigma=sigma, mu_s=mu_s,
+             sigma_s=sigma_s)
+    own = _stats_file(tmp_path, "own.npz", d=5)
+    assert npfile.stats_layout(tmp_path / "ttur.npz") == ("plain", 5, None, None)
+    assert npfile.stats_layout(tmp_path / "cleanfid.npz") == ("compressed", 5, None, None)
+    assert npfile.stats_layout(tmp_path / "adm.npz") == ("adm", 5, 3, "arr_0")
+    assert npfile.stats_layout(own).layout == "fidkit"
+    assert "spatial statistics d = 3" in npfile.stats_layout(tmp_path / "adm.npz").describe()
+    for name in ("ttur.npz", "cleanfid.npz", "adm.npz"):
+        m, s = npfile.read_stats(tmp_path / name)
+        np.testing.assert_array_equal(m, mu)
+        np.testing.assert_array_equal(s, sigma)
+    m, s = npfile.read_stats(tmp_path / "adm.npz", spatial=True)
+    np.testing.assert_array_equal(m, mu_s)
+    np.testing.assert_array_equal(s, sigma_s)
+    with pytest.raises(InputError, match=r"cleanfid\.npz: no spatial statistics"):
+        npfile.read_stats(tmp_path / "cleanfid.npz", spatial=True)
+    assert npfile.sniff(tmp_path / "adm.npz").kind == "stats"  # statistics first, its images second

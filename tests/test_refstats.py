@@ -433,3 +433,9 @@ def test_python_m_fidkit_refstats_list() -> None:
                          text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert len(json.loads(out.stdout)) == len(refstats.REFSTATS)
+
+
+def test_published_md_is_generated_from_the_registry() -> None:
+    text = (Path(__file__).resolve().parents[1] / "reference_stats" / "published.md").read_text()
+    assert text == refstats.markdown()
+    assert all(f"`{e.name}`" in text for e in refstats.REFSTATS.values())
