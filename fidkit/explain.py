@@ -121,7 +121,7 @@ class Explanation:
             out += ["", "what the differences do:"]
             for r in notable:
                 tag = "not comparable" if r.effect == "blocks" else "moves the score"
-                what = "unknown in one file" if r.state == "unknown" else "differs"
+                what = "is not recorded in a file" if r.state == "unknown" else "differs"
                 out.append(f"- {r.label} {what} ({tag}): {r.why}" + (f" [{r.note}]" if r.note else ""))
         out += [""]
         if self.verdict == "comparable":

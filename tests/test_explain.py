@@ -126,7 +126,9 @@ def test_protocol_and_sample_count_move_the_score_but_do_not_block() -> None:
     assert (_row(res, "n").state, _row(res, "n").effect) == ("differs", "moves")
     text = "\n".join(res.lines())
     assert "- protocol differs (moves the score)" in text and "- sample count differs (moves the score)" in text
-    assert _row(X.explain_stats(a, _stats(n=None)), "n").state == "unknown"
+    res = X.explain_stats(a, _stats(n=None))
+    assert _row(res, "n").state == "unknown" and res.verdict == "comparable"
+    assert any(line.startswith("- sample count is not recorded in a file (moves the score)") for line in res.lines())
 
 
 def test_protocol_field_absent_is_unknown(monkeypatch: pytest.MonkeyPatch) -> None:
