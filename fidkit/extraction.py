@@ -131,7 +131,9 @@ class Extractor:
     def outputs(self, images: Any, *, layout: str | None = None,
                 value_range: ValueRange | str | None = None, host: bool = True, name: str | None = None,
                 checked: bool = False) -> dict[str, Any]:
-        """Returns {'features': (N, feature_dim), 'logits': (N, logits_dim)} for a batch of images.
+        """Returns {'features': (N, feature_dim), 'logits': (N, logits_dim)} for a batch of images, plus
+        the extra outputs the spec declares in ``spec.extra["outputs"]`` (name -> dim), e.g.
+        ``'spatial'`` (N, 2023) of inception-tf2015, the features of sFID (`fidkit.sfid`).
 
         ``images``: a numpy array or a tensor of this extractor's runtime (torch on any device, tf,
         jax), NHWC / NCHW / NHW (or one image: HWC / CHW with ``layout``), 1-4 channels, uint8 or float
@@ -144,7 +146,8 @@ class Extractor:
                             name=name or f"images for {self.name}", checked=checked)
         out = self.network(x)
         n = _batch_len(images)
-        for key, dim in (("features", self.feature_dim), ("logits", self.logits_dim)):
+        extra = dict(self.spec.extra.get("outputs", {}))  # e.g. inception-tf2015's sFID "spatial"
+        for key, dim in (("features", self.feature_dim), ("logits", self.logits_dim), *extra.items()):
             if dim is None or key not in out:
                 continue
             shape = tuple(out[key].shape)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .archs.inception import SPATIAL_DIM
 from .registry import ExtractorSpec, register_extractor
 
 #: The generic graph interpreters: every built-in network is a `fidkit.archs.spec.Graph`.
@@ -20,6 +21,8 @@ register_extractor(ExtractorSpec(
     description="The 2015 TensorFlow Inception graph that defines FID and IS (TTUR, pytorch-fid, "
                 "torch-fidelity, clean-fid): 2048-d pool3 features, 1008 logits = pool3 @ fc.weight.T "
                 "without fc.bias, as the original IS code and torch-fidelity's logits_unbiased.",
+    # sFID's spatial features (fidkit.archs.inception.SPATIAL_NODE): 17 x 17 x 7 of mixed_6/conv
+    extra={"outputs": {"spatial": SPATIAL_DIM}},
 ))
 
 register_extractor(ExtractorSpec(
@@ -71,3 +74,33 @@ for _model, (_label, _dim) in _DINOV2.items():
                          + (" (FD_DINOv2 of dgm-eval and EDM2)" if _model == "vitl14" and not _reg else "")
                          + "; no logits."),
         ))
+
+register_extractor(ExtractorSpec(
+    name="clip-vitb32",
+    feature_dim=512,
+    logits_dim=None,
+    input_size=(224, 224),
+    policy="clip",
+    builders=GRAPH_BUILDERS,
+    weights=("ViT-B-32.pt",),
+    arch="fidkit.archs.clip:clip_vitb32",
+    description="OpenAI CLIP ViT-B/32 image encoder (openai/CLIP 'ViT-B/32'): clean-fid's CLIP-FID features "
+                "(model_name='clip_vit_b_32'), model.encode_image at 224 x 224 after CLIP's own preprocessing "
+                "(the 'clip' policy): the 512-d projected class token, not normalised; no logits.",
+))
+
+register_extractor(ExtractorSpec(
+    name="clip-vitl14-336",
+    feature_dim=768,
+    logits_dim=None,
+    input_size=(336, 336),
+    policy="cmmd",
+    builders=GRAPH_BUILDERS,
+    weights=("ViT-L-14-336px.pt",),
+    arch="fidkit.archs.clip:clip_vitl14_336",
+    description="OpenAI CLIP ViT-L/14@336px image encoder (openai/CLIP 'ViT-L/14@336px', Hugging Face "
+                "openai/clip-vit-large-patch14-336): CMMD's embedding, the 768-d projected class token "
+                "L2-normalised, at 336 x 336 after CMMD's centre-square crop and Pillow bicubic resize (the "
+                "'cmmd' policy); no logits. Hugging Face's safetensors of the same weights (unpinned) converts "
+                "when passed with --weights.",
+))

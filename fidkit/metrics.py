@@ -63,6 +63,18 @@ register_metric(MetricSpec(
 register_metric(MetricSpec(
     "dc", "density/coverage", "fidkit.prdc:density_coverage", "features", ("real", "fake"),
     defaults={"k": 5}, reference="Naeem et al., ICML 2020", keys=("density", "coverage")))
+register_metric(MetricSpec(
+    "cmmd", "CMMD", "fidkit.cmmd:cmmd", "features", ("real", "fake"),
+    defaults={"sigma": 10.0, "scale": 1000.0},
+    reference="Jayasumana et al., CVPR 2024: biased MMD² with a Gaussian RBF kernel (sigma 10) x 1000, on "
+              "CLIP ViT-L/14@336px embeddings (the clip-vitl14-336 extractor)"))
+
+# sFID (fidkit.sfid): FID's formula on the spatial statistics of inception-tf2015's "spatial" output, which
+# fidkit.score collects in the same pass as pool3 ("stats": statistics suffice, given as spatial=)
+register_metric(MetricSpec(
+    "sfid", "sFID", "fidkit.frechet:frechet_distance", "stats", ("real", "fake"),
+    reference="Nash et al., ICML 2021, as openai/guided-diffusion's evaluator: mixed_6/conv, first 7 "
+              "channels, 17x17x7 = 2023-d"))
 
 #: The registry, read-only: name -> `MetricSpec`, in the order results are printed.
 METRICS: Mapping[str, MetricSpec] = MappingProxyType(_METRICS)
@@ -79,7 +91,8 @@ DEFAULT_METRICS: tuple[str, ...] = ("fid", "kid", "is", "pr", "dc")
 FLAGS: Mapping[str, str] = MappingProxyType({
     "splits": "--splits", "subsets": "--subsets", "subset_size": "--subset-size", "k": "--k",
     "dc_k": "--dc-k", "n_boot": "--bootstrap", "level": "--level", "seed": "--seed",
-    "value_range": "--range", "metrics": "--metrics",
+    "value_range": "--range", "metrics": "--metrics", "cmmd_sigma": "--cmmd-sigma", "cmmd_scale": "--cmmd-scale",
+    "protocol": "--protocol",
 })
 
 

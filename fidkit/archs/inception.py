@@ -137,17 +137,33 @@ class _Inception:
         return self.block_e("Mixed_7c", x, 2048, max_pool=self.tf2015)
 
 
+#: sFID's tensor (Nash et al., "Generating Images with Sparse Representations", ICML 2021, as the ADM
+#: evaluator computes it: openai/guided-diffusion evaluations/evaluator.py, ``FID_SPATIAL_NAME =
+#: "mixed_6/conv:0"`` then ``spatial[..., :7]`` reshaped to (N, -1) in NHWC order). In the 2015 graph,
+#: ``mixed_6`` is the third 17x17 block (``Mixed_6d``: `fidkit.weights.files.TF2015_SCOPES`) and the op
+#: named ``mixed_6/conv`` is the ReLU after its 1x1 branch's conv and batchnorm (the graph lists
+#: ``mixed_6/conv/Conv2D``, ``mixed_6/conv/batchnorm``, then ``mixed_6/conv``): (N, 17, 17, 192).
+SPATIAL_NODE = "Mixed_6d.branch1x1.relu"
+#: The channels of `SPATIAL_NODE` sFID keeps (the first 7) and the resulting dimension 17 x 17 x 7.
+SPATIAL_CHANNELS = 7
+SPATIAL_DIM = 17 * 17 * SPATIAL_CHANNELS
+
+
 def inception_tf2015(logits_bias: bool = False) -> Graph:
-    """Returns the graph of the 2015 TF Inception (FID/IS network): 2048-d pool3 features, 1008 logits.
+    """Returns the graph of the 2015 TF Inception (FID/IS network): 2048-d pool3 features, 1008 logits,
+    and sFID's 2023-d ``spatial`` features.
 
     Input: 299x299 RGB scaled to [-1, 1] (the ``legacy-tensorflow`` policy does ``(x - 128) / 128``).
-    ``logits`` omit ``fc.bias`` unless ``logits_bias`` (see the module docstring).
+    ``logits`` omit ``fc.bias`` unless ``logits_bias`` (see the module docstring). ``spatial`` is
+    `SPATIAL_NODE`'s first `SPATIAL_CHANNELS` channels flattened in (H, W, C) order, the ADM evaluator's
+    ``mixed_6/conv:0[..., :7]`` (see `SPATIAL_NODE`).
     """
     b = GraphBuilder("inception-tf2015", channels=3)
     net = _Inception(b, tf2015=True)
     pool = b.flatten("pool3", b.global_avgpool("avgpool", net.trunk("input")))
     fc = b.dense("fc", pool, 2048, 1008, bias=logits_bias)
-    return b.build(features=pool, logits=fc)
+    spatial = b.flatten_hwc("spatial", SPATIAL_NODE, SPATIAL_CHANNELS)
+    return b.build(features=pool, logits=fc, spatial=spatial)
 
 
 def inception_torchvision() -> Graph:

@@ -21,6 +21,9 @@ avgpool2d          kernel, stride, padding, count_include_pad                   
 concat             - (along channels, in input order)                           -
 global_avgpool     - (N, C, H, W) -> (N, C)                                     -
 flatten            - (N, C, H, W) -> (N, C*H*W) in C, H, W order                -
+flatten_hwc        channels: (N, C, H, W) -> (N, H*W*channels) in H, W, C       -
+                   order, of the first ``channels`` channels (TensorFlow's
+                   NHWC reshape of ``x[..., :channels]``)
 dense              in_features, out_features, bias                              weight, bias (if bias)
 =================  ==========================================================  ==========================
 
@@ -44,6 +47,7 @@ swiglu             - (..., 2H) -> silu(x[..., :H]) * x[..., H:]                 
 layerscale         dim  y = x * gamma                                           gamma (dim,)
 add                - the sum of its two inputs                                  -
 select_token       index  (N, T, D) -> (N, D)                                   -
+l2_normalize       - x / ||x||_2 over the last axis (no epsilon: CMMD, CLIP)    -
 =================  ==========================================================  ==========================
 
 ``attention`` splits the last axis as (3, heads, dim // heads) (PyTorch's packed qkv layout), computes
@@ -72,8 +76,8 @@ OPS = frozenset(
      "concat", "global_avgpool", "flatten", "dense"}
 ) | frozenset(
     {"tokens", "insert_tokens", "pos_embed", "layernorm", "linear", "attention", "gelu", "quick_gelu",
-     "swiglu", "layerscale", "add", "select_token"}
-)
+     "swiglu", "layerscale", "add", "select_token", "l2_normalize"}
+) | frozenset({"flatten_hwc"})  # sFID's spatial features (fidkit.archs.inception.SPATIAL_NODE)
 
 Pair = tuple[int, int]
 Padding = tuple[Pair, Pair]
@@ -266,6 +270,10 @@ class GraphBuilder:
         """Returns ``name`` after adding a ``flatten`` node (semantics: the op table above)."""
         return self._add("flatten", name, (x,))
 
+    def flatten_hwc(self, name: str, x: str, channels: int) -> str:
+        """Returns ``name`` after adding a ``flatten_hwc`` node (semantics: the op table above)."""
+        return self._add("flatten_hwc", name, (x,), channels=int(channels))
+
     def dense(self, name: str, x: str, in_features: int, out_features: int, bias: bool = True) -> str:
         """Returns ``name`` after adding a ``dense`` node (semantics: the op table above)."""
         return self._add("dense", name, (x,), in_features=in_features, out_features=out_features, bias=bias)
@@ -324,6 +332,10 @@ class GraphBuilder:
     def select_token(self, name: str, x: str, index: int = 0) -> str:
         """Returns ``name`` after adding a ``select_token`` node (semantics: the op table above)."""
         return self._add("select_token", name, (x,), index=index)
+
+    def l2_normalize(self, name: str, x: str) -> str:
+        """Returns ``name`` after adding a ``l2_normalize`` node (semantics: the op table above)."""
+        return self._add("l2_normalize", name, (x,))
 
     def build(self, **outputs: str) -> Graph:
         """Returns the graph with the given named outputs, e.g. build(features='pool', logits='fc')."""

@@ -115,6 +115,8 @@ def _run(node: Node, xs: list[np.ndarray], p: Mapping[str, np.ndarray]) -> np.nd
         return x.mean(axis=(1, 2))
     if node.op == "flatten":
         return np.transpose(x, (0, 3, 1, 2)).reshape(x.shape[0], -1) if x.ndim == 4 else x
+    if node.op == "flatten_hwc":  # NHWC here: slice the channels, reshape
+        return x[..., :a["channels"]].reshape(x.shape[0], -1)
     if node.op == "dense":
         y = x @ p[f"{node.name}.weight"].T
         return y + p[f"{node.name}.bias"] if a["bias"] else y
@@ -126,7 +128,7 @@ def _run(node: Node, xs: list[np.ndarray], p: Mapping[str, np.ndarray]) -> np.nd
 
 #: The token ops of `fidkit.archs.spec` (vision transformers).
 _TOKEN_OPS = frozenset({"tokens", "insert_tokens", "pos_embed", "layernorm", "linear", "attention", "gelu",
-                        "quick_gelu", "swiglu", "layerscale", "add", "select_token"})
+                        "quick_gelu", "swiglu", "layerscale", "add", "select_token", "l2_normalize"})
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -178,6 +180,8 @@ def _run_token(node: Node, xs: list[np.ndarray], p: Mapping[str, np.ndarray]) ->
         return x * p[f"{n}.gamma"]
     if node.op == "add":
         return x + xs[1]
+    if node.op == "l2_normalize":
+        return x / np.sqrt((x.astype(np.float64) ** 2).sum(axis=-1, keepdims=True))
     return x[:, a["index"]]  # select_token
 
 

@@ -160,8 +160,12 @@ def _token_op(jax: Any, node: Node, xs: list[Any], params: Mapping[str, Any]) ->
         return x * params[f"{n}.gamma"]
     if op == "add":
         return x + xs[1]
+    if op == "l2_normalize":
+        return x / jnp.sqrt(jnp.sum(jnp.square(x), axis=-1, keepdims=True))
     if op == "select_token":
         return x[:, a["index"]]
+    if op == "flatten_hwc":  # NHWC already: slice the channels, reshape
+        return x[..., :a["channels"]].reshape(x.shape[0], -1)
     raise InputError(f"node {n!r} has op {op!r}, which the jax runtime does not implement")
 
 

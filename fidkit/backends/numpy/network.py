@@ -140,6 +140,11 @@ def _flatten(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
     return xs[0].reshape(xs[0].shape[0], -1)
 
 
+def _flatten_hwc(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    x = xs[0][:, :node.attrs["channels"]]
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1)).reshape(x.shape[0], -1)
+
+
 def _dense(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
     y = xs[0] @ params[f"{node.name}.weight"].T
     if node.attrs["bias"]:
@@ -230,13 +235,18 @@ def _select_token(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarra
     return np.ascontiguousarray(xs[0][:, node.attrs["index"]])
 
 
+def _l2_normalize(node: Node, params: Params, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0] / np.sqrt((xs[0] ** 2).sum(axis=-1, keepdims=True))
+
+
 _OPS: dict[str, Callable[[Node, Params, list[np.ndarray]], np.ndarray]] = {
     "input": _input, "channel_affine": _channel_affine, "conv2d": _conv2d, "batchnorm": _batchnorm,
     "relu": _relu, "maxpool2d": _maxpool2d, "avgpool2d": _avgpool2d, "concat": _concat,
     "global_avgpool": _global_avgpool, "flatten": _flatten, "dense": _dense,
     "tokens": _tokens, "insert_tokens": _insert_tokens, "pos_embed": _pos_embed, "layernorm": _layernorm,
     "linear": _linear, "attention": _attention, "gelu": _gelu, "quick_gelu": _quick_gelu, "swiglu": _swiglu,
-    "layerscale": _layerscale, "add": _add, "select_token": _select_token,
+    "layerscale": _layerscale, "add": _add, "select_token": _select_token, "l2_normalize": _l2_normalize,
+    "flatten_hwc": _flatten_hwc,
 }
 
 

@@ -119,8 +119,12 @@ def _token_op(tf: Any, node: Node, xs: list[Any], params: Mapping[str, Any]) -> 
         return x * params[f"{n}.gamma"]
     if op == "add":
         return x + xs[1]
+    if op == "l2_normalize":
+        return x / tf.sqrt(tf.reduce_sum(tf.square(x), axis=-1, keepdims=True))
     if op == "select_token":
         return x[:, a["index"]]
+    if op == "flatten_hwc":  # NHWC already: slice the channels, reshape
+        return tf.reshape(x[..., :a["channels"]], [-1, x.shape[1] * x.shape[2] * a["channels"]])
     raise InputError(f"node {n!r} has op {op!r}, which the tf runtime does not implement")
 
 

@@ -146,8 +146,12 @@ def _token_op(torch: Any, node: Node, xs: Any, module: Any) -> torch.Tensor:
         return x * module.gamma
     if op == "add":
         return x + xs[1]
+    if op == "l2_normalize":
+        return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True)
     if op == "select_token":
         return x[:, a["index"]]
+    if op == "flatten_hwc":  # NCHW: the channel slice, then TF's NHWC order
+        return x[:, :a["channels"]].permute(0, 2, 3, 1).reshape(x.shape[0], -1)
     raise InputError(f"node {node.name!r} has op {op!r}, which the torch runtime does not implement")
 
 
