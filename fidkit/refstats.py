@@ -88,7 +88,7 @@ _TTUR_NO_DIGEST = ("no published digest: TTUR's README lists the URL only, and n
 _TTUR = (
     ("cifar10-train", "fid_stats_cifar10_train.npz", "CIFAR-10", "train", 32, "all 50,000 training images"),
     ("celeba", "fid_stats_celeba.npz", "CelebA (cropped, 64x64)", "all", 64,
-     "all images of the cropped CelebA (64x64, README); the crop is TTUR's own (108x108 centre crop resized)"),
+     "all images of the 'cropped CelebA' at 64x64 (README); how it was cropped is not documented there"),
     ("lsun-bedroom-train", "fid_stats_lsun_train.npz", "LSUN bedroom", "train", None,
      "all training images; the resolution is not stated"),
     ("svhn-train", "fid_stats_svhn_train.npz", "SVHN", "train", 32, "all training images"),
