@@ -130,6 +130,11 @@ def _pipeline() -> argparse.ArgumentParser:
     g.add_argument("--allow-mismatch", action="store_true",
                    help="compare statistics computed under different extractors/weights/resize policies")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    g.add_argument("--checkpoint", metavar="DIR",
+                   help="save partial results in DIR every --checkpoint-every images; a killed run "
+                        "started again with the same options resumes there (docs/distributed.md)")
+    g.add_argument("--checkpoint-every", type=_positive, default=None, metavar="K",
+                   help="images between checkpoints (default 2000)")
     return p
 
 
@@ -140,6 +145,14 @@ class _Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self._extractor: Any = None
+        # under torchrun: join the process group (cuda:LOCAL_RANK on GPUs); ranks > 0 print nothing
+        from .distributed import init_from_env
+
+        self.job, args.device = init_from_env(args.device)
+        self.main = self.job is None or self.job.main
+        if not self.main:
+            args.progress = False
+            warnings.simplefilter("ignore")
         #: image inputs opened, by label ("real", "fake", "input")
         self.sources: dict[str, Any] = {}
 
@@ -152,8 +165,9 @@ class _Context:
             how = ("as asked" if a.resize and ex.policy.name == a.resize else
                    "the extractor's canonical policy" if ex.policy.name == getattr(ex.spec, "policy", None)
                    else "the model's own")
-            print(f"fidkit: extractor {ex.name} on {ex.runtime} ({ex.device}), resize policy "
-                  f"{ex.policy.name} ({how})", file=sys.stderr)
+            if self.main:
+                print(f"fidkit: extractor {ex.name} on {ex.runtime} ({ex.device}), resize policy "
+                      f"{ex.policy.name} ({how})", file=sys.stderr)
             self._extractor = ex
         return self._extractor
 
@@ -207,18 +221,38 @@ class _Context:
         if kind != "images":
             return operand(value, "mnist", label, with_features=with_features, **self.pipe())
         src = self.open(value, label)
-        return operand(src, self.extractor(), label, with_features=with_features, **self.pipe())
+        return operand(src, self.extractor(), label, with_features=with_features, **self.pipe(), **self.scale())
+
+    def scale(self) -> dict[str, Any]:
+        """Returns the distributed and checkpoint options of the pipeline (empty when neither is used)."""
+        a = self.args
+        if self.job is None and not a.checkpoint:
+            return {}
+        return {"distributed": self.job is not None, "checkpoint": a.checkpoint,
+                "checkpoint_every": a.checkpoint_every}
 
     def score(self, real: str, fake: str, metrics: Sequence[str], **kwargs: Any) -> dict[str, Any]:
-        from .inputs import check_inputs
+        from .inputs import check_inputs, classify
         from .scoring import score
 
-        kinds, _, _ = check_inputs(real, fake, metrics, kwargs.get("bootstrap") or 0)
+        if kwargs.get("bootstrap", 0) is None:  # score's default, decided here when inputs are precomputed
+            kwargs["bootstrap"] = DEFAULT_BOOTSTRAP if classify(fake) != "stats" else 0
+        kinds, need_real, need_fake = check_inputs(real, fake, metrics, kwargs.get("bootstrap") or 0)
         self._warn_unused(kinds)
         # both image inputs are opened (listed, their ranges checked) before either is decoded
         a, b = (self.open(v, label) if kind == "images" else v
                 for v, label, kind in zip((real, fake), ("real", "fake"), kinds, strict=True))
         ex = self.extractor() if "images" in kinds else "mnist"
+        if self.scale():  # sharded and/or resumable: image inputs become statistics or features first
+            from .inputs import operand
+
+            ops = [operand(v, ex, label, with_features=need, **self.pipe(), **self.scale()) if kind == "images"
+                   else None for v, label, kind, need in zip((a, b), ("real", "fake"), kinds,
+                                                             (need_real, need_fake), strict=True)]
+            if not self.main:  # rank 0 scores and prints
+                return None
+            a, b = (v if op is None else op.features if op.features is not None else op.stats
+                    for v, op in zip((a, b), ops, strict=True))
         result = score(a, b, metrics, ex, allow_mismatch=self.args.allow_mismatch, **self.pipe(), **kwargs)
         return {**result, **self.files_report()}
 
@@ -344,7 +378,8 @@ def _cmd_metric(metrics: tuple[str, ...]):
             if getattr(args, name, None) is not None:
                 kwargs[name] = getattr(args, name)
         result = _Context(args).score(args.real, args.fake, metrics, **kwargs)
-        _emit(args, result, _lines(result, args))
+        if result is not None:  # None: a rank > 0 of a distributed run
+            _emit(args, result, _lines(result, args))
         return 0
     return run
 
@@ -355,7 +390,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
               "is_splits": args.is_splits, "k": args.k, "dc_k": args.dc_k, "bootstrap": args.bootstrap,
               "level": args.level, "seed": args.seed}
     result = ctx.score(args.real, args.fake, args.metrics, **kwargs)
-    _emit(args, result, _lines(result, args))
+    if result is not None:  # None: a rank > 0 of a distributed run
+        _emit(args, result, _lines(result, args))
     return 0
 
 
@@ -364,6 +400,8 @@ def _cmd_is(args: argparse.Namespace) -> int:
 
     ctx = _Context(args)
     op = ctx.operand(args.input, "input", with_features=True)
+    if not ctx.main:
+        return 0
     options = {**get_metric("is").defaults, **({"splits": args.is_splits} if args.is_splits else {})}
     mean, std = load_function("is")(op.need_logits("IS"), **options)
     result = {"is": {"mean": float(mean), "std": float(std)}, "n": op.n, "settings": {"is": options},
@@ -374,10 +412,12 @@ def _cmd_is(args: argparse.Namespace) -> int:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    output = _output_path(args.output, args.parents)
     ctx = _Context(args)
+    output = _output_path(args.output, args.parents) if ctx.main else None
     op = ctx.operand(args.input, "input", with_features=False)
     stats = op.get_stats()
+    if not ctx.main:  # rank 0 of a distributed run writes and prints
+        return 0
     path = stats.save(output)
     p = stats.provenance
     result = {"output": str(path), "n": stats.n, "dim": stats.dim, "provenance": json.loads(p.to_json()),
@@ -394,10 +434,12 @@ def _cmd_features(args: argparse.Namespace) -> int:
     if kind != "images":
         raise InputError(f"{args.input}: `fidkit features` needs images (folder, zip or image array), "
                          f"and this is already {kind}")
-    output = _output_path(args.output, args.parents)
     ctx = _Context(args)
+    output = _output_path(args.output, args.parents) if ctx.main else None
     op = ctx.operand(args.input, "input", with_features=True)
     res = op.features
+    if not ctx.main:  # rank 0 of a distributed run writes and prints
+        return 0
     path = res.save(output)
     result = {"output": str(path), "n": len(res.features), "dim": int(res.features.shape[1]),
               "provenance": json.loads(res.provenance.to_json()), **ctx.files_report()}
@@ -577,7 +619,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return int(args.func(args) or 0)
         except FidkitError as exc:
-            print(f"fidkit: {exc}", file=sys.stderr)
+            from .distributed import is_main
+
+            if is_main():  # every rank of a distributed run stops with the same error; rank 0 says it
+                print(f"fidkit: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("fidkit: interrupted", file=sys.stderr)
