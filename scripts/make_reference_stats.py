@@ -157,6 +157,10 @@ def readme(stats: dict[str, Stats], floor: dict, command: str) -> str:
         "under Inception or under another MNIST classifier is on a different scale and not comparable "
         "(docs/mnist.md shows why).",
         "",
+        "Published statistics of other tools (TTUR, clean-fid, the ADM evaluator's reference batches), by "
+        "name, with URLs and each digest's source: [published.md](published.md) (`fidkit refstats "
+        "list|get|verify`).",
+        "",
     ]
     return "\n".join(lines)
 
