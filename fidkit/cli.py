@@ -619,10 +619,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return int(args.func(args) or 0)
         except FidkitError as exc:
-            from .distributed import is_main
+            from .distributed import says
 
-            if is_main():  # every rank of a distributed run stops with the same error; rank 0 says it
-                print(f"fidkit: {exc}", file=sys.stderr)
+            line = says(exc)  # under torchrun: an error every rank raised alike is said by rank 0 only
+            if line is not None:
+                print(line, file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("fidkit: interrupted", file=sys.stderr)

@@ -94,6 +94,16 @@ def is_main() -> bool:
     return job is None or job.main
 
 
+def says(exc: BaseException) -> str | None:
+    """Returns the line this process prints for the error ``exc``: ``fidkit: <message>`` in a single
+    process and on rank 0, ``fidkit: rank r: <message>`` on another rank for an error of its own, None
+    there for an error every rank raised alike (`on_every_rank`: rank 0 says it)."""
+    job = current()
+    if job is None or job.main:
+        return f"fidkit: {exc}"
+    return None if getattr(exc, "fidkit_every_rank", False) else f"fidkit: rank {job.rank}: {exc}"
+
+
 def _uses_gpu(device: str | None, torch: Any) -> bool:
     d = (device or "cpu").lower()
     if d == "auto":
@@ -217,7 +227,10 @@ def merge_stats(acc: StatsAccumulator | None, dim: int, provenance: Provenance, 
     from .registry import backend
 
     total = backend("torch").all_reduce_sum(pack(acc, dim, job.rank, job.world_size))
-    return unpack(np.asarray(total, dtype=np.float64), dim, job.world_size, provenance, label)
+    try:
+        return unpack(np.asarray(total, dtype=np.float64), dim, job.world_size, provenance, label)
+    except InputError as exc:
+        raise on_every_rank(exc) from None
 
 
 def exchange(job: Job, report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -229,12 +242,19 @@ def exchange(job: Job, report: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def on_every_rank(exc: BaseException) -> BaseException:
+    """Returns ``exc`` marked as raised alike on every rank: the command line prints it on rank 0 only
+    (an error of one rank alone is printed by that rank)."""
+    exc.fidkit_every_rank = True  # type: ignore[attr-defined]
+    return exc
+
+
 def check_reports(reports: list[dict[str, Any]], job: Job) -> None:
     """Raises on every rank the first error any rank reported: its own `FidkitError` text (prefixed with
     the rank), so that no rank waits for one that stopped."""
     for k, rep in enumerate(reports):
         if rep.get("error"):
-            raise FidkitError(f"rank {k} of {job.world_size}: {rep['error']}")
+            raise on_every_rank(FidkitError(f"rank {k} of {job.world_size}: {rep['error']}"))
 
 
 def gather_rows(job: Job, rows: Any) -> list[Any] | None:

@@ -180,6 +180,20 @@ def test_too_few_images_one_error_line(data: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x.npz").exists()
 
 
+def test_unreadable_file_in_one_shard_stops_every_rank(data: Path, tmp_path: Path) -> None:
+    """5 files in batches of 4: the truncated last one is rank 1's alone; rank 0 says it, once."""
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for i, f in enumerate(sorted((data / "a").iterdir())[:4]):
+        (bad / f"{i:03d}.png").write_bytes(f.read_bytes())
+    (bad / "004.png").write_bytes((data / "a" / "000.png").read_bytes()[:40])
+    proc = _torchrun("stats", str(bad), "-o", str(tmp_path / "x.npz"), *OPTS)
+    assert proc.returncode != 0
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("fidkit: ") and "extractor mnist" not in ln]
+    assert len(lines) == 1 and lines[0].startswith("fidkit: rank 1 of 2: ") and "004.png" in lines[0], lines
+    assert "--skip-bad" in lines[0]
+
+
 def test_features_gathered_in_input_order(data: Path, tmp_path: Path, capsys) -> None:
     """An .npy of 11 images in batches of 8: rank 0 reads 8, rank 1 reads 3."""
     opts = ("--batch-size", "8", "--no-progress")

@@ -224,3 +224,44 @@ def test_folder_source_names_and_features_in_sorted_order(tmp_path, mnist_numpy)
     assert res.names[0].endswith("00.png") and [n[-6:] for n in res.names] == [f"{i:02d}.png" for i in range(7)]
     np.testing.assert_allclose(res.features, mnist_numpy(x.astype(np.float32))["features"], rtol=1e-12,
                                atol=1e-13)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_checkpointed_stats_resume_bit_identical(tmp_path, mnist_numpy, monkeypatch) -> None:
+    """Interrupted after 5 batches of 4 with a checkpoint every 6 images and the accumulator flushing
+    every 8 rows (so the saved state holds merged moments and pooled rows), resumed: the same bits as an
+    uninterrupted run without checkpoints; another job (batch size) and a generator are refused."""
+    from fidkit.stats import StatsAccumulator
+
+    monkeypatch.setattr(StatsAccumulator, "FLUSH_ROWS", 8)
+    x = _images(37, seed=4)
+    plain = compute_stats(x, mnist_numpy, batch_size=4, progress=False)
+    calls = {"n": 0}
+    inner = mnist_numpy.outputs
+
+    def failing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise _Interrupted
+        return inner(*args, **kwargs)
+
+    monkeypatch.setattr(mnist_numpy, "outputs", failing)
+    with pytest.raises(_Interrupted):
+        compute_stats(x, mnist_numpy, batch_size=4, progress=False, checkpoint=tmp_path, checkpoint_every=6)
+    monkeypatch.setattr(mnist_numpy, "outputs", inner)
+    with np.load(tmp_path / "array.rank0-of-1.npz") as z:
+        saved = {k: z[k] for k in z.files}
+    assert int(saved["acc_n"]) == 20 and int(saved["acc_n_merged"]) == 16 and len(saved["acc_pending"]) == 4
+    resumed = compute_stats(x, mnist_numpy, batch_size=4, progress=False, checkpoint=tmp_path,
+                            checkpoint_every=6)
+    assert resumed.n == plain.n == 37
+    np.testing.assert_array_equal(resumed.mean, plain.mean)
+    np.testing.assert_array_equal(resumed.cov, plain.cov)
+    with pytest.raises(InputError, match=r"belongs to another job \(batch_size 4 vs 5\)"):
+        compute_stats(x, mnist_numpy, batch_size=5, progress=False, checkpoint=tmp_path)
+    with pytest.raises(InputError, match="folders, zips and image arrays only"):
+        compute_stats(lambda n: np.zeros((n, 28, 28), np.uint8), mnist_numpy, num=4, progress=False,
+                      checkpoint=tmp_path / "g")
