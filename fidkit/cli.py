@@ -569,6 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .weights import add_cli
 
     add_cli(sub)
+    from .audit import add_cli as add_audit_cli
+
+    add_audit_cli(sub, [common, pipe])
     from .explain import add_cli as add_explain_cli
     from .refstats import add_cli as add_refstats_cli
 
