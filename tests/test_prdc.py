@@ -40,6 +40,26 @@ def test_equals_prdc_package_with_ties_and_duplicates(capsys: pytest.CaptureFixt
 
 
 @pytest.mark.peers
+@pytest.mark.parametrize("tile", [1, 7, 64, 4096])
+def test_column_tiles_equal_prdc_package(tile: int, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture) -> None:
+    """Distances in row x column tiles, the k smallest carried across tiles, ties and duplicate points
+    split between tiles: the prdc package's numbers (one full N x N matrix) at every tile width."""
+    import importlib
+
+    monkeypatch.setattr(importlib.import_module("fidkit.prdc"), "COLUMN_TILE", tile)
+    rng = np.random.default_rng(5)
+    real = rng.integers(0, 4, (130, 3)).astype(float)
+    fake = rng.integers(0, 5, (120, 3)).astype(float)
+    for k in (1, 3, 6):
+        peer = _peer(real, fake, k)
+        assert prdc(real, fake, k, block_size=11)._asdict() == {key: float(v) for key, v in peer.items()}
+        r = np.sort(np.sqrt(((real[:, None] - real[None]) ** 2).sum(-1)), axis=1)[:, k]
+        np.testing.assert_array_equal(knn_radii(real, k, block_size=11), r)
+    capsys.readouterr()
+
+
+@pytest.mark.peers
 def test_equals_prdc_package_float32(capsys: pytest.CaptureFixture) -> None:
     rng = np.random.default_rng(11)
     real = rng.standard_normal((200, 32)).astype(np.float32)  # as extractors return them
