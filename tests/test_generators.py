@@ -165,3 +165,39 @@ def test_cli_generator(tmp_path, monkeypatch, capsys) -> None:
         assert main(bad) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("fidkit: ") and match in err and "\n" not in err, err
+
+
+def test_feature_rows_only_when_a_metric_needs_them(monkeypatch) -> None:
+    """FID alone (no bootstrap) streams the statistics; KID keeps the rows."""
+    import fidkit.generators as g
+
+    seen: list[tuple[bool, str]] = []
+    original = g.sample
+
+    def spy(*args, **kwargs):
+        out = original(*args, **kwargs)
+        seen.append((kwargs["rows"], type(out[0]).__name__))
+        return out
+
+    monkeypatch.setattr(g, "sample", spy)
+    opts = {k: v for k, v in OPTIONS.items() if not k.startswith("kid")}
+    fidkit.score(REAL, generator=digit_generator, num=NUM, seeds=(0,), metrics="fid", **opts)
+    fidkit.score(REAL, generator=digit_generator, num=NUM, seeds=(0,), metrics="fid,kid", **OPTIONS)
+    assert seen == [(False, "Stats"), (True, "FeatureResult")]
+
+
+def test_generator_options_without_a_generator_are_errors(tmp_path, capsys) -> None:
+    with pytest.raises(InputError, match="generator= only"):
+        fidkit.score(REAL01, REAL01, "fid", seeds=(0, 1), **OPTIONS)
+    with pytest.raises(InputError, match="pass either fake images or --generator"):
+        fidkit.score(REAL01, REAL01, "fid", generator=digit_generator, num=4, **OPTIONS)
+    real = tmp_path / "real.npy"
+    np.save(real, REAL)
+    for extra, match in ((["--num", "5"], "apply to --generator only"),
+                         ([], "needs generated images B, or --generator")):
+        args = ["score", str(real), *([str(real)] if extra else []), *extra, "--metrics", "fid"]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert match in err and "\n" not in err, err
+    assert main(["score", str(real), "--generator", "x:y", "--metrics", "fid"]) == 2
+    assert "--num N (images per seed) is required" in capsys.readouterr().err
