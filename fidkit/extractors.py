@@ -104,3 +104,17 @@ register_extractor(ExtractorSpec(
                 "'cmmd' policy); no logits. Hugging Face's safetensors of the same weights (unpinned) converts "
                 "when passed with --weights.",
 ))
+
+register_extractor(ExtractorSpec(
+    name="vgg16-nvidia",
+    feature_dim=4096,
+    logits_dim=1000,
+    input_size=(224, 224),
+    policy="stylegan-vgg16",
+    builders=GRAPH_BUILDERS,
+    weights=("vgg16.pt",),
+    arch="fidkit.archs.vgg16:vgg16_nvidia",
+    description="NVIDIA's VGG16 (vgg16.pt) of StyleGAN2-ADA / StyleGAN3 precision/recall (pr50k3_full, "
+                "Kynkäänniemi et al. 2019): 4096-d ReLU(fc2) features at 224 x 224 after the TF1-bilinear "
+                "resize and ImageNet normalisation of the 'stylegan-vgg16' policy, 1000 logits (fc3).",
+))

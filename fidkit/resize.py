@@ -19,6 +19,12 @@ its library does:
   antialias a 2-tap bilinear (source clamped at 0) or a 4-tap Keys cubic with a = -0.75; with antialias
   the same filters as Pillow (a = -0.5 for bicubic).
 
+A policy may also crop (``crop``): ``"resize-then-center"`` resizes, keeping the aspect ratio, until the
+image covers the output, then takes its centre (torchvision ``Resize(n)`` then ``CenterCrop(n)``: CLIP's own
+preprocessing), and ``"center-then-resize"`` first takes the largest centred box of the output's aspect
+ratio, then resizes it (CMMD's ``_center_crop_and_resize``); `geometry` gives the boxes, and every runtime
+crops by slicing.
+
 Every resampling is expressed as per-axis taps (source index, weight) computed once per (in, out) size;
 the runtime fast paths in ``fidkit.backends.<runtime>.resize`` apply the same taps on device.
 """
@@ -44,6 +50,10 @@ PIL_TALL_VERTICAL_FIRST_SINCE = (12, 2)
 PIL_VERTICAL_FIRST_SINCE = (13, 0)
 
 Triple = tuple[float, float, float]
+#: A crop: (top, left, height, width) in pixels of the image it is taken from.
+Box = tuple[int, int, int, int]
+#: The crops a policy can make around its resize (`geometry`).
+CROPS = ("none", "resize-then-center", "center-then-resize")
 
 
 @dataclass(frozen=True)
@@ -64,8 +74,13 @@ class ResizePolicy:
     description: str
     #: clamp the resized image to [0, 255] (clean-fid clips Pillow's bicubic overshoot)
     clip: bool = False
+    #: "none" (resize to the output size), "resize-then-center" (resize keeping the aspect ratio, then centre
+    #: crop) or "center-then-resize" (centre crop to the output's aspect ratio, then resize): see `geometry`
+    crop: str = "none"
 
     def __post_init__(self) -> None:
+        if self.crop not in CROPS:
+            raise InputError(f"resize policy {self.name!r}: crop={self.crop!r} is not one of {list(CROPS)}")
         key = (self.library, self.filter, self.antialias)
         if key not in _KERNELS:
             raise InputError(f"resize policy {self.name!r}: library={self.library!r}, filter={self.filter!r}, "
@@ -265,8 +280,68 @@ def check_size(size: Any) -> tuple[int, int]:
     return h, w
 
 
+@dataclass(frozen=True)
+class Geometry:
+    """Where a policy crops and what it resizes to, for one input size: ``pre_crop`` (a `Box` of the input,
+    or None), then a resize to ``resize_to`` (h, w) (none when the size is already that), then
+    ``post_crop`` (a `Box` of the resized image, or None)."""
+
+    pre_crop: Box | None
+    resize_to: tuple[int, int]
+    post_crop: Box | None
+
+
+def geometry(policy: ResizePolicy, in_hw: tuple[int, int], size: tuple[int, int]) -> Geometry:
+    """Returns the crops and the resize that take an image of ``in_hw`` (h, w) to ``size`` (oh, ow) under
+    ``policy``.
+
+    * ``crop="none"``: the resize to ``size``, no crop.
+    * ``crop="resize-then-center"`` (torchvision ``Resize(n)`` then ``CenterCrop(n)``: openai/CLIP's
+      ``_transform``, clean-fid's ``img_preprocess_clip``): the aspect-keeping resize that covers ``size``,
+      the binding side to its output size and the other to ``int(out * side / binding side)`` (torchvision's
+      ``_compute_resized_output_size``: for a square output, the shorter side becomes ``n``), then the centred
+      box at ``int(round((side - out) / 2.0))`` (torchvision's ``center_crop``: Python's round, halves to
+      even).
+    * ``crop="center-then-resize"`` (CMMD's ``_center_crop_and_resize``, google-research/google-research
+      cmmd/io_util.py): the largest centred box of the output's aspect ratio (for a square output the
+      largest square, ``min(h, w)``), at ``(side - box) // 2``, then the resize to ``size``.
+    """
+    (h, w), (oh, ow) = in_hw, check_size(size)
+    if policy.crop == "none":
+        return Geometry(None, (oh, ow), None)
+    width_binds = ow * h >= oh * w  # scaling the width to ow leaves at least oh rows
+    if policy.crop == "center-then-resize":
+        bh, bw = (w * oh // ow, w) if width_binds else (h, h * ow // oh)
+        box = None if (bh, bw) == (h, w) else ((h - bh) // 2, (w - bw) // 2, bh, bw)
+        return Geometry(box, (oh, ow), None)
+    rh, rw = (int(ow * h / w), ow) if width_binds else (oh, int(oh * w / h))
+    post = None if (rh, rw) == (oh, ow) else (int(round((rh - oh) / 2.0)), int(round((rw - ow) / 2.0)), oh, ow)
+    return Geometry(None, (rh, rw), post)
+
+
+def crop(images: np.ndarray, box: Box) -> np.ndarray:
+    """Returns the ``box`` (top, left, height, width) of NHWC ``images`` (a view)."""
+    t, left, bh, bw = box
+    return images[:, t:t + bh, left:left + bw]
+
+
 def resize(images: np.ndarray, policy: ResizePolicy | str, size: tuple[int, int]) -> np.ndarray:
-    """Returns ``images`` (NHWC, 0..255 scale) resized to ``size`` (h, w) exactly as the policy's library does.
+    """Returns ``images`` (NHWC, 0..255 scale) brought to ``size`` (h, w) exactly as the policy's library does:
+    its crops (`geometry`) around `resample`. Returns float32 (a copy)."""
+    policy = get_policy(policy) if isinstance(policy, str) else policy
+    x = np.asarray(images)
+    if x.ndim != 4:
+        raise InputError(f"resize: expected NHWC images (4 dimensions), received shape {x.shape}")
+    geo = geometry(policy, x.shape[1:3], size)
+    if geo.pre_crop is not None:
+        x = crop(x, geo.pre_crop)
+    y = resample(x, policy, geo.resize_to)
+    return np.array(crop(y, geo.post_crop)) if geo.post_crop is not None else y
+
+
+def resample(images: np.ndarray, policy: ResizePolicy | str, size: tuple[int, int]) -> np.ndarray:
+    """Returns ``images`` (NHWC, 0..255 scale) resized to ``size`` (h, w) exactly as the policy's library does,
+    without the policy's crops.
 
     The numpy reference: float64 arithmetic with the library's own coordinates (equal to the library to
     1e-4 on the 0..255 scale), or Pillow's fixed-point uint8 arithmetic when the policy quantizes its
@@ -576,3 +651,41 @@ register_policy(ResizePolicy(
                 "299 x 299 on the 0..255 scale, then (x - 128) / 128 (torchmetrics/image/fid.py, "
                 "NoTrainInceptionV3). Float input here is rounded to uint8 levels; torchmetrics' "
                 "normalize=True truncates it ((x * 255).byte()), so pass uint8 images to compare."))
+
+#: OpenAI CLIP's normalisation (openai/CLIP clip.py ``_transform``), on the 0..255 scale.
+_CLIP_MEAN = (0.48145466 * 255, 0.4578275 * 255, 0.40821073 * 255)
+_CLIP_STD = (0.26862954 * 255, 0.26130258 * 255, 0.27577711 * 255)
+
+register_policy(ResizePolicy(
+    name="clip", library="pil", filter="bicubic", antialias=True, quantize_input=True,
+    quantize_output=True, mean=_CLIP_MEAN, std=_CLIP_STD, crop="resize-then-center",
+    description="CLIP's own preprocessing (openai/CLIP clip.py _transform; open_clip's transform for the "
+                "OpenAI weights) and clean-fid's CLIP-FID (cleanfid/clip_features.py img_preprocess_clip): "
+                "each image as an 8-bit RGB PIL image, torchvision Resize(n, BICUBIC) = Image.resize(BICUBIC) "
+                "with the shorter side to n and the longer to int(n * long / short) (Pillow's antialiased "
+                "Keys cubic a = -0.5 in its fixed-point uint8 arithmetic, so the result is uint8), "
+                "CenterCrop(n) at int(round((side - n) / 2)), then ToTensor and CLIP's mean/std "
+                "(0.48145466, 0.4578275, 0.40821073) / (0.26862954, 0.26130258, 0.27577711) x 255. Float "
+                "input is rounded to uint8 levels (clean-fid's astype(np.uint8) truncates it: pass uint8 "
+                "images to compare)."))
+
+register_policy(ResizePolicy(
+    name="cmmd", library="pil", filter="bicubic", antialias=True, quantize_input=True,
+    quantize_output=True, mean=_CLIP_MEAN, std=_CLIP_STD, crop="center-then-resize",
+    description="CMMD's image reader (Jayasumana et al., CVPR 2024; google-research/google-research "
+                "cmmd/io_util.py _center_crop_and_resize, the same in the PyTorch port sayakpaul/cmmd-pytorch): "
+                "the largest centred square of the 8-bit PIL image, cropped at ((h - l) // 2, (w - l) // 2), "
+                "then Image.resize((336, 336), BICUBIC) (Pillow's antialiased Keys cubic a = -0.5 in its "
+                "fixed-point uint8 arithmetic, so the result is uint8), / 255, and CLIP's mean/std; the "
+                "embedding's own bicubic resize to 336 (jax.image.resize, or F.interpolate in the port) is "
+                "then the identity. Unlike the 'clip' policy it crops before resizing, with floor offsets."))
+
+register_policy(ResizePolicy(
+    name="stylegan-vgg16", library="tf1", filter="bilinear", antialias=False, quantize_input=True,
+    quantize_output=False, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
+    description="NVIDIA's VGG16 of StyleGAN's precision/recall (stylegan2-ada-pytorch / stylegan3 "
+                "metrics/precision_recall.py, vgg16.pt with resize_images=True): uint8 images as float on "
+                "0..255, resized to 224 x 224 with TF1 resize_bilinear semantics (source pixel = i * in / out, "
+                "no half-pixel centres, no antialiasing; F.affine_grid + grid_sample with a shifted grid, as "
+                "genforce's models/perceptual_model.py align_tf_resize re-implements the file), not rounded, "
+                "then / 255 and ImageNet mean/std (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225)."))

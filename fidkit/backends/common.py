@@ -12,7 +12,8 @@ object; `run_preprocess` is the one place the order of the steps is written:
 3. value range (`fidkit.image_rules.resolve_value_range`, judged on two numbers computed on the
    device): uint8 stays uint8 (the resize takes it), anything else becomes float32 on 0..255, clipped;
 4. the policy's input quantization (float input rounded to uint8 levels, as a saved PNG would be);
-5. the policy's resize to the network's input size (the runtime's fast path; numpy's reference);
+5. the policy's geometry (`fidkit.resize.geometry`): a crop, the resize to the network's input size (the
+   runtime's fast path; numpy's reference), a crop;
 6. the network's input convention: luminance (1 channel, ITU-R BT.601), its value range, its
    normalisation ((x - mean) / std), its layout.
 """
@@ -29,6 +30,7 @@ from ..archs.spec import Graph
 from ..errors import InputError, WeightsError
 from ..image_rules import LUMA_RGB, check_channels, resolve_layout, resolve_value_range  # noqa: F401
 from ..images import to_255, to_numpy  # noqa: F401  (re-exported for the runtimes)
+from ..resize import geometry
 
 if TYPE_CHECKING:
     from ..extraction import InputConvention
@@ -71,7 +73,10 @@ class Ops(Protocol):
         """Returns float32 ``x`` rounded half-to-even to uint8 levels and clipped to 0..255."""
 
     def resize(self, x: Any, policy: ResizePolicy, size: tuple[int, int]) -> Any:
-        """Returns ``x`` (work layout, 0..255) resized to ``size`` under ``policy``, float32."""
+        """Returns ``x`` (work layout, 0..255) resized to ``size`` under ``policy`` (no crop), float32."""
+
+    def crop(self, x: Any, box: tuple[int, int, int, int]) -> Any:
+        """Returns the (top, left, height, width) ``box`` of every image of ``x`` (work layout, any dtype)."""
 
     def concat(self, xs: Sequence[Any]) -> Any:
         """Returns the float32 batches ``xs`` joined along the batch axis."""
@@ -131,8 +136,14 @@ def _uniform(ops: Ops, x: Any, policy: ResizePolicy, size: tuple[int, int], *, l
         x = ops.to_255(x, rng)
         if policy.quantize_input and dtype not in (np.uint8, np.bool_):
             x = ops.quantize(x)
-    if (h, w) != tuple(size):
-        x = ops.resize(x, policy, size)
+    geo = geometry(policy, (h, w), size)
+    if geo.pre_crop is not None:
+        x = ops.crop(x, geo.pre_crop)
+        h, w = geo.pre_crop[2:]
+    if (h, w) != geo.resize_to:
+        x = ops.resize(x, policy, geo.resize_to)
+    if geo.post_crop is not None:
+        x = ops.crop(x, geo.post_crop)
     return x
 
 

@@ -72,6 +72,7 @@ def search_dirs(entry: WeightsFile) -> list[tuple[str, Path]]:
     dirs.append(("cache", cache_dir()))
     if entry.format in ("torch-state-dict", "torchscript"):
         dirs.append(("torch hub", torch_hub_checkpoints()))
+    dirs.extend((label, Path(folder).expanduser()) for label, folder in entry.also_in)
     return dirs
 
 

@@ -50,13 +50,17 @@ class WeightsFile:
     #: Published size in bytes, checked before the digest: a truncated or different file fails at once with
     #: a clear message, and a file with no published digest (TensorFlow's ``.tgz``) is still checked.
     size: int | None = None
+    #: Other tools' download folders where the file may already lie, as (label, folder; ``~`` expanded),
+    #: searched after fidkit's cache: openai/CLIP and open_clip keep OpenAI's archives in ``~/.cache/clip``.
+    also_in: tuple[tuple[str, str], ...] = ()
 
 
 def _entry(name: str, url: str | None, fmt: str, *, sha256: str | None = None,
            sha256_prefix: str | None = None, size: int | None = None, bundled: bool = False,
-           note: str = "") -> WeightsFile:
+           note: str = "", also_in: tuple[tuple[str, str], ...] = ()) -> WeightsFile:
     converter, runtime = FORMATS[fmt]
-    return WeightsFile(name, url, sha256, sha256_prefix, fmt, converter, runtime, bundled, note, size=size)
+    return WeightsFile(name, url, sha256, sha256_prefix, fmt, converter, runtime, bundled, note, size=size,
+                       also_in=also_in)
 
 
 _DINOV2_URL = "https://dl.fbaipublicfiles.com/dinov2"
@@ -98,6 +102,34 @@ def _dinov2_entry(model: str) -> WeightsFile:
 DINOV2_WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType(
     {e.name: e for e in (_dinov2_entry(m) for m in _DINOV2_SHA256)})
 
+_CLIP_URL = "https://openaipublic.azureedge.net/clip/models"
+#: openai/CLIP's and open_clip's download folder (``clip.clip._download``'s default root).
+_CLIP_CACHE = (("clip cache", "~/.cache/clip"),)
+
+
+def _openai_clip_entry(name: str, model: str, sha256: str, size: int) -> WeightsFile:
+    return _entry(name, f"{_CLIP_URL}/{sha256}/{name}", "torchscript", sha256=sha256, size=size,
+                  also_in=_CLIP_CACHE,
+                  note=f"OpenAI's CLIP archive {model!r} (openai/CLIP clip/clip.py _MODELS; the same URL in "
+                       f"open_clip's pretrained table and scenic's CHECKPOINTS_TORCH, which CMMD loads): a "
+                       f"TorchScript module of the whole CLIP model, weights mostly float16. SHA-256 published "
+                       f"by OpenAI as the URL's second-to-last path segment, which clip.py's _download checks "
+                       f"(expected_sha256 = url.split('/')[-2]); size {size:,} bytes as several unrelated "
+                       f"projects record it")
+
+
+#: OpenAI's CLIP archives, by file name (part of `WEIGHTS_FILES`; sources in tests/weights_keys/README.md).
+#: Hugging Face's openai/clip-vit-large-patch14-336 safetensors is not registered: its Git LFS pointer holds
+#: its SHA-256 and size, but no public copy of either was found, and fidkit registers no download it cannot
+#: check. Passed with --weights it converts (format "safetensors") and runs as unofficial weights, with a
+#: warning naming its SHA-256 and canonical digest.
+CLIP_WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType({e.name: e for e in (
+    _openai_clip_entry("ViT-B-32.pt", "ViT-B/32",
+                       "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", 353_976_522),
+    _openai_clip_entry("ViT-L-14-336px.pt", "ViT-L/14@336px",
+                       "3035c92b350959924f9f00213499208652fc7ea050643e8b385c2dac08641f02", 934_088_680),
+)})
+
 #: The registered weights files, by file name. No upstream project publishes a digest of its Inception file
 #: beside the download; the full SHA-256s and sizes below are the values that other public projects pin or
 #: record for these exact URLs. Every digest was found in more than one independent place and agrees with
@@ -131,6 +163,15 @@ WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType({f.name: f for f in 
                 "pinned as the download check in crowsonkb/k-diffusion k_diffusion/evaluation.py and recorded "
                 "by several other projects. Its exact size (95,607,719 bytes) has one source only, so it is "
                 "not checked: a wrong size would refuse the real file, and the digest decides anyway"),
+    _entry("vgg16.pt",
+           "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt",
+           "torchscript",
+           sha256="b437eb095feaeb0b83eb3fa11200ebca4548ee39a07fb944a417ddc516cc07c3",
+           note="NVIDIA's TorchScript VGG16 of StyleGAN's precision/recall and perceptual path length "
+                "(stylegan2-ada-pytorch metrics/precision_recall.py; stylegan3 fetches the same network as "
+                "metrics/vgg16.pkl from NGC). SHA-256 pinned as the download check in snap-research/discoscene "
+                "models/perceptual_model.py (genforce code) and in one unrelated project's run script; NVIDIA "
+                "publishes none. No size with two sources"),
     _entry("inception-2015-12-05.tgz",
            "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz",
            "tf-graphdef-tgz", size=88_931_400,
@@ -147,6 +188,7 @@ WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType({f.name: f for f in 
                 "size also the Content-Length shown in pytorch-ignite/pytorch-ignite.ai "
                 "src/blog/2021-08-11-GAN-evaluation-using-FID-and-IS.md"),
     *DINOV2_WEIGHTS_FILES.values(),
+    *CLIP_WEIGHTS_FILES.values(),
     _entry("fidkit-mnist-v1.npz", None, "canonical-npz", bundled=True,
            note="shipped in fidkit/data; its SHA-256 is read from the fidkit-mnist-v1.json sidecar that "
                 "scripts/train_mnist.py writes beside it"),

@@ -8,6 +8,7 @@ user's file ever reaches the caller, and no framework is loaded just to fail on 
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 import zipfile
@@ -26,6 +27,7 @@ FORMATS: Mapping[str, tuple[str | None, str | None]] = MappingProxyType({
     "torchscript": ("fidkit.backends.torch.convert:from_torchscript", "torch"),
     "tf-graphdef": ("fidkit.backends.tf.convert:from_graphdef", "tf"),
     "tf-graphdef-tgz": ("fidkit.backends.tf.convert:from_graphdef", "tf"),
+    "safetensors": ("fidkit.backends.torch.convert:from_safetensors", "torch"),
 })
 
 #: What to do about a damaged file that was passed explicitly: the default advice of `detect_format`.
@@ -63,6 +65,8 @@ def damage(path: str | os.PathLike[str], fmt: str | None = None) -> str | None:
             return problem
     if fmt == "tf-graphdef-tgz":
         return _tar_problem(p)
+    if fmt == "safetensors":
+        return _safetensors_problem(p)
     return None
 
 
@@ -71,7 +75,8 @@ def _sniff(p: Path) -> tuple[str | None, str]:
     try:
         size = p.stat().st_size
         with open(p, "rb") as f:
-            head = f.read(4)
+            first = f.read(9)
+        head = first[:4]
         tar = size > 0 and head[:2] != _GZIP and p.suffix in (".tar", ".tgz") and tarfile.is_tarfile(p)
     except OSError as exc:
         return None, f"cannot be read ({exc.strerror or exc})"
@@ -94,12 +99,14 @@ def _sniff(p: Path) -> tuple[str | None, str]:
             return "torch-state-dict", ""
         return None, ("is a zip archive but not a weights file: neither a canonical .npz (only .npy members) "
                       "nor a torch file (no data.pkl)")
+    if first[8:9] == b"{" and int.from_bytes(first[:8], "little") < size:
+        return "safetensors", ""  # an 8-byte little-endian header length, then the JSON header
     if head[:1] == _PICKLE:
         return "torch-state-dict", ""
     if p.suffix == ".pb":
         return "tf-graphdef", ""
     return None, ("unknown weights format: not a zip archive (.npz, .pth, .pt), a legacy torch pickle (.pth), "
-                  "a gzip/tar archive (.tgz) or a TF GraphDef (.pb)")
+                  "a gzip/tar archive (.tgz), a TF GraphDef (.pb) or a safetensors file")
 
 
 def _tar_problem(p: Path) -> str | None:
@@ -115,4 +122,24 @@ def _tar_problem(p: Path) -> str | None:
         if "unexpected end" in str(exc):
             return f"is truncated: its tar archive ends early, after {size} bytes"
         return "is not a tar archive: neither a gzip-compressed tar (.tgz) nor a plain one (.tar)"
+    return None
+
+
+def _safetensors_problem(p: Path) -> str | None:
+    """Returns what is wrong with the safetensors file ``p`` (its JSON header unreadable, or its tensors'
+    data ending past the file: truncated), or None. Reads only the header."""
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            n = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(n)) if 8 + n <= size else None
+    except (OSError, ValueError) as exc:
+        return f"is not a readable safetensors file ({type(exc).__name__})"
+    if not isinstance(header, dict):
+        return f"is truncated: its safetensors header ends past the file's {size} bytes"
+    ends = [v["data_offsets"][1] for k, v in header.items()
+            if k != "__metadata__" and isinstance(v, dict) and len(v.get("data_offsets", ())) == 2]
+    need = 8 + n + max(ends, default=0)
+    if need > size:
+        return f"is truncated: a safetensors file of {size} bytes whose tensors end at byte {need}"
     return None

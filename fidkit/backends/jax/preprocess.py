@@ -80,6 +80,10 @@ class _JaxOps:
 
         return resize_batch(x, policy, size)
 
+    def crop(self, x: Any, box: tuple[int, int, int, int]) -> Any:
+        t, left, h, w = box
+        return x[:, t:t + h, left:left + w]
+
     def concat(self, xs: Sequence[Any]) -> Any:
         return self.jnp.concatenate([x.astype(self.jnp.float32) for x in xs])
 

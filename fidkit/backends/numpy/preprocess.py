@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ...resize import quantize, resize
+from ...resize import crop, quantize, resample
 from ..common import LUMA_RGB, run_preprocess, to_255, to_numpy
 
 if TYPE_CHECKING:
@@ -48,7 +48,10 @@ class _NumpyOps:
         return quantize(x)
 
     def resize(self, x: np.ndarray, policy: ResizePolicy, size: tuple[int, int]) -> np.ndarray:
-        return resize(x, policy, size)
+        return resample(x, policy, size)
+
+    def crop(self, x: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+        return crop(x, box)
 
     def concat(self, xs: Sequence[np.ndarray]) -> np.ndarray:
         return np.concatenate([np.asarray(x, np.float32) for x in xs])

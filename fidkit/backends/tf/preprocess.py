@@ -79,6 +79,10 @@ class _TfOps:
 
         return resize_batch(x, policy, size)
 
+    def crop(self, x: Any, box: tuple[int, int, int, int]) -> Any:
+        t, left, h, w = box
+        return x[:, t:t + h, left:left + w]
+
     def concat(self, xs: Sequence[Any]) -> Any:
         return self.tf.concat([self.tf.cast(x, self.tf.float32) for x in xs], axis=0)
 

@@ -84,6 +84,10 @@ class _TorchOps:
 
         return resize_batch(x, policy, size)  # float32 NCHW from any dtype and layout, in one copy
 
+    def crop(self, x: Any, box: tuple[int, int, int, int]) -> Any:
+        t, left, h, w = box
+        return x[:, :, t:t + h, left:left + w]
+
     def concat(self, xs: Sequence[Any]) -> Any:
         return self.torch.cat([x.to(self.torch.float32) for x in xs])
 
