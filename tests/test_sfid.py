@@ -187,14 +187,24 @@ def test_generator_with_sfid(build) -> None:
     assert res["summary"]["sfid"]["min"] == res["per_seed"][0]["sfid"]
 
 
-def test_cli_metrics_fid_sfid(spatial, weights, tmp_path, capsys) -> None:
+def test_cli_spatial_stats_and_metrics_fid_sfid(build, weights, tmp_path, capsys) -> None:
+    """`fidkit stats --spatial` saves sFID's statistics; `fidkit score --metrics fid,sfid` reads them
+    with --spatial-real beside real's pool statistics."""
     rt = _fast()
     real, fake = tmp_path / "real.npy", tmp_path / "fake.npy"
     np.save(real, IMAGES[:2])
     np.save(fake, IMAGES[2:])
-    assert main(["score", str(real), str(fake), "--metrics", "fid,sfid", "--extractor", "inception-tf2015",
-                 "--weights", str(weights), "--runtime", rt, "--bootstrap", "0", "--no-progress"]) == 0
+    ex = ["--extractor", "inception-tf2015", "--weights", str(weights), "--runtime", rt, "--no-progress"]
+    assert main(["stats", str(real), "-o", str(tmp_path / "pool.npz"), *ex]) == 0
+    assert main(["stats", str(real), "-o", str(tmp_path / "spatial.npz"), "--spatial", *ex]) == 0
+    capsys.readouterr()
+    saved = Stats.load(tmp_path / "spatial.npz")
+    assert saved.dim == 2023 and saved.provenance.description == SPATIAL_DESCRIPTION
+    assert main(["score", str(tmp_path / "pool.npz"), str(fake), "--metrics", "fid,sfid", "--spatial-real",
+                 str(tmp_path / "spatial.npz"), "--bootstrap", "0", *ex]) == 0
     lines = {ln.split()[0]: ln.split()[1] for ln in capsys.readouterr().out.splitlines() if ln.strip()}
-    f = spatial(rt)
-    assert float(lines["sFID"]) == pytest.approx(frechet_gram(f[:2], f[2:]), rel=1e-5)  # printed to 6 digits
-    assert "FID" in lines
+    f = build(rt)(IMAGES)
+    assert float(lines["sFID"]) == pytest.approx(frechet_gram(f["spatial"][:2], f["spatial"][2:]), rel=1e-5)
+    assert float(lines["FID"]) == pytest.approx(frechet_gram(f["features"][:2], f["features"][2:]), rel=1e-5)
+    assert main(["stats", str(tmp_path / "pool.npz"), "-o", str(tmp_path / "x.npz"), "--spatial", *ex]) == 2
+    assert "--spatial needs images" in capsys.readouterr().err
