@@ -208,3 +208,16 @@ def test_cli_spatial_stats_and_metrics_fid_sfid(build, weights, tmp_path, capsys
     assert float(lines["FID"]) == pytest.approx(frechet_gram(f["features"][:2], f["features"][2:]), rel=1e-5)
     assert main(["stats", str(tmp_path / "pool.npz"), "-o", str(tmp_path / "x.npz"), "--spatial", *ex]) == 2
     assert "--spatial needs images" in capsys.readouterr().err
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("runtime", FRAMEWORKS)
+def test_gpu_matches_cpu(weights, spatial, runtime: str) -> None:
+    from conftest import runtime_sees_gpu
+
+    require_runtime(runtime)
+    if not runtime_sees_gpu(runtime):  # e.g. tensorflow-cpu, or jax without jax[cuda]
+        pytest.skip(f"CUDA is visible but this {runtime} build has no GPU support")
+    with pytest.warns(FidkitWarning, match="unofficial"):
+        gpu = extractor("inception-tf2015", runtime, weights=str(weights), device="cuda")
+    assert max_err(gpu(IMAGES)["spatial"], spatial(runtime).astype(np.float64)) <= tolerance("features", "gpu")
