@@ -11,7 +11,8 @@ batch; since batches after the restart hold exactly the images they would have h
 accumulator's arithmetic resumes where it stopped, the result is bit-identical to an uninterrupted run.
 
 Files, in ``DIR``: ``<label>.rank<r>-of-<w>.npz`` (the state) and ``<label>.rank<r>-of-<w>.<k>.npz``
-(feature chunk k). Chunks are written before the state that lists them, each atomically, so a process
+(feature chunk k); the pipeline's label is the input's path made file-name safe plus ``.stats`` or
+``.features``, so one folder serves every input and both kinds of run. Chunks are written before the state that lists them, each atomically, so a process
 killed at any point leaves a consistent checkpoint. A checkpoint of another job is refused with a
 one-line `InputError`; the finished state stays, so running the same job again costs nothing.
 """

@@ -172,7 +172,7 @@ def _run_local(local: Any, ex: Extractor, out: dict[str, Any], *, features: bool
 
         src, job = identity
         kind = "features" if features else "stats"
-        ck = Checkpoint(checkpoint, _checkpoint_key(label), _identity(src, ex, batch_size, kind),
+        ck = Checkpoint(checkpoint, f"{_checkpoint_key(label)}.{kind}", _identity(src, ex, batch_size, kind),
                         rank=job.rank if job else 0, world_size=job.world_size if job else 1,
                         every=checkpoint_every or DEFAULT_EVERY)
         state = ck.load()

@@ -298,10 +298,10 @@ def test_features_resume_in_process(tmp_path: Path) -> None:
         compute_features(x, ex, batch_size=4, progress=False, checkpoint=tmp_path, checkpoint_every=5)
     ex.outputs = inner
     # rows 0..7 saved after the batch that crossed 5 images, rows 8..11 after the one that crossed 10
-    assert len(list(tmp_path.glob("array.rank0-of-1.0*.npz"))) == 2
+    assert len(list(tmp_path.glob("array.features.rank0-of-1.0*.npz"))) == 2
     resumed = compute_features(x, ex, batch_size=4, progress=False, checkpoint=tmp_path, checkpoint_every=5)
     np.testing.assert_array_equal(resumed.features, plain.features)
     np.testing.assert_array_equal(resumed.logits, plain.logits)
     assert resumed.names == plain.names
     with pytest.raises(InputError, match="--checkpoint"):
-        Checkpoint(tmp_path / "array.rank0-of-1.npz", "array", {})  # a file where a folder is expected
+        Checkpoint(tmp_path / "array.features.rank0-of-1.npz", "array", {})  # a file where a folder is expected

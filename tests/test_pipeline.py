@@ -252,7 +252,7 @@ def test_checkpointed_stats_resume_bit_identical(tmp_path, mnist_numpy, monkeypa
     with pytest.raises(_Interrupted):
         compute_stats(x, mnist_numpy, batch_size=4, progress=False, checkpoint=tmp_path, checkpoint_every=6)
     monkeypatch.setattr(mnist_numpy, "outputs", inner)
-    with np.load(tmp_path / "array.rank0-of-1.npz") as z:
+    with np.load(tmp_path / "array.stats.rank0-of-1.npz") as z:
         saved = {k: z[k] for k in z.files}
     assert int(saved["acc_n"]) == 20 and int(saved["acc_n_merged"]) == 16 and len(saved["acc_pending"]) == 4
     resumed = compute_stats(x, mnist_numpy, batch_size=4, progress=False, checkpoint=tmp_path,
