@@ -49,6 +49,8 @@ SPILL_DIR_ENV = "FIDKIT_SPILL_DIR"
 DEFAULT_MAX_BYTES = 1 << 30
 #: Bytes of float64 rows one block read by `blocks` holds (64 MB).
 BLOCK_BYTES = 1 << 26
+#: Scattered rows `take` reads from a memory map between two releases of its pages.
+TAKE_ROWS = 64
 
 _SUFFIX = {"": 0, "k": 10, "m": 20, "g": 30, "t": 40}
 
@@ -248,9 +250,18 @@ def rows(x: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 
 def take(x: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Returns the rows ``index`` (in that order) of ``x`` as a float64 array."""
-    out = np.asarray(x[index], dtype=np.float64)
-    if is_mapped(x):
+    """Returns the rows ``index`` (in that order) of ``x`` as a float64 array.
+
+    From a memory map the rows are read `TAKE_ROWS` at a time, the mapping's pages dropped after each
+    group: a fault on a file mapping can map a whole large folio (measured on Linux 6.18: 1000 random
+    8 KB rows of a 1.6 GB file left 1.2 GB resident), so reading many scattered rows at once would make
+    most of the file resident."""
+    index = np.asarray(index)
+    if not is_mapped(x):
+        return np.asarray(x[index], dtype=np.float64)
+    out = np.empty((len(index), *x.shape[1:]), dtype=np.float64)
+    for lo in range(0, len(index), TAKE_ROWS):
+        out[lo:lo + TAKE_ROWS] = x[index[lo:lo + TAKE_ROWS]]
         release(x)
     return out
 
