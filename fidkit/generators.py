@@ -28,6 +28,7 @@ import importlib
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -35,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError
+from .errors import FidkitWarning, InputError
 from .extraction import Extractor
 from .features import FeatureResult
 from .stats import Stats
@@ -248,8 +249,11 @@ def score_generator(score: Callable[..., dict[str, Any]], real: Any, generator: 
                                     spatial=want_sfid, value_range=value_range, layout=layout,
                                     progress=progress, name=name)
         spatial = {"real": spatial_real, "fake": spatial_fake} if want_sfid else None
-        res = score(real, fake, metrics, ex, bootstrap=bootstrap, batch_size=batch_size, workers=workers,
-                    progress=progress, spatial=spatial, **options)
+        with warnings.catch_warnings():
+            if per_seed:  # the metrics' warnings (sample sizes, subset sizes) were given for the first seed
+                warnings.simplefilter("ignore", FidkitWarning)
+            res = score(real, fake, metrics, ex, bootstrap=bootstrap, batch_size=batch_size, workers=workers,
+                        progress=progress, spatial=spatial, **options)
         per_seed.append({"seed": s, **res})
     first = per_seed[0]
     settings = {**first["settings"], "generator": {
