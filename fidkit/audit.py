@@ -362,6 +362,8 @@ def _plan_protocol(p: Any, runtime: str, explicit: Mapping[str, str], download: 
 
 
 def _load_weights(plan: _Plan, explicit: Mapping[str, str], cache: dict[Any, Any]) -> Any:
+    """Returns the `CanonicalWeights` of ``plan``: the explicit file for its extractor, else the first of
+    its protocol's files found (converted once per (files, explicit file))."""
     from .weights import resolve_weights
 
     key = (plan.weights_names, explicit.get(plan.extractor))
@@ -473,19 +475,17 @@ def audit(real: Any, fake: Any, protocols: str | Sequence[str] | None = "all",
     for plan in plans:
         if plan.reason:
             continue
-        if plan.protocol is None:
-            from .weights import resolve_weights
-
-            wkey = (plan.weights_names, explicit.get(plan.extractor))
-            if wkey not in weights_cache:
-                weights_cache[wkey] = resolve_weights(plan.weights_names, explicit.get(plan.extractor))
-            cw = weights_cache[wkey]
-        else:
+        try:
             cw = _load_weights(plan, explicit, weights_cache)
+            nkey = (plan.extractor, cw.digest, plan.runtime)
+            if nkey not in networks:
+                networks[nkey] = _build_extractor(plan.extractor, plan.runtime, cw, device, plan.policy)
+        except (WeightsError, InputError) as exc:
+            if plan.protocol is None:  # the shipped default: its failure is fidkit's or the input's, raise
+                raise
+            plan.reason = f"weights for {plan.extractor}: {exc}"
+            continue
         plan.canonical = cw
-        nkey = (plan.extractor, cw.digest, plan.runtime)
-        if nkey not in networks:
-            networks[nkey] = _build_extractor(plan.extractor, plan.runtime, cw, device, plan.policy)
         fkey = (*nkey, plan.policy)
         label = _row_label(plan)
         if fkey not in features:
@@ -852,15 +852,24 @@ def write_outputs(result: AuditResult, out_dir: str | Path, figure: bool = True)
 
 
 def _weights_option(text: str, protocols: str) -> dict[str, str]:
-    """Returns {extractor: file} for ``--weights``: ``EXTRACTOR=FILE``, or ``FILE`` for the extractor of
-    every chosen protocol (they all use the 2015 Inception today)."""
+    """Returns {extractor: file} for ``--weights``: ``EXTRACTOR=FILE``; or ``FILE`` for the extractor whose
+    registered weights files include its name, else for the one network of the chosen protocols; raises
+    `InputError` when that is ambiguous."""
     from .protocols import get_protocol
-    from .registry import available_extractors
+    from .registry import available_extractors, get_spec
 
     name, sep, path = text.partition("=")
     if sep and name in available_extractors():
         return {name: path}
-    return {get_protocol(n).extractor: text for n in _protocol_names(protocols)}
+    base = Path(text).name
+    by_name = [e for e in available_extractors() if base in get_spec(e).weights]
+    networks = sorted({get_protocol(n).extractor for n in _protocol_names(protocols)})
+    chosen = by_name or networks
+    if len(chosen) != 1:
+        raise InputError(f"--weights {text}: the chosen protocols run {', '.join(networks) or 'no network'}; "
+                         f"say which one the file is for: --weights EXTRACTOR=FILE (e.g. "
+                         f"--weights inception-tf2015={text})")
+    return {chosen[0]: text}
 
 
 def _sizes_option(text: str) -> list[int]:

@@ -382,6 +382,22 @@ def test_rows_say_what_differs_from_the_default(inception_audit: dict) -> None:
     assert "protocol stylegan@1" in rows["stylegan@1"].provenance
 
 
+def test_every_runtime_gets_its_rows_and_passes(offline: Path) -> None:
+    """--runtimes: each row on each runtime, one pass per runtime; the runtimes agree on the numbers."""
+    from fidkit.registry import choose_runtime, get_spec
+
+    first = choose_runtime(get_spec("mnist"), None)
+    second = "numpy" if first != "numpy" else "torch"
+    require_runtime(second)
+    real, fake = _mnist_pair()
+    res = audit(real[:60], fake[:60], protocols="none", runtimes=f"{first},{second}", bootstrap=0)
+    assert [(r.protocol, r.runtime) for r in res.rows] == [(DEFAULT_ROW, first), (DEFAULT_ROW, second)]
+    assert [(p["runtime"], p["policy"]) for p in res.passes] == [(first, "mnist"), (second, "mnist")]
+    a, b = res.rows
+    assert b.fid == pytest.approx(a.fid, rel=tolerance("scores", "fid"))
+    assert b.is_mean == pytest.approx(a.is_mean, rel=tolerance("scores", "is"))
+
+
 # ------------------------------------------------------------------------------------------ the CLI
 
 
@@ -410,6 +426,11 @@ def test_cli_audit_writes_and_prints(offline: Path, capsys: pytest.CaptureFixtur
     (["--runtime", "torch"], "--runtime: `fidkit audit` runs every protocol's own setting; choose with --runtimes"),
     (["--resize", "clean"], "--resize: `fidkit audit` runs every protocol's own setting"),
     (["--sample-sizes", "10,5000"], "--sample-sizes 10,5000: expected at least 2 distinct sizes between 2 and the 60"),
+    (["--protocol", "ttur"], "--protocol: `fidkit audit` runs every protocol's own setting; choose with --protocols"),
+    (["--weights", "w.npz"], "--weights w.npz: the chosen protocols run "),
+    (["--weights", "inception-tf2015=w.npz"], "--weights inception-tf2015=w.npz: no such file"),
+    (["--protocols", "ttur", "--weights", "pt_inception-2015-12-05-6726825d.pth"],
+     "--weights inception-tf2015=pt_inception-2015-12-05-6726825d.pth: no such file"),
 ])
 def test_cli_audit_bad_options_are_one_line(offline: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
                                             needle: str) -> None:
