@@ -110,11 +110,25 @@ register_extractor(ExtractorSpec(
     feature_dim=4096,
     logits_dim=1000,
     input_size=(224, 224),
-    policy="stylegan-vgg16",
+    policy="vgg16-tf1",
     builders=GRAPH_BUILDERS,
     weights=("vgg16.pt",),
     arch="fidkit.archs.vgg16:vgg16_nvidia",
     description="NVIDIA's VGG16 (vgg16.pt) of StyleGAN2-ADA / StyleGAN3 precision/recall (pr50k3_full, "
                 "Kynkäänniemi et al. 2019): 4096-d ReLU(fc2) features at 224 x 224 after the TF1-bilinear "
-                "resize and ImageNet normalisation of the 'stylegan-vgg16' policy, 1000 logits (fc3).",
+                "resize and ImageNet normalisation of the 'vgg16-tf1' policy, 1000 logits (fc3).",
+))
+
+register_extractor(ExtractorSpec(
+    name="vgg16-torchvision",
+    feature_dim=4096,
+    logits_dim=1000,
+    input_size=(224, 224),
+    policy="vgg16-tf1",
+    builders=GRAPH_BUILDERS,
+    weights=("vgg16-397923af.pth",),
+    arch="fidkit.archs.vgg16:vgg16_torchvision",
+    description="torchvision's VGG16 (IMAGENET1K_V1) as torch-fidelity's 'vgg16' feature extractor runs it, its "
+                "default precision/recall feature space: 4096-d ReLU(fc2) ('fc2_relu') at 224 x 224 after the "
+                "TF1-bilinear resize and ImageNet normalisation of the 'vgg16-tf1' policy, 1000 logits (fc3).",
 ))

@@ -681,11 +681,12 @@ register_policy(ResizePolicy(
                 "then the identity. Unlike the 'clip' policy it crops before resizing, with floor offsets."))
 
 register_policy(ResizePolicy(
-    name="stylegan-vgg16", library="tf1", filter="bilinear", antialias=False, quantize_input=True,
+    name="vgg16-tf1", library="tf1", filter="bilinear", antialias=False, quantize_input=True,
     quantize_output=False, mean=_IMAGENET_MEAN, std=_IMAGENET_STD,
-    description="NVIDIA's VGG16 of StyleGAN's precision/recall (stylegan2-ada-pytorch / stylegan3 "
-                "metrics/precision_recall.py, vgg16.pt with resize_images=True): uint8 images as float on "
-                "0..255, resized to 224 x 224 with TF1 resize_bilinear semantics (source pixel = i * in / out, "
-                "no half-pixel centres, no antialiasing; F.affine_grid + grid_sample with a shifted grid, as "
-                "genforce's models/perceptual_model.py align_tf_resize re-implements the file), not rounded, "
-                "then / 255 and ImageNet mean/std (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225)."))
+    description="The VGG16 feature extractors of precision/recall: NVIDIA's vgg16.pt in StyleGAN2-ADA / "
+                "StyleGAN3 (metrics/precision_recall.py, resize_images=True; F.affine_grid + grid_sample with a "
+                "shifted grid, as genforce's models/perceptual_model.py align_tf_resize re-implements the file) "
+                "and torch-fidelity's 'vgg16' (feature_extractor_vgg16.py, interpolate_bilinear_2d_like_"
+                "tensorflow1x): uint8 images as float on 0..255, resized to 224 x 224 with TF1 resize_bilinear "
+                "semantics (source pixel = i * in / out, no half-pixel centres, no antialiasing), not rounded, "
+                "then ImageNet mean/std (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) x 255."))

@@ -9,7 +9,9 @@
   extractor on 2 non-square uint8 images, against an independent reference: the TF1-style resize as
   genforce re-implements the TorchScript (``F.affine_grid`` + ``F.grid_sample``, ``align_tf_resize``),
   ``/ 255``, ImageNet mean/std and torchvision's ``vgg16`` up to ReLU(fc2).
-* The ``stylegan-vgg16`` resize policy against that affine-grid resize on several sizes.
+* The ``vgg16-tf1`` resize policy against that affine-grid resize on several sizes.
+* torch-fidelity's own 'vgg16' extractor (its PR feature space), run on the same weights from the torch hub
+  cache, against that reference and fidkit's ``vgg16-torchvision`` and ``vgg16-nvidia``.
 * StyleGAN's ``compute_pr`` (stylegan2-ada-pytorch metrics/precision_recall.py) re-implemented in numpy from
   its stated algorithm (batched distances, radius = the (k+1)-th smallest distance of a row counting the
   point itself, ``dist <= radius``) against ``fidkit.prdc.precision_recall``.
@@ -91,9 +93,22 @@ def test_registered_spec() -> None:
 
     spec = get_spec("vgg16-nvidia")
     assert (spec.feature_dim, spec.logits_dim, spec.input_size) == (4096, 1000, (224, 224))
-    assert spec.weights == ("vgg16.pt",) and spec.policy == "stylegan-vgg16"
+    assert spec.weights == ("vgg16.pt",) and spec.policy == "vgg16-tf1"
     e = WEIGHTS_FILES["vgg16.pt"]
     assert e.url.endswith("/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt") and e.format == "torchscript"
+    tv = get_spec("vgg16-torchvision")
+    assert (tv.feature_dim, tv.input_size, tv.policy) == (4096, (224, 224), "vgg16-tf1")
+    assert tv.weights == ("vgg16-397923af.pth",) and WEIGHTS_FILES[tv.weights[0]].format == "torch-state-dict"
+
+
+@pytest.mark.peers
+def test_torchvision_url_is_the_registered_one() -> None:
+    """The URL torchvision (hence torch-fidelity's 'vgg16') downloads is the registered one."""
+    torchvision = pytest.importorskip("torchvision")
+    from fidkit.weights import WEIGHTS_FILES
+
+    url = torchvision.models.VGG16_Weights.IMAGENET1K_V1.url
+    assert WEIGHTS_FILES[url.rsplit("/", 1)[1]].url == url
 
 
 def test_too_small_input_is_refused() -> None:
@@ -256,14 +271,14 @@ def nvidia_resize(torch, x, size: int = 224):
 
 @pytest.mark.parametrize("hw", [(32, 32), (256, 256), (100, 300), (224, 224)])
 def test_policy_is_the_torchscripts_resize(hw: tuple[int, int]) -> None:
-    """fidkit's ``stylegan-vgg16`` resize (numpy float64) against the affine-grid resize in torch float32."""
+    """fidkit's ``vgg16-tf1`` resize (numpy float64) against the affine-grid resize in torch float32."""
     require_runtime("torch")
     import torch
 
     from fidkit.resize import resize
 
     images = synthetic_images(2, hw, seed=5)
-    ours = resize(images.astype(np.float32), "stylegan-vgg16", (224, 224))
+    ours = resize(images.astype(np.float32), "vgg16-tf1", (224, 224))
     with torch.inference_mode():
         theirs = nvidia_resize(torch, torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2))
     theirs = theirs.permute(0, 2, 3, 1).numpy()
@@ -340,6 +355,41 @@ def test_full_size_extractor_matches_nvidias_computation(rt: str, full_archive, 
     assert _max_std(got, full_reference) < tolerance("vgg16", "full_vs_reference")
 
 
+@pytest.mark.slow
+@pytest.mark.peers
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_torch_fidelity_vgg16_is_the_same_computation(full_archive, full_reference, fidkit_home,
+                                                      tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch-fidelity's own 'vgg16' extractor (FeatureExtractorVGG16, 'fc2_relu': its PR feature space) with
+    its default weights, which torchvision loads from the torch hub cache: the same synthetic weights saved
+    there as ``vgg16-397923af.pth``. It resizes like TF1 (interpolate_bilinear_2d_like_tensorflow1x),
+    normalises with ImageNet mean/std on 0..255 and runs torchvision's vgg16 to fc2, ReLU: the same function
+    as NVIDIA's module by independent code. It agrees with the torch reference above, with fidkit's
+    vgg16-torchvision on that state dict and with vgg16-nvidia on the TorchScript archive."""
+    pytest.importorskip("torch_fidelity")
+    import torch
+    from torch_fidelity.feature_extractor_vgg16 import FeatureExtractorVGG16
+
+    from fidkit.errors import FidkitWarning
+    from fidkit.extraction import extractor
+
+    archive, model = full_archive
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(model.state_dict(), hub / "vgg16-397923af.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    peer = FeatureExtractorVGG16("vgg16", ["fc2_relu"], verbose=False)
+    with torch.inference_mode():
+        (theirs,) = peer(torch.from_numpy(FULL_IMAGES).permute(0, 3, 1, 2).contiguous())
+    theirs = theirs.double().numpy()
+    tol = tolerance("vgg16", "full_vs_reference")
+    assert _max_std(theirs, full_reference) < tol
+    for name, weights in (("vgg16-torchvision", hub / "vgg16-397923af.pth"), ("vgg16-nvidia", archive)):
+        with pytest.warns(FidkitWarning, match="unofficial"):
+            ours = extractor(name, "torch", weights=str(weights)).features(FULL_IMAGES)
+        assert _max_std(ours, theirs) < tol, name
+
+
 # ---------------------------------------------------------------------------- StyleGAN's PR rule
 
 
@@ -389,6 +439,26 @@ def test_stylegan_pr_equals_fidkit(batches: tuple[int, int]) -> None:
     ours = precision_recall(real, gen, k=3)
     assert 0.05 < theirs[0] < 0.95 and 0.05 < theirs[1] < 0.95, theirs  # not saturated: the test can fail
     assert (ours.precision, ours.recall) == theirs
+
+
+@pytest.mark.peers
+def test_torch_fidelity_prc_equals_fidkit() -> None:
+    """torch-fidelity's own PR (metric_prc.py: torch.cdist in float32, kthvalue(k + 1), ``<=``) on the same
+    features, input1 = generated: equal to fidkit's on generic data."""
+    pytest.importorskip("torch_fidelity")
+    require_runtime("torch")
+    import torch
+    from torch_fidelity.metric_prc import calculate_precision_recall_full, calculate_precision_recall_part
+
+    from fidkit.prdc import precision_recall
+
+    real, gen = _features(1, 300, 0.0), _features(2, 250, 0.3)
+    ours = precision_recall(real, gen, k=3)
+    for fn in (calculate_precision_recall_full, calculate_precision_recall_part):
+        p, r = fn(torch.from_numpy(gen).float(), torch.from_numpy(real).float(), 3, 100)
+        counts = (round(float(p) * len(gen)), round(float(r) * len(real)))  # its float32 mean, as counts
+        assert counts == (round(ours.precision * len(gen)), round(ours.recall * len(real))), fn.__name__
+    assert (ours.precision, ours.recall) == stylegan_pr(real, gen)
 
 
 def test_float16_distances_move_few_samples() -> None:

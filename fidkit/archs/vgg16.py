@@ -17,11 +17,13 @@ own TorchScript code is not published as text):
 4. flatten in (C, H, W) order, ``fc1`` 25088 -> 4096 + ReLU, ``fc2`` 4096 -> 4096 + ReLU: **the
    features**, 4096-d (dropout is inactive at inference); ``fc3`` 4096 -> 1000: the logits.
 
-Steps 1-2 are fidkit's ``stylegan-vgg16`` resize policy (`fidkit.resize`); this module is steps 3-4. The
+Steps 1-2 are fidkit's ``vgg16-tf1`` resize policy (`fidkit.resize`); this module is steps 3-4. The
 canonical parameter names are torchvision's ``vgg16`` names (``features.<i>``, ``classifier.<i>``), so a
-torchvision VGG16 state dict is a canonical weights file; NVIDIA's archive names them ``layers.conv1`` ...
-``layers.conv13``, ``layers.fc1`` ... ``layers.fc3`` (`fidkit.backends.torch.convert`), and also holds the
-five LPIPS channel weights ``lpips0`` ... ``lpips4``, which the features do not read.
+torchvision VGG16 state dict is a canonical weights file: ``vgg16-torchvision`` is torchvision's ImageNet
+VGG16 as torch-fidelity's 'vgg16' extractor runs it (the same resize and normalisation). NVIDIA's archive
+names them ``layers.conv1`` ... ``layers.conv13``, ``layers.fc1`` ... ``layers.fc3``
+(`fidkit.backends.torch.convert`), and also holds the five LPIPS channel weights ``lpips0`` ... ``lpips4``,
+which the features do not read.
 """
 
 from __future__ import annotations
@@ -93,3 +95,10 @@ def vgg16_nvidia() -> Graph:
     """Returns NVIDIA's VGG16 of StyleGAN's precision/recall at 224 x 224: 4096-d ReLU(fc2) features, 1000
     logits (fc3)."""
     return vgg_graph("vgg16-nvidia")
+
+
+def vgg16_torchvision() -> Graph:
+    """Returns torchvision's ``vgg16`` (IMAGENET1K_V1, ``vgg16-397923af.pth``) at 224 x 224 as torch-fidelity's
+    'vgg16' feature extractor runs it: 4096-d ReLU(fc2) features ('fc2_relu', its precision/recall feature
+    space), 1000 logits (fc3). The same graph as `vgg16_nvidia`; only the weights differ."""
+    return vgg_graph("vgg16-torchvision")

@@ -172,6 +172,14 @@ WEIGHTS_FILES: Mapping[str, WeightsFile] = MappingProxyType({f.name: f for f in 
                 "metrics/vgg16.pkl from NGC). SHA-256 pinned as the download check in snap-research/discoscene "
                 "models/perceptual_model.py (genforce code) and in one unrelated project's run script; NVIDIA "
                 "publishes none. No size with two sources"),
+    _entry("vgg16-397923af.pth",
+           "https://download.pytorch.org/models/vgg16-397923af.pth",
+           "torch-state-dict", sha256_prefix="397923af",
+           sha256="397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0", size=553_433_881,
+           note="torchvision VGG16_Weights.IMAGENET1K_V1 (torchvision/models/vgg.py), which torch-fidelity's "
+                "'vgg16' feature extractor loads (torch_fidelity/utils_torchvision.py). SHA-256 pinned as the "
+                "download check in snap-research/discoscene models/perceptual_model.py (genforce code) and by "
+                "several unrelated projects; size recorded with it by two or more of them"),
     _entry("inception-2015-12-05.tgz",
            "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz",
            "tf-graphdef-tgz", size=88_931_400,
