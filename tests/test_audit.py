@@ -373,6 +373,32 @@ def test_each_protocol_row_is_the_protocol_computed_by_hand(inception_audit: dic
             assert row.is_mean == pytest.approx(want_is[0], rel=1e-12), p.name
 
 
+@pytest.mark.skipif("protocol" not in __import__("inspect").signature(fidkit.score).parameters,
+                    reason="fidkit.score has no protocol= yet")
+def test_protocol_rows_equal_score_with_the_protocol(inception_audit: dict, tmp_path: Path) -> None:
+    """Each row is `fidkit.score(..., protocol=name)` on the same files, given the synthetic weights under
+    the protocol's own file name (a torch state dict, as the tool loads it)."""
+    import torch
+
+    from fidkit.weights import load_canonical
+
+    state = {k: torch.from_numpy(v) for k, v in load_canonical(inception_audit["npz"]).items()}
+    rows = {r.protocol: r for r in inception_audit["result"].rows}
+    for name, metrics in (("pytorch-fid", "fid"), ("torch-fidelity", "fid,is")):
+        p = get_protocol(name)
+        path = tmp_path / p.weights[0]
+        torch.save(state, path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FidkitWarning)  # unofficial weights; few samples
+            ref = fidkit.score(str(inception_audit["dirs"]["real"]), str(inception_audit["dirs"]["fake"]),
+                               metrics=metrics, protocol=name, weights=str(path), runtime="torch", bootstrap=0,
+                               batch_size=64)
+        row = rows[p.label]
+        assert row.fid == pytest.approx(ref["fid"], rel=RTOL), name
+        if "is" in metrics:
+            assert row.is_mean == pytest.approx(ref["is"]["mean"], rel=1e-12), name
+
+
 def test_rows_say_what_differs_from_the_default(inception_audit: dict) -> None:
     rows = {r.protocol: r for r in inception_audit["result"].rows}
     assert rows[DEFAULT_ROW].differs == "—"
