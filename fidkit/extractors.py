@@ -86,7 +86,8 @@ register_extractor(ExtractorSpec(
     arch="fidkit.archs.clip:clip_vitb32",
     description="OpenAI CLIP ViT-B/32 image encoder (openai/CLIP 'ViT-B/32'): clean-fid's CLIP-FID features "
                 "(model_name='clip_vit_b_32'), model.encode_image at 224 x 224 after CLIP's own preprocessing "
-                "(the 'clip' policy): the 512-d projected class token, not normalised; no logits.",
+                "(the 'clip' policy): the 512-d projected class token, not normalised; no logits. Computed in "
+                "float32, as clean-fid on a CPU (on a GPU, openai/CLIP's load keeps the model in float16).",
 ))
 
 register_extractor(ExtractorSpec(

@@ -41,7 +41,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     v.set_defaults(func=_cli_verify)
 
     c = sub.add_parser("convert", help="convert a weights file to a canonical .npz and print its digest")
-    c.add_argument("source", help="a .pth, TorchScript .pt, .pb, .tgz or .npz file")
+    c.add_argument("source", help="a .pth, TorchScript .pt, .pb, .tgz, .safetensors or .npz file")
     c.add_argument("-o", "--output", help="where to write the .npz (default: fidkit's canonical cache)")
     c.add_argument("--json", action="store_true", help="print JSON")
     c.set_defaults(func=_cli_convert)
