@@ -757,59 +757,79 @@ def _matplotlib() -> Any:
 def figure_data(data: Mapping[str, Any]) -> dict[str, Any]:
     """Returns what the figure plots, read from `AuditResult.to_dict` data (``audit.json``).
 
-    ``labels``, ``fid``, ``low``, ``high`` (NaN without an interval) of the rows that have an FID, in
-    table order, ``default`` (the index of the default row among them, or None), and ``infinity``
-    ({row key: {"sizes", "fids", "fid_infinity", "slope"}}).
+    ``groups``: one per feature space (extractor) in table order, FIDs of different networks being on
+    different scales, each {"extractor", "labels", "fid", "low", "high" (NaN without an interval),
+    "default" (index of the default row in the group, or None), "infinity" ({row key: {"sizes", "fids",
+    "fid_infinity", "slope"}} of the group's rows)}; ``labels``/``fid`` of every plotted row, in order.
     """
     ok = [r for r in data["rows"] if r["status"] == "ok" and r["fid"] is not None]
     nan = float("nan")
-    default = next((i for i, r in enumerate(ok) if r["protocol"] == DEFAULT_ROW), None)
-    return {"labels": [r["key"] for r in ok], "fid": [float(r["fid"]) for r in ok],
-            "low": [nan if r["fid_low"] is None else float(r["fid_low"]) for r in ok],
-            "high": [nan if r["fid_high"] is None else float(r["fid_high"]) for r in ok],
-            "default": default, "infinity": dict(data.get("infinity") or {})}
+    infinity = dict(data.get("infinity") or {})
+    groups = []
+    for extractor in dict.fromkeys(r["extractor"] for r in ok):
+        rows = [r for r in ok if r["extractor"] == extractor]
+        groups.append({
+            "extractor": extractor, "labels": [r["key"] for r in rows], "fid": [float(r["fid"]) for r in rows],
+            "low": [nan if r["fid_low"] is None else float(r["fid_low"]) for r in rows],
+            "high": [nan if r["fid_high"] is None else float(r["fid_high"]) for r in rows],
+            "default": next((i for i, r in enumerate(rows) if r["protocol"] == DEFAULT_ROW), None),
+            "infinity": {r["key"]: infinity[r["key"]] for r in rows if r["key"] in infinity}})
+    return {"groups": groups, "labels": [r["key"] for r in ok], "fid": [float(r["fid"]) for r in ok]}
 
 
 def plot(data: Mapping[str, Any]) -> Any:
-    """Returns the matplotlib Figure of the audit (Agg backend): FID under each protocol with its
-    bootstrap interval (one panel per extractor feature space would mislead less, but FIDs of different
-    networks are on different scales, so each row is labelled with its protocol and read against its
-    own interval); with FID∞ fits, a second panel of FID against 1/N with the fitted lines."""
+    """Returns the matplotlib Figure of the audit (Agg backend), drawn from ``audit.json`` data.
+
+    One row of panels per feature space (FIDs of different networks are on different scales): the FID
+    under each protocol with its bootstrap interval, the default row's FID and interval shaded, each
+    point labelled with its value; with FID∞ fits, beside it FID against 1/N with the fitted lines
+    (FID∞ at 1/N = 0). Artists carry gids ("fid-G", "points-G-J", "fit-G-J") for checking.
+    """
     plt = _matplotlib()
     fd = figure_data(data)
+    groups = fd["groups"] or [{"extractor": "", "labels": [], "fid": [], "low": [], "high": [], "default": None,
+                               "infinity": {}}]
+    cols = 2 if any(g["infinity"] for g in groups) else 1
+    heights = [max(2.0, 0.9 + 0.45 * len(g["labels"])) for g in groups]
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": "fidkit-audit"}):
-        panels = 2 if fd["infinity"] else 1
-        fig, axes = plt.subplots(1, panels, figsize=(6.5 * panels, max(3.0, 1.2 + 0.45 * len(fd["labels"]))),
-                                 squeeze=False)
-        ax = axes[0][0]
-        y = np.arange(len(fd["labels"]))[::-1]
-        fid, low, high = (np.asarray(fd[k], dtype=np.float64) for k in ("fid", "low", "high"))
-        err = np.vstack([fid - low, high - fid])
-        ax.errorbar(fid, y, xerr=np.where(np.isfinite(err), err, 0.0), fmt="o", color="C0", ecolor="C0",
-                    capsize=3, gid="fid")
-        if fd["default"] is not None:
-            i = fd["default"]
-            ax.axvline(fid[i], color="C1", lw=1, ls="--", gid="default-fid")
-            if np.isfinite(low[i]):
-                ax.axvspan(low[i], high[i], color="C1", alpha=0.15, gid="default-interval")
-        for yi, v in zip(y, fid, strict=True):
-            ax.annotate(f"{v:.4g}", (v, yi), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
-        ax.set_yticks(y, fd["labels"])
-        ax.set_xlabel(f"FID ({data['settings']['level']:.0%} bootstrap interval)")
-        ax.set_title("FID under each protocol")
-        if fd["infinity"]:
-            ax2 = axes[0][1]
-            for j, (key, fit) in enumerate(fd["infinity"].items()):
-                inv = 1.0 / np.asarray(fit["sizes"], dtype=np.float64)
-                ax2.plot(inv, fit["fids"], "o", color=f"C{j % 10}", label=key, gid=f"points-{j}")
-                line = np.linspace(0.0, inv.max(), 20)
-                ax2.plot(line, fit["fid_infinity"] + fit["slope"] * line, "-", color=f"C{j % 10}", lw=1,
-                         gid=f"fit-{j}")
-            ax2.set_xlabel("1 / N (fake images)")
-            ax2.set_ylabel("FID")
-            ax2.set_title("FID against 1/N, FID∞ at 1/N = 0")
-            ax2.set_xlim(left=0.0)
-            ax2.legend(fontsize=7)
+        fig, axes = plt.subplots(len(groups), cols, figsize=(6.5 * cols, sum(heights) + 0.6), squeeze=False,
+                                 gridspec_kw={"height_ratios": heights})
+        for gi, g in enumerate(groups):
+            ax = axes[gi][0]
+            y = np.arange(len(g["labels"]))[::-1]
+            fid, low, high = (np.asarray(g[k], dtype=np.float64) for k in ("fid", "low", "high"))
+            err = np.vstack([fid - low, high - fid]).reshape(2, -1)
+            if len(fid):
+                ax.errorbar(fid, y, xerr=np.where(np.isfinite(err), err, 0.0), fmt="o", color="C0", ecolor="C0",
+                            capsize=3, gid=f"fid-{gi}")
+            if g["default"] is not None:
+                i = g["default"]
+                ax.axvline(fid[i], color="C1", lw=1, ls="--", gid=f"default-fid-{gi}")
+                if np.isfinite(low[i]):
+                    ax.axvspan(low[i], high[i], color="C1", alpha=0.15, gid=f"default-interval-{gi}")
+            for yi, v in zip(y, fid, strict=True):
+                ax.annotate(f"{v:.4g}", (v, yi), textcoords="offset points", xytext=(0, 6), ha="center",
+                            fontsize=7)
+            ax.set_yticks(y, g["labels"])
+            ax.set_ylim(-0.7, max(len(y) - 0.3, 0.7))
+            ax.set_xlabel(f"FID on {g['extractor']} features ({data['settings']['level']:.0%} bootstrap interval)")
+            if gi == 0:
+                ax.set_title("FID under each protocol")
+            if cols == 2:
+                ax2 = axes[gi][1]
+                for j, (key, fit) in enumerate(g["infinity"].items()):
+                    inv = 1.0 / np.asarray(fit["sizes"], dtype=np.float64)
+                    ax2.plot(inv, fit["fids"], "o", color=f"C{j % 10}", label=key, gid=f"points-{gi}-{j}")
+                    line = np.linspace(0.0, inv.max(), 20)
+                    ax2.plot(line, fit["fid_infinity"] + fit["slope"] * line, "-", color=f"C{j % 10}", lw=1,
+                             gid=f"fit-{gi}-{j}")
+                ax2.set_xlabel("1 / N (fake images)")
+                ax2.set_ylabel("FID")
+                ax2.set_xlim(left=0.0)
+                if g["infinity"]:
+                    ax2.legend(fontsize=7)
+                if gi == 0:
+                    ax2.set_title("FID against 1/N; FID∞ at 1/N = 0")
         fig.tight_layout()
     return fig
 

@@ -183,17 +183,24 @@ def test_figure_opens_and_shows_the_json_numbers(mnist_audit: dict) -> None:
         assert key in texts  # the legend of the 1/N panel
 
 
+def _rows_top_down(ax) -> list[str]:
+    """The y tick labels of ``ax`` from the top of the panel down (the table's order)."""
+    ticks = sorted(zip(ax.get_yticks(), (t.get_text() for t in ax.get_yticklabels()), strict=True), reverse=True)
+    return [text for _, text in ticks]
+
+
 def test_plotted_data_are_the_json_values(mnist_audit: dict) -> None:
     """The figure is drawn from the JSON: the artists hold the JSON's FIDs, intervals and 1/N points."""
     data = json.loads((mnist_audit["out"] / "audit.json").read_text())
     fd = figure_data(data)
     ok = [r for r in data["rows"] if r["status"] == "ok"]
     assert fd["labels"] == [r["key"] for r in ok] and fd["fid"] == [r["fid"] for r in ok]
+    assert [g["extractor"] for g in fd["groups"]] == ["mnist"]
     fig = plot(data)
     try:
         ax, ax2 = fig.axes
-        point = next(line for line in ax.lines if line.get_gid() is None or "fid" in str(line.get_gid())
-                     if len(line.get_xdata()) == len(ok))
+        assert _rows_top_down(ax) == [r["key"] for r in ok]
+        point = next(line for line in ax.lines if len(line.get_xdata()) == len(ok) and line.get_marker() == "o")
         np.testing.assert_array_equal(point.get_xdata(), [r["fid"] for r in ok])
         segments = next(c for c in ax.collections if len(c.get_segments()) == len(ok)).get_segments()
         np.testing.assert_allclose(sorted(s[:, 0].min() for s in segments), sorted(r["fid_low"] for r in ok),
@@ -201,11 +208,29 @@ def test_plotted_data_are_the_json_values(mnist_audit: dict) -> None:
         np.testing.assert_allclose(sorted(s[:, 0].max() for s in segments), sorted(r["fid_high"] for r in ok),
                                    rtol=1e-12)
         fit = next(iter(data["infinity"].values()))
-        pts = next(line for line in ax2.lines if line.get_gid() == "points-0")
+        pts = next(line for line in ax2.lines if line.get_gid() == "points-0-0")
         np.testing.assert_allclose(pts.get_xdata(), 1.0 / np.asarray(fit["sizes"]), rtol=1e-15)
         np.testing.assert_array_equal(pts.get_ydata(), fit["fids"])
-        fit_line = next(line for line in ax2.lines if line.get_gid() == "fit-0")
+        fit_line = next(line for line in ax2.lines if line.get_gid() == "fit-0-0")
         assert fit_line.get_ydata()[0] == pytest.approx(fit["fid_infinity"], rel=1e-12)
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def test_figure_has_one_panel_per_feature_space(inception_audit: dict) -> None:
+    """MNIST and Inception FIDs are on different scales: each network gets its own axis, with its rows."""
+    data = inception_audit["result"].to_dict()
+    fd = figure_data(data)
+    assert [g["extractor"] for g in fd["groups"]] == ["mnist", "inception-tf2015"]
+    fig = plot(data)
+    try:
+        assert len(fig.axes) == 2
+        for ax, g in zip(fig.axes, fd["groups"], strict=True):
+            assert _rows_top_down(ax) == g["labels"]
+            point = next(line for line in ax.lines if line.get_marker() == "o")
+            np.testing.assert_array_equal(point.get_xdata(), g["fid"])
     finally:
         import matplotlib.pyplot as plt
 
