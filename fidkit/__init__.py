@@ -35,11 +35,10 @@ from .inception_score import inception_score
 from .infinity import InfinityResult, fid_infinity, is_infinity
 from .kid import kid
 from .mnist_data import load_mnist
-from .pipeline import compute_features, compute_stats
 from .prdc import PRDC, DensityCoverage, PrecisionRecall, density_coverage, prdc, precision_recall
 from .registry import ExtractorSpec, available_extractors, get_spec, register_extractor
 from .resize import ResizePolicy, available_policies, get_policy, register_policy, resize
-from .scoring import score
+from .scoring import compute_features, compute_stats, score
 from .stats import Provenance, Stats, StatsAccumulator, check_compatible
 from .stats import load as load_stats
 from .weights import CanonicalWeights, canonical_digest, resolve_weights

@@ -128,7 +128,12 @@ def _pipeline() -> argparse.ArgumentParser:
     g.add_argument("--skip-bad", action="store_true",
                    help="skip image files that cannot be decoded (counted on stderr, named in --json)")
     g.add_argument("--allow-mismatch", action="store_true",
-                   help="compare statistics computed under different extractors/weights/resize policies")
+                   help="compare statistics computed under different extractors/weights/resize policies, "
+                        "and accept options that contradict --protocol (each one is listed in the output)")
+    g.add_argument("--protocol", metavar="NAME",
+                   help="compute exactly what a tool reports: its extractor, weights, resize policy and "
+                        "metric conventions (see `fidkit protocols` and docs/protocols.md); an option that "
+                        "contradicts it is an error unless --allow-mismatch")
     g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     g.add_argument("--checkpoint", metavar="DIR",
                    help="save partial results in DIR every --checkpoint-every images; a killed run "
@@ -161,8 +166,15 @@ class _Context:
             from .pipeline import _as_extractor
 
             a = self.args
-            ex = _as_extractor(a.extractor or "mnist", a.runtime, a.weights, a.device, a.resize)
-            how = ("as asked" if a.resize and ex.policy.name == a.resize else
+            if a.protocol:
+                from .protocols import extractor_for
+
+                ex, _ = extractor_for(a.protocol, a.extractor, a.runtime, weights=a.weights, resize=a.resize,
+                                      device=a.device, allow_mismatch=a.allow_mismatch)
+            else:
+                ex = _as_extractor(a.extractor or "mnist", a.runtime, a.weights, a.device, a.resize)
+            how = (f"--protocol {a.protocol}" if a.protocol and not a.resize else
+                   "as asked" if a.resize and ex.policy.name == a.resize else
                    "the extractor's canonical policy" if ex.policy.name == getattr(ex.spec, "policy", None)
                    else "the model's own")
             if self.main:
@@ -176,6 +188,8 @@ class _Context:
         statistics and features keep the extractor, weights and policy they were computed with."""
         a = self.args
         given = [f"--{k} {getattr(a, k)}" for k in ("extractor", "runtime", "weights", "resize") if getattr(a, k)]
+        if a.protocol and given and "images" not in kinds:  # checked against the protocol by score instead
+            given = [g for g in given if not g.startswith(("--extractor", "--weights", "--resize"))]
         if given and "images" not in kinds:
             warnings.warn(f"{', '.join(given)}: no effect, no input is images (statistics and features were "
                           f"computed with their own extractor, weights and resize policy: see their "
@@ -221,7 +235,17 @@ class _Context:
         if kind != "images":
             return operand(value, "mnist", label, with_features=with_features, **self.pipe())
         src = self.open(value, label)
-        return operand(src, self.extractor(), label, with_features=with_features, **self.pipe(), **self.scale())
+        return self.stamped(operand(src, self.extractor(), label, with_features=with_features, **self.pipe(),
+                                    **self.scale()))
+
+    def stamped(self, op: Any) -> Any:
+        """Returns the operand ``op``, computed from images, with --protocol's label in its provenance."""
+        if not self.args.protocol or op is None:
+            return op
+        from .protocols import get_protocol
+        from .scoring import _with_protocol
+
+        return _with_protocol(op, get_protocol(self.args.protocol).label)
 
     def scale(self) -> dict[str, Any]:
         """Returns the distributed and checkpoint options of the pipeline (empty when neither is used)."""
@@ -235,6 +259,10 @@ class _Context:
         from .inputs import check_inputs, classify
         from .scoring import score
 
+        if metrics is None:  # score's default: every metric, or those --protocol reproduces
+            from .scoring import default_metrics
+
+            metrics = default_metrics(self.args.protocol)
         if kwargs.get("bootstrap", 0) is None:  # score's default, decided here when inputs are precomputed
             kwargs["bootstrap"] = DEFAULT_BOOTSTRAP if classify(fake) != "stats" else 0
         kinds, need_real, need_fake = check_inputs(real, fake, metrics, kwargs.get("bootstrap") or 0)
@@ -242,18 +270,22 @@ class _Context:
         # both image inputs are opened (listed, their ranges checked) before either is decoded
         a, b = (self.open(v, label) if kind == "images" else v
                 for v, label, kind in zip((real, fake), ("real", "fake"), kinds, strict=True))
-        ex = self.extractor() if "images" in kinds else "mnist"
+        a_ = self.args
+        ex = self.extractor() if "images" in kinds else (a_.extractor or None)
+        if "images" not in kinds:  # no extractor is built: score checks these against --protocol
+            kwargs.update({"weights": a_.weights, "resize": a_.resize})
         if self.scale():  # sharded and/or resumable: image inputs become statistics or features first
             from .inputs import operand
 
-            ops = [operand(v, ex, label, with_features=need, **self.pipe(), **self.scale()) if kind == "images"
-                   else None for v, label, kind, need in zip((a, b), ("real", "fake"), kinds,
+            ops = [self.stamped(operand(v, ex, label, with_features=need, **self.pipe(), **self.scale()))
+                   if kind == "images" else None for v, label, kind, need in zip((a, b), ("real", "fake"), kinds,
                                                              (need_real, need_fake), strict=True)]
             if not self.main:  # rank 0 scores and prints
                 return None
             a, b = (v if op is None else op.features if op.features is not None else op.stats
                     for v, op in zip((a, b), ops, strict=True))
-        result = score(a, b, metrics, ex, allow_mismatch=self.args.allow_mismatch, **self.pipe(), **kwargs)
+        result = score(a, b, metrics, ex, allow_mismatch=self.args.allow_mismatch, protocol=self.args.protocol,
+                       **self.pipe(), **kwargs)
         return {**result, **self.files_report()}
 
 
@@ -335,6 +367,8 @@ def _lines(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
 
     if "fid" in result:
         lines.append(f"FID        {result['fid']:.6g}{ci('fid')}")
+    if "sfid" in result:
+        lines.append(f"sFID       {result['sfid']:.6g}")
     if "kid" in result:
         subsets = _setting(result, "kid", "subsets", getattr(args, "kid_subsets", None))
         size = _setting(result, "kid", "subset_size", result.get("kid_subset_size"))
@@ -352,6 +386,10 @@ def _lines(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
             k = _setting(result, metric, "k", getattr(args, arg, None))
             for key in keys:
                 lines.append(f"{key:10s} {result[metric][key]:.4f}{opt('k = {}', k)}{ci(key, '.4f')}")
+    if "cmmd" in result:
+        cm = (result.get("settings") or {}).get("cmmd") or {}
+        what = f" (sigma {cm['sigma']:g}, scale {cm['scale']:g})" if cm else ""
+        lines.append(f"CMMD       {result['cmmd']:.6g}{what}")
     for note in result.get("notes") or []:
         lines.append(f"note: {note}")
 
@@ -362,6 +400,11 @@ def _lines(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
     prov = result.get("provenance", {})
     parts.append(f"extractor {prov.get('extractor', 'unknown')}, resize policy "
                  f"{prov.get('resize_policy', 'unknown')}")
+    protocol = (result.get("settings") or {}).get("protocol")
+    if protocol:
+        parts.append(f"protocol {protocol['label']}")
+    elif prov.get("protocol") not in (None, "unknown", "none"):  # an input computed under a protocol
+        parts.append(f"fake computed under protocol {prov['protocol']}, scored without one")
     if intervals:
         n_boot = _setting(result, "bootstrap", "n", next(iter(intervals.values())).get("n_boot"))
         seed = _setting(result, "bootstrap", "seed", (result.get("settings") or {}).get("seed",
@@ -374,7 +417,7 @@ def _lines(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
 def _cmd_metric(metrics: tuple[str, ...]):
     def run(args: argparse.Namespace) -> int:
         kwargs: dict[str, Any] = {"bootstrap": 0}  # point values, whatever score's default
-        for name in ("kid_subsets", "kid_subset_size", "k"):  # None: the metric's registered default
+        for name in ("kid_subsets", "kid_subset_size", "k", "seed"):  # None: the metric's registered default
             if getattr(args, name, None) is not None:
                 kwargs[name] = getattr(args, name)
         result = _Context(args).score(args.real, args.fake, metrics, **kwargs)
@@ -388,10 +431,51 @@ def _cmd_score(args: argparse.Namespace) -> int:
     ctx = _Context(args)
     kwargs = {"kid_subsets": args.kid_subsets, "kid_subset_size": args.kid_subset_size,
               "is_splits": args.is_splits, "k": args.k, "dc_k": args.dc_k, "bootstrap": args.bootstrap,
-              "level": args.level, "seed": args.seed}
+              "level": args.level, "seed": args.seed, "cmmd_sigma": args.cmmd_sigma, "cmmd_scale": args.cmmd_scale}
+    if args.generator is None and (args.num is not None or args.quantize or args.seeds != "0"):
+        raise InputError("--num, --seeds and --quantize apply to --generator only; pass --generator "
+                         "MOD:ATTR, or drop them")
+    from .stats import Stats
+
+    spatial = {side: Stats.load(getattr(args, f"spatial_{side}")) for side in ("real", "fake")
+               if getattr(args, f"spatial_{side}")}
+    if spatial:
+        kwargs["spatial"] = spatial
+    if args.generator is not None or args.fake is None:
+        return _cmd_score_generator(args, kwargs)
     result = ctx.score(args.real, args.fake, args.metrics, **kwargs)
     if result is not None:  # None: a rank > 0 of a distributed run
         _emit(args, result, _lines(result, args))
+    return 0
+
+
+def _cmd_score_generator(args: argparse.Namespace, kwargs: dict[str, Any]) -> int:
+    """``fidkit score REAL --generator MOD:ATTR --num N --seeds 0,1,2``: each seed's lines, then the
+    mean ± std, minimum and maximum over seeds (`fidkit.generators`)."""
+    from .scoring import score
+
+    if args.generator is None:
+        raise InputError("fidkit score needs generated images B, or --generator MOD:ATTR with --num N")
+    if args.fake is not None:
+        raise InputError(f"{args.fake}: pass generated images B or --generator, not both")
+    if args.num is None:
+        raise InputError(f"--generator {args.generator}: --num N (images per seed) is required")
+    a = args
+    result = score(a.real, None, a.metrics, a.extractor, a.runtime, weights=a.weights, resize=a.resize,
+                   device=a.device, batch_size=a.batch_size, workers=a.workers, progress=a.progress,
+                   allow_mismatch=a.allow_mismatch, value_range=a.value_range, layout=a.layout,
+                   skip_bad=a.skip_bad, generator=a.generator, num=a.num, seeds=a.seeds, quantize=a.quantize,
+                   protocol=getattr(a, "protocol", None), **kwargs)
+    lines: list[str] = []
+    for r in result["per_seed"]:
+        lines.append(f"seed {r['seed']}:")
+        lines.extend(f"  {line}" for line in _lines(r, args) if not line.startswith("note: "))
+    lines.append(f"over {len(result['seeds'])} seeds ({result['num']} generated images each; std with ddof 0):")
+    for label, s in result["summary"].items():
+        std = f" ± {s['std']:.3g}" if s["std"] is not None else ""
+        lines.append(f"  {label:10s} {s['mean']:.6g}{std}  (min {s['min']:.6g}, max {s['max']:.6g})")
+    lines.extend(f"note: {note}" for note in result["notes"])
+    _emit(args, result, lines)
     return 0
 
 
@@ -402,20 +486,44 @@ def _cmd_is(args: argparse.Namespace) -> int:
     op = ctx.operand(args.input, "input", with_features=True)
     if not ctx.main:
         return 0
-    options = {**get_metric("is").defaults, **({"splits": args.is_splits} if args.is_splits else {})}
-    mean, std = load_function("is")(op.need_logits("IS"), **options)
-    result = {"is": {"mean": float(mean), "std": float(std)}, "n": op.n, "settings": {"is": options},
+    logits = op.need_logits("IS")
+    notes: list[str] = []
+    protocol = None
+    if args.protocol:
+        from .scoring import DEFAULT, _ProtocolPlan
+
+        plan = _ProtocolPlan.make(args.protocol, ("is",), args.allow_mismatch, extractor=args.extractor,
+                                  weights=args.weights, resize=args.resize, is_splits=args.is_splits,
+                                  kid_subsets=None, kid_subset_size=None, k=None, dc_k=None, seed=None)
+        op = plan.stamp(op, "features" if op.provenance.protocol != plan.label else "images")
+        splits = plan.fill(args.is_splits, None, None, None, None)[0] or get_metric("is").defaults["splits"]
+        options = plan.is_options(len(logits), splits, DEFAULT)
+        notes, protocol = plan.notes, plan.settings()
+    else:
+        options = {**get_metric("is").defaults, **({"splits": args.is_splits} if args.is_splits else {})}
+    mean, std = load_function("is")(logits, **options)
+    result = {"is": {"mean": float(mean), "std": float(std)}, "n": op.n,
+              "settings": {"is": options, "protocol": protocol}, "notes": notes,
               "provenance": json.loads(op.provenance.to_json()), **ctx.files_report()}
     _emit(args, result, [f"IS         {mean:.6g} ± {std:.3g}{_is_options(options)}",
-                         f"(n = {op.n}; extractor {op.provenance.extractor})"])
+                         *(f"note: {n}" for n in notes),
+                         f"(n = {op.n}; extractor {op.provenance.extractor}"
+                         + (f"; protocol {protocol['label']}" if protocol else "") + ")"])
     return 0
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
     ctx = _Context(args)
     output = _output_path(args.output, args.parents) if ctx.main else None
-    op = ctx.operand(args.input, "input", with_features=False)
-    stats = op.get_stats()
+    if args.spatial:  # sFID's spatial statistics (fidkit.sfid), from images only
+        from .inputs import classify
+        from .sfid import spatial_stats
+
+        if classify(args.input) != "images":
+            raise InputError(f"{args.input}: --spatial needs images (the spatial features come from the network)")
+        stats = spatial_stats(ctx.open(args.input, "input"), ctx.extractor(), **ctx.pipe())
+    else:
+        stats = ctx.operand(args.input, "input", with_features=False).get_stats()
     if not ctx.main:  # rank 0 of a distributed run writes and prints
         return 0
     path = stats.save(output)
@@ -423,7 +531,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     result = {"output": str(path), "n": stats.n, "dim": stats.dim, "provenance": json.loads(p.to_json()),
               **ctx.files_report()}
     _emit(args, result, [f"wrote {path}: n = {stats.describe_n}, d = {stats.dim}, extractor {p.extractor}, "
-                         f"resize policy {p.resize_policy}"])
+                         f"resize policy {p.resize_policy}"
+                         + (f", protocol {p.protocol}" if args.protocol else "")])
     return 0
 
 
@@ -443,7 +552,28 @@ def _cmd_features(args: argparse.Namespace) -> int:
     path = res.save(output)
     result = {"output": str(path), "n": len(res.features), "dim": int(res.features.shape[1]),
               "provenance": json.loads(res.provenance.to_json()), **ctx.files_report()}
-    _emit(args, result, [f"wrote {path}: {len(res.features)} x {res.features.shape[1]} features"])
+    _emit(args, result, [f"wrote {path}: {len(res.features)} x {res.features.shape[1]} features"
+                         + (f", protocol {res.provenance.protocol}" if args.protocol else "")])
+    return 0
+
+
+def _cmd_protocols(args: argparse.Namespace) -> int:
+    from .protocols import PROTOCOLS
+
+    rows, lines = [], []
+    for name in sorted(PROTOCOLS):
+        p = PROTOCOLS[name]
+        missing = p.missing
+        metrics = [m for m in ("fid", "kid", "is", "pr", "dc") if m not in missing]
+        rows.append({"name": name, "label": p.label, "tool": p.tool, "extractor": p.extractor, "policy": p.policy,
+                     "metrics": metrics, "missing": missing})
+        lacks = [k for k in ("extractor", "policy") if k in missing]
+        state = f"  (not usable: {', '.join(lacks)} missing)" if lacks else ""
+        lines.append(f"{name:28s} {','.join(metrics):16s} {p.extractor} / {p.policy}: {p.tool}{state}")
+    if args.json:
+        sys.stdout.write(json.dumps(rows, indent=1) + "\n")
+    else:
+        sys.stdout.write("\n".join(lines) + "\nsettings and sources: docs/protocols.md\n")
     return 0
 
 
@@ -512,7 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
                             f"them (default {splits}, as papers report it)")
 
     pair("fid", "Fréchet Inception Distance (Heusel et al. 2017)", ("fid",))
-    kid_options(pair("kid", "Kernel Inception Distance (Bińkowski et al. 2018)", ("kid",)))
+    kid = pair("kid", "Kernel Inception Distance (Bińkowski et al. 2018)", ("kid",))
+    kid_options(kid)
+    kid.add_argument("--seed", type=_count, default=None,
+                     help="seed of KID's random subsets (default 0, or the one --protocol fixes)")
     pr = pair("pr", "precision and recall (Kynkäänniemi et al. 2019)", ("pr",))
     pr.add_argument("--k", type=_positive, metavar="K",
                     help=f"the k-th nearest neighbour sets each sample's radius (default {pr_k})")
@@ -528,9 +661,24 @@ def build_parser() -> argparse.ArgumentParser:
                     f"resamples for intervals unless --bootstrap says otherwise: the same metrics and "
                     f"defaults as fidkit.score() in Python.")
     p.add_argument("real", help="real/reference images or features")
-    p.add_argument("fake", help="generated images or features")
-    p.add_argument("--metrics", type=_metrics, default=DEFAULT_METRICS, metavar="LIST",
-                   help=f"comma-separated subset of {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)})")
+    p.add_argument("fake", nargs="?", help="generated images or features (omitted with --generator)")
+    g = p.add_argument_group("generator evaluation (fidkit.generators)")
+    g.add_argument("--generator", metavar="MOD:ATTR",
+                   help="sample the generated images from fn(seeds) -> images ('package.module:attribute' "
+                        "or 'file.py:attribute'; image i of seed s from seed s * NUM + i), in batches of "
+                        "--batch-size, none written; --range/--layout describe its output")
+    g.add_argument("--num", type=_positive, metavar="N", help="images per seed (with --generator)")
+    g.add_argument("--seeds", default="0", metavar="LIST",
+                   help="comma-separated run seeds (default 0); each is scored, then mean ± std and min")
+    g.add_argument("--quantize", action="store_true",
+                   help="round the generated images to uint8 levels first, as saving them as PNG would")
+    for side in ("real", "fake"):
+        p.add_argument(f"--spatial-{side}", metavar="FILE",
+                       help=f"sFID: {side}'s spatial statistics (fidkit stats --spatial), when {side} is not "
+                            f"images")
+    p.add_argument("--metrics", type=_metrics, default=None, metavar="LIST",
+                   help=f"comma-separated subset of {','.join(METRICS)} (default: {','.join(DEFAULT_METRICS)}, "
+                        f"or those --protocol reproduces)")
     kid_options(p)
     is_options(p)
     p.add_argument("--k", type=_positive, metavar="K",
@@ -542,10 +690,18 @@ def build_parser() -> argparse.ArgumentParser:
                         f"{DEFAULT_BOOTSTRAP}, as fidkit.score, or none when B is a statistics file; 0: "
                         f"point values only)")
     p.add_argument("--level", type=_level, default=0.95, help="confidence level of the intervals (default 0.95)")
-    p.add_argument("--seed", type=_count, default=0,
-                   help="seed of KID's random subsets and of the bootstrap resamples (default 0): the "
-                        "same seed gives the same numbers")
+    p.add_argument("--seed", type=_count, default=None,
+                   help="seed of KID's random subsets and of the bootstrap resamples (default 0, or the one "
+                        "--protocol fixes): the same seed gives the same numbers")
+    cmmd_d = METRICS["cmmd"].defaults
+    p.add_argument("--cmmd-sigma", type=float, default=None, metavar="SIGMA",
+                   help=f"CMMD: the Gaussian kernel's bandwidth (default {cmmd_d['sigma']:g}, the authors')")
+    p.add_argument("--cmmd-scale", type=float, default=None, metavar="S",
+                   help=f"CMMD: the factor applied to MMD² (default {cmmd_d['scale']:g}, the authors')")
     p.set_defaults(func=_cmd_score)
+
+    p = sub.add_parser("protocols", parents=[common], help="list the evaluation protocols (--protocol NAME)")
+    p.set_defaults(func=_cmd_protocols)
 
     def output_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("-o", "--output", required=True, metavar="OUT.npz",
@@ -555,6 +711,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("stats", parents=[common, pipe], help="compute and save feature statistics")
     p.add_argument("input", help="images or features (or statistics from another tool, to convert)")
+    p.add_argument("--spatial", action="store_true",
+                   help="save sFID's statistics (inception-tf2015's 2023-d spatial features, mixed_6/conv) "
+                        "instead of the pool features'; score reads them with --spatial-real/--spatial-fake")
     output_options(p)
     p.set_defaults(func=_cmd_stats)
 
@@ -569,14 +728,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .weights import add_cli
 
     add_cli(sub)
-    from .audit import add_cli as add_audit_cli
-
-    add_audit_cli(sub, [common, pipe])
     from .explain import add_cli as add_explain_cli
     from .refstats import add_cli as add_refstats_cli
 
     add_refstats_cli(sub)
     add_explain_cli(sub)
+    from .audit import add_cli as add_audit_cli
+
+    add_audit_cli(sub, [common, pipe])
     return parser
 
 

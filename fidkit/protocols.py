@@ -39,7 +39,8 @@ class KidConfig:
     subsets)``, Mimicry). ``rng``: ``"numpy-seeded"`` (``numpy.random.RandomState(seed)``, fidkit's own
     draws), ``"numpy-global"`` (the global ``numpy.random`` state, reproduced by fidkit with ``seed`` when
     the tool's global state was seeded with the same value just before), ``"torch-global"``
-    (``torch.randperm`` on torch's global generator: fidkit's `fidkit.kid` cannot draw these).
+    (``torch.randperm`` on torch's global generator: `fidkit.kid` with ``rng="torch"`` draws the same
+    subsets as the tool right after ``torch.manual_seed(seed)``).
     ``first_draw``: whose subset the first draw of each pair picks (fidkit's ``kid(a, b)`` draws from
     ``a`` first). ``std``: what the tool reports besides the mean. ``arithmetic``: the dtype in which
     the tool evaluates the kernel (fidkit: float64).
@@ -64,7 +65,8 @@ class ISConfig:
 
     ``splits`` parts, or parts of ``split_size`` rows (ADM); ``order``: ``"numpy-permutation"`` (rows
     permuted by ``numpy.random.RandomState(seed).permutation(N)``: fidkit's ``shuffle_seed``),
-    ``"torch-randperm"`` (``torch.randperm`` on torch's global generator) or ``"given"`` (consecutive
+    ``"torch-randperm"`` (``torch.randperm`` on torch's global generator: `fidkit.inception_score` with
+    ``rng="torch"``, after ``torch.manual_seed(seed)``) or ``"given"`` (consecutive
     parts in input order, openai/improved-gan); ``parts``: ``"floor"`` (rows ``i*N//splits`` to
     ``(i+1)*N//splits``, fidkit's), ``"chunk"`` (``torch.chunk``: parts of ``ceil(N/splits)`` rows, maybe
     fewer parts), ``"fixed-size"`` (``split_size`` rows each, the last one shorter); ``std_ddof``: the
@@ -150,13 +152,23 @@ class Protocol:
 
     @property
     def missing(self) -> dict[str, str]:
-        """Returns what fidkit lacks to reproduce this protocol: metric (or ``"policy"``) -> reason."""
+        """Returns what fidkit lacks to reproduce this protocol: metric (or ``"policy"``, ``"extractor"``)
+        -> reason. The metrics are those of `unavailable`, plus IS when the tool's logits keep the fc bias
+        (fidkit's 2015 Inception logits omit it)."""
+        from .registry import available_extractors
+
         out = dict(self.unavailable)
+        if self.logits_bias and self.inception_score is not None and "is" not in out:
+            out["is"] = (f"{self.tool} computes IS from logits with the fc bias; fidkit's {self.extractor} "
+                         f"logits omit it")
+        if self.extractor not in available_extractors():
+            out["extractor"] = (f"extractor {self.extractor!r} is not registered in fidkit (fidkit "
+                                f"extractors lists those that are)")
         if self.policy not in POLICIES:
             proposed = PROPOSED_POLICIES.get(self.policy)
-            what = f" ({proposed.description})" if proposed is not None else ""
-            out["policy"] = (f"resize policy {self.policy!r} is not registered in fidkit.resize{what}; "
-                             f"its definition is fidkit.protocols.PROPOSED_POLICIES[{self.policy!r}]")
+            where = (f" ({proposed.description}); its definition is fidkit.protocols.PROPOSED_POLICIES"
+                     f"[{self.policy!r}]" if proposed is not None else "")
+            out["policy"] = f"resize policy {self.policy!r} is not registered in fidkit.resize{where}"
         return out
 
     def is_splits(self, n: int) -> int:
@@ -245,6 +257,8 @@ def _protocol_values(p: Protocol) -> dict[str, Any]:
         values["kid_subset_size"] = p.kid.subset_size
         if p.kid.rng == "numpy-seeded":
             values["seed"] = p.kid.seed
+    if p.inception_score is not None and p.inception_score.order == "numpy-permutation":
+        values.setdefault("seed", p.inception_score.seed)
     if p.pr is not None:
         values["k"] = p.pr.k
         if p.pr.dc_k is not None:
@@ -256,6 +270,11 @@ def _show(value: Any) -> str:
     return " or ".join(value) if isinstance(value, tuple) else str(value)
 
 
+#: The seed used where the protocol's tool draws from an unseeded generator and none is given: a run of the
+#: tool made right after seeding its generator with it (numpy.random.seed(0), torch.manual_seed(0)).
+DEFAULT_FREE_SEED = 0
+
+
 def resolve(protocol_name: str | Protocol, *, allow_mismatch: bool = False,
             **user_options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Returns (extractor options, metric options) of protocol ``protocol_name`` with ``user_options``.
@@ -265,16 +284,22 @@ def resolve(protocol_name: str | Protocol, *, allow_mismatch: bool = False,
     differs from the protocol's raises `InputError` naming the flag ("--resize clean contradicts
     --protocol pytorch-fid (legacy-pytorch); pass --allow-mismatch to compute anyway"); with
     ``allow_mismatch`` the user's value is used and listed in ``metric_options["mismatches"]``. A
-    ``weights`` path contradicts when its file name is none of the protocol's files.
+    ``weights`` path contradicts when its file name is none of the protocol's files. ``seed`` is free
+    where the tool draws from an unseeded generator (clean-fid, StyleGAN, torchmetrics: the number is the
+    tool's right after seeding it with ``seed``; default `DEFAULT_FREE_SEED`).
 
     Extractor options: ``{"name", "policy", "weights"}``, the arguments of `fidkit.extractor`.
-    Metric options: ``"fid"`` ({"cov_ddof"}), ``"kid"`` (keyword arguments of `fidkit.kid`) with
-    ``"kid_inputs"`` (("real", "fake") or ("fake", "real"): the order to pass them in),
-    ``"kid_subset_size_rule"``, ``"is"`` (keyword arguments of `fidkit.inception_score`, or
-    {"split_size", "shuffle_seed"}: see `Protocol.is_splits`), ``"pr"``/``"dc"`` ({"k"}),
-    ``"unavailable"`` (metric -> why fidkit does not reproduce the tool's number), ``"protocol"``
-    ({"name", "version", "label", "tool"}) and ``"mismatches"``. Raises `InputError` for an unknown
-    protocol or option, and when the protocol's resize policy is not in fidkit (naming what is missing).
+    Metric options: ``"fid"`` ({"cov_ddof"}), ``"kid"`` (keyword arguments of `fidkit.kid`, ``rng``
+    included) with ``"kid_inputs"`` (("real", "fake") or ("fake", "real"): the order to pass them in),
+    ``"kid_subset_size_rule"`` and ``"kid_std"`` (what the tool reports besides the mean: "ddof0",
+    "ddof1" or "none"), ``"is"`` (keyword arguments of `fidkit.inception_score`: splits, shuffle_seed,
+    rng, parts, ddof; or, for tools that cut parts of a fixed size, ``split_size`` instead of splits: see
+    `Protocol.is_splits`) with ``"is_std"`` (False when the tool reports the mean only), ``"pr"``/``"dc"``
+    ({"k"}), ``"seed"`` (the seed used), ``"unavailable"`` (`Protocol.missing`: metric -> why fidkit does
+    not reproduce the tool's number), ``"protocol"`` ({"name", "version", "label", "tool"}),
+    ``"mismatches"`` and ``"notes"`` (one-line strings: what the tool does that fidkit does not, e.g.
+    float32 kernels, runs over several seeds). Raises `InputError` for an unknown protocol or option, and
+    when the protocol's extractor or resize policy is not in fidkit (naming what is missing).
     """
     p = get_protocol(protocol_name)
     unknown = sorted(set(user_options) - set(OPTION_FLAGS))
@@ -303,36 +328,89 @@ def resolve(protocol_name: str | Protocol, *, allow_mismatch: bool = False,
             raise InputError(f"{message}; pass --allow-mismatch to compute anyway")
         mismatches.append(message)
         chosen[key] = given
+    missing = p.missing
+    if chosen["extractor"] == p.extractor and "extractor" in missing:
+        raise InputError(f"--protocol {p.name}: {missing['extractor']}; fidkit cannot reproduce {p.tool} "
+                         f"until it is")
     policy = chosen["resize"]
     if policy not in POLICIES:
-        reason = p.missing.get("policy") if policy == p.policy else None
+        reason = missing.get("policy") if policy == p.policy else None
         raise InputError(f"--protocol {p.name}: {reason or f'resize policy {policy!r} is not registered'}; "
                          f"fidkit cannot reproduce {p.tool} until fidkit.resize registers it")
+    given_seed = user_options.get("seed")
+    seed = given_seed if given_seed is not None else (chosen.get("seed") if chosen.get("seed") is not None
+                                                     else DEFAULT_FREE_SEED)
+    notes: list[str] = []
     extractor_options = {"name": chosen["extractor"], "policy": policy,
                          "weights": user_options.get("weights")}
-    metric_options: dict[str, Any] = {"fid": {"cov_ddof": p.fid_cov_ddof}}
+    metric_options: dict[str, Any] = {"fid": {"cov_ddof": p.fid_cov_ddof}, "seed": seed}
     if p.kid is not None:
+        kid_seed = given_seed if given_seed is not None else (p.kid.seed if p.kid.seed is not None
+                                                              else DEFAULT_FREE_SEED)
         metric_options["kid"] = {"subsets": chosen["kid_subsets"], "subset_size": chosen["kid_subset_size"],
                                  "degree": p.kid.degree, "gamma": p.kid.gamma, "coef0": p.kid.coef0,
-                                 "seed": user_options.get("seed") if user_options.get("seed") is not None
-                                 else (p.kid.seed if p.kid.seed is not None else 0)}
+                                 "seed": kid_seed, "rng": "torch" if p.kid.rng == "torch-global" else "numpy"}
         metric_options["kid_inputs"] = ("real", "fake") if p.kid.first_draw == "real" else ("fake", "real")
         metric_options["kid_subset_size_rule"] = p.kid.subset_size_rule
+        metric_options["kid_std"] = p.kid.std
+        if p.kid.rng in ("numpy-global", "torch-global"):
+            gen = "numpy.random.seed" if p.kid.rng == "numpy-global" else "torch.manual_seed"
+            notes.append(f"KID: {p.name} draws its subsets from an unseeded global generator; this is its "
+                         f"number right after {gen}({kid_seed})")
+        if p.kid.arithmetic == "float32":
+            notes.append(f"KID: {p.name} evaluates the kernel in float32, fidkit in float64 (a difference of "
+                         f"float32 rounding)")
     if p.inception_score is not None:
         cfg = p.inception_score
-        shuffle_seed = cfg.seed if cfg.order == "numpy-permutation" else None
+        is_seed = given_seed if given_seed is not None else (cfg.seed if cfg.seed is not None
+                                                             else DEFAULT_FREE_SEED)
+        shuffle_seed = is_seed if cfg.order in ("numpy-permutation", "torch-randperm") else None
+        base = {"shuffle_seed": shuffle_seed, "rng": "torch" if cfg.order == "torch-randperm" else "numpy",
+                "parts": "chunk" if cfg.parts == "chunk" else "floor", "ddof": cfg.std_ddof or 0}
         if cfg.split_size is not None:
-            metric_options["is"] = {"split_size": cfg.split_size, "shuffle_seed": shuffle_seed}
+            metric_options["is"] = {"split_size": cfg.split_size, **base}
         else:
-            metric_options["is"] = {"splits": chosen.get("is_splits", cfg.splits), "shuffle_seed": shuffle_seed}
+            metric_options["is"] = {"splits": chosen.get("is_splits", cfg.splits), **base}
+        metric_options["is_std"] = cfg.std_ddof is not None
+        if cfg.order == "torch-randperm":
+            notes.append(f"IS: {p.name} permutes with torch.randperm on its unseeded global generator; this is "
+                         f"its number right after torch.manual_seed({is_seed})")
     if p.pr is not None:
         metric_options["pr"] = {"k": chosen["k"]}
         if p.pr.dc_k is not None:
             metric_options["dc"] = {"k": chosen["dc_k"]}
-    metric_options["unavailable"] = dict(p.unavailable)
+    if p.seeds:
+        notes.append(f"{p.name} reports {p.aggregate} over runs with seeds {', '.join(map(str, p.seeds))}; "
+                     f"this is one run (fidkit.over_seeds aggregates several)")
+    metric_options["unavailable"] = {k: v for k, v in missing.items() if k not in ("policy", "extractor")}
     metric_options["protocol"] = {"name": p.name, "version": p.version, "label": p.label, "tool": p.tool}
     metric_options["mismatches"] = tuple(mismatches)
+    metric_options["notes"] = tuple(notes)
     return extractor_options, metric_options
+
+
+def extractor_for(protocol: str | Protocol, extractor: Any = None, runtime: str | None = None, *,
+                  weights: str | None = None, resize: str | None = None, device: str | None = None,
+                  allow_mismatch: bool = False, **options: Any) -> tuple[Any, dict[str, Any]]:
+    """Returns (the `fidkit.Extractor` of ``protocol``, `resolve`'s metric options) given the user's choices.
+
+    ``extractor`` None takes the protocol's; a name (or ``resize``, ``weights`` file) that contradicts the
+    protocol raises `InputError` unless ``allow_mismatch``; an `Extractor` object is checked by its name and
+    resize policy. ``options`` are the other options of `resolve` (seed, kid_subsets, ...).
+    """
+    from .extraction import Extractor
+    from .pipeline import _as_extractor
+
+    given = extractor
+    if isinstance(extractor, Extractor):
+        given = extractor.name
+        resize = resize if resize is not None else extractor.policy.name
+    ex_opts, metric_opts = resolve(protocol, allow_mismatch=allow_mismatch, extractor=given, weights=weights,
+                                   resize=resize, **options)
+    if isinstance(extractor, Extractor):
+        return extractor, metric_opts
+    ex = _as_extractor(ex_opts["name"], runtime, ex_opts["weights"], device, ex_opts["policy"])
+    return ex, metric_opts
 
 
 # ------------------------------------------------------------------------------------ documentation
@@ -381,11 +459,16 @@ def markdown_table() -> str:
         "Generated from `fidkit/protocols.py` by `fidkit.protocols.markdown_table()`; "
         "`tests/test_protocols.py` checks that this file matches the registry. Do not edit by hand.",
         "",
-        "Each row is the full set of settings of one tool. `fidkit.protocols.resolve(NAME, ...)` returns "
-        "them as fidkit's extractor and metric options, refusing an option that contradicts them unless "
-        "`allow_mismatch=True`. Not yet wired: `--protocol NAME` on the command line and `protocol=` in "
-        "`fidkit.score` (the next step of issue 15); the `torchmetrics` rows need a resize policy fidkit "
-        "does not register yet. FID covariance divisor is n − ddof.",
+        "Each row is the full set of settings of one tool. `--protocol NAME` on `fidkit fid`, `kid`, `is`, "
+        "`pr`, `score`, `stats` and `features`, and `protocol=NAME` in `fidkit.score`, `fidkit.compute_stats` "
+        "and `fidkit.compute_features`, fix all of them at once (`fidkit.protocols.resolve` returns them as "
+        "fidkit's extractor and metric options); an option that contradicts the protocol is an error naming "
+        "both unless `--allow-mismatch` (`allow_mismatch=True`), which computes with it and lists it in the "
+        "output. Options the protocol leaves free (e.g. the seed where the tool draws from an unseeded "
+        "generator) may be given. Without `--metrics`, only the metrics the protocol reproduces are computed; "
+        "naming another is an error saying why (the column \"not reproduced by fidkit\"). The protocol's "
+        "label (`name@version`) is recorded in the provenance of statistics and features and printed with "
+        "every score. `fidkit protocols` lists them. FID covariance divisor is n − ddof.",
         "",
         "| protocol | tool (versions) | extractor, layer | weights files | resize policy | FID | KID | IS "
         "| PR / DC | samples (real / fake) | seeds | not reproduced by fidkit | verified |",
@@ -436,8 +519,10 @@ _SQRTM = "scipy.linalg.sqrtm(S1 S2), real part (eps 1e-6 on the diagonal if not 
 _NP_EIGVALS = "sum of sqrt(numpy.linalg.eigvals(S1 S2)) real parts"
 _STD_FID_STATS = "mean and numpy.cov(rowvar=False) of float32 features (mean in float32)"
 _NO_KID_IS = "the tool computes FID only"
-_NVIDIA_VGG = ("precision/recall in NVIDIA's VGG16 feature space (vgg16.pkl / vgg16.pt, fc2 4096-d): fidkit has "
-               "no VGG16 extractor; PR under this protocol is not yet available")
+_NVIDIA_VGG = ("precision/recall in NVIDIA's VGG16 feature space (vgg16.pt, ReLU(fc2) 4096-d), a second network "
+               "that a protocol's one extractor does not run: compute it with `fidkit pr --extractor vgg16-nvidia "
+               "--k 3` (StyleGAN's k-NN rule, checked in tests/test_vgg16.py; StyleGAN counts a point exactly "
+               "on a radius and takes float16 distances, fidkit does neither)")
 
 register_protocol(Protocol(
     name="pytorch-fid", version=1, tool="pytorch-fid", tool_versions="0.3.x (checked: 0.3.0)",
@@ -474,8 +559,10 @@ register_protocol(Protocol(
                      "feature_extractor='inception-v3-compat' is passed."),
     samples=Samples(None, 50_000, "torch-fidelity compares the two inputs it is given (input1 = generated, "
                     "input2 = real); KID needs at least kid_subset_size (1000) samples on each side"),
-    unavailable=(("pr", "torch-fidelity's default PR feature space is VGG16 (fc2_relu), which fidkit has no "
-                        "extractor for; PR under this protocol is not yet available"),
+    unavailable=(("pr", "torch-fidelity's default PR feature space is VGG16 (fc2_relu), a second network that a "
+                        "protocol's one extractor does not run: compute it with `fidkit pr --extractor "
+                        "vgg16-torchvision --k 3` (its FeatureExtractorVGG16 and metric_prc, checked in "
+                        "tests/test_vgg16.py; it counts a point exactly on a radius, fidkit does not)"),
                  ("dc", "torch-fidelity computes no density/coverage")),
     verified="tests/test_protocols.py runs torch_fidelity.calculate_metrics (FID, KID, ISC) on the same PNGs",
     sources=("torch_fidelity/defaults.py: isc_splits 10, kid_subsets 100, kid_subset_size 1000, poly degree "
@@ -564,13 +651,13 @@ _TORCHMETRICS_SOURCES = (
     "torchmetrics/image/inception.py: feature 'logits_unbiased', splits 10, torch.randperm(N), "
     "Tensor.chunk(splits), kl.std() (ddof 1)",
 )
-_TORCHMETRICS_UNAVAILABLE = (
-    ("kid", "torchmetrics draws KID subsets with torch.randperm on torch's global generator; fidkit.kid draws "
-            "with numpy.random.RandomState, so its subsets differ (the recipe that reproduces them, "
-            "torch.manual_seed(s) then randperm per side, is checked in tests/test_protocols.py)"),
-    ("is", "torchmetrics permutes with torch.randperm, cuts parts with Tensor.chunk (ceil(N/splits) rows) "
-           "and reports std with ddof 1; fidkit.inception_score has none of the three"),
-    ("pr", "torchmetrics computes no PR"), ("dc", "torchmetrics computes no density/coverage"),
+_TORCHMETRICS_UNAVAILABLE = (("pr", "torchmetrics computes no PR"), ("dc", "torchmetrics computes no density/coverage"))
+_TORCHMETRICS_TF_UNAVAILABLE = (
+    ("kid", "torchmetrics' KernelInceptionDistance has no antialias argument: it always resizes with antialias "
+            "(the torchmetrics protocol's KID)"),
+    ("is", "torchmetrics' InceptionScore has no antialias argument: it always resizes with antialias (the "
+           "torchmetrics protocol's IS)"),
+    *_TORCHMETRICS_UNAVAILABLE,
 )
 
 register_protocol(Protocol(
@@ -587,7 +674,8 @@ register_protocol(Protocol(
     inception_score=ISConfig(splits=10, order="torch-randperm", parts="chunk", std_ddof=1),
     pr=None, samples=Samples(None, 50_000, "whatever is passed to update()"),
     unavailable=_TORCHMETRICS_UNAVAILABLE,
-    verified="tests/test_protocols.py runs FrechetInceptionDistance(antialias=True) on the same images",
+    verified="tests/test_protocols.py runs FrechetInceptionDistance(antialias=True) on the same images, and "
+             "KernelInceptionDistance / InceptionScore (torch.manual_seed) on the same features and logits",
     sources=_TORCHMETRICS_SOURCES,
     notes="The `torchmetrics` resize policy is torch's antialiased bilinear on 0..255 then (x - 128) / 128 "
           "(`torchvision` has the same kernel but ImageNet normalisation and no input quantisation); "
@@ -606,11 +694,11 @@ register_protocol(Protocol(
                   first_draw="real", std="ddof0", arithmetic="float32"),
     inception_score=ISConfig(splits=10, order="torch-randperm", parts="chunk", std_ddof=1),
     pr=None, samples=Samples(None, 50_000, "whatever is passed to update()"),
-    unavailable=_TORCHMETRICS_UNAVAILABLE,
+    unavailable=_TORCHMETRICS_TF_UNAVAILABLE,
     verified="tests/test_protocols.py runs FrechetInceptionDistance(antialias=False) on the same images",
     sources=_TORCHMETRICS_SOURCES,
-    notes="InceptionScore has no antialias argument in torchmetrics 1.9: it always resizes with antialias; "
-          "IS under this protocol would therefore use the `torchmetrics` policy, not legacy-tensorflow.",
+    notes="KernelInceptionDistance and InceptionScore have no antialias argument in torchmetrics 1.9: they "
+          "always resize with antialias, so their numbers are the `torchmetrics` protocol's, not this one's.",
 ))
 
 register_protocol(Protocol(
@@ -717,5 +805,52 @@ register_protocol(Protocol(
 ))
 
 
-__all__ = ["ISConfig", "KidConfig", "OPTION_FLAGS", "PROPOSED_POLICIES", "PROTOCOLS", "PRConfig", "Protocol",
-           "Samples", "available_protocols", "get_protocol", "markdown_table", "register_protocol", "resolve"]
+register_protocol(Protocol(
+    name="fd-dinov2", version=1, tool="dgm-eval FD_DINOv2 (Stein et al., NeurIPS 2023)",
+    tool_versions="layer6ai-labs/dgm-eval (--model dinov2 --metrics fd); EDM2 calculate_metrics.py with "
+                  "resize_mode='pil'",
+    extractor="dinov2-vitl14", layer="class token of the final LayerNorm (1024-d)",
+    weights=("dinov2_vitl14_pretrain.pth",), policy="dgm-eval",
+    input="files decoded by PIL as 8-bit RGB; torchvision Resize((224, 224), BICUBIC) on the PIL image "
+          "(Pillow's fixed-point uint8 bicubic), ToTensor, ImageNet mean/std",
+    logits_bias=False, fid_cov_ddof=1, fid_trace_sqrt=_SQRTM,
+    kid=None, inception_score=None, pr=None,
+    samples=Samples(None, 50_000, "EDM2 and dgm-eval papers: 50,000 generated images against the whole "
+                    "training set"),
+    unavailable=(("kid", "this protocol records dgm-eval's FD only (its kd is not checked here)"),
+                 ("is", "DINOv2 has no classifier logits"),
+                 ("pr", "this protocol records dgm-eval's FD only (its prdc, k = 5, is not checked here)"),
+                 ("dc", "this protocol records dgm-eval's FD only (its prdc, k = 5, is not checked here)")),
+    sources=("layer6ai-labs/dgm-eval dgm_eval/models/dinov2.py (torch hub dinov2_vitl14, Resize((224, 224), "
+             "BICUBIC), ImageNet Normalize) and dgm_eval/metrics/fd.py (compute_statistics: np.mean, "
+             "np.cov(rowvar=False); compute_FD_with_stats: scipy.linalg.sqrtm, eps 1e-6)",
+             "NVlabs/edm2 calculate_metrics.py: DINOv2Detector, resize_mode='pil' 'matches the original "
+             "dgm-eval codebase exactly'; its default resize_mode='torch' is fidkit's `edm2` policy"),
+    notes="The resize policy is dgm-eval's (`dgm-eval`). EDM2's default, resize_mode='torch' (bicubic "
+          "antialiased F.interpolate on float32, 'almost the same results'), is the `edm2` policy: "
+          "--protocol fd-dinov2 --resize edm2 --allow-mismatch computes it, recorded as a mismatch.",
+))
+
+register_protocol(Protocol(
+    name="clip-fid", version=1, tool="clean-fid CLIP-FID (compute_fid(mode='clean', model_name='clip_vit_b_32'))",
+    tool_versions="0.1.x (checked from source: 0.1.35)",
+    extractor="clip-vitb32", layer="encode_image: the 512-d projected class token, not normalised",
+    weights=("ViT-B-32.pt",), policy="clip",
+    input="files decoded by PIL (uint8); img_preprocess_clip: Image.resize(BICUBIC) of the shorter side to "
+          "224, CenterCrop(224), ToTensor, CLIP's mean/std",
+    logits_bias=False, fid_cov_ddof=1, fid_trace_sqrt=_SQRTM,
+    kid=None, inception_score=None, pr=None, samples=_CLEAN_FID_SAMPLES,
+    unavailable=(("kid", "clean-fid's compute_kid has no CLIP model_name"), ("is", "CLIP has no classifier logits"),
+                 ("pr", "clean-fid computes no PR"), ("dc", "clean-fid computes no density/coverage")),
+    sources=("cleanfid/fid.py: compute_fid(model_name='clip_vit_b_32') builds CLIP_fx('ViT-B/32') with "
+             "custom_fn_resize=img_preprocess_clip; frechet_distance (scipy sqrtm, np.cov)",
+             "cleanfid/clip_features.py: CLIP_fx (openai/CLIP ViT-B/32, model.encode_image), "
+             "img_preprocess_clip (PIL bicubic of the shorter side, centre crop, CLIP Normalize)",
+             "Kynkäänniemi et al., 'The Role of ImageNet Classes in Fréchet Inception Distance', ICLR 2023 "
+             "(CLIP features for FID)"),
+))
+
+
+__all__ = ["DEFAULT_FREE_SEED", "ISConfig", "KidConfig", "OPTION_FLAGS", "PROPOSED_POLICIES", "PROTOCOLS", "PRConfig",
+           "Protocol", "Samples", "available_protocols", "extractor_for", "get_protocol", "markdown_table",
+           "register_protocol", "resolve"]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._validate import warn_sample_sizes
@@ -14,18 +15,37 @@ from .inputs import Operand, check_inputs, operand
 from .kid import subsets_vary
 from .metrics import DEFAULT_BOOTSTRAP, METRICS, flag, get_metric, load_function, parse_metrics
 from .pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, _as_extractor, _open
-from .stats import UNKNOWN, check_provenance
+from .stats import UNKNOWN, Stats, check_provenance
 
 
-def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
-          extractor: Extractor | str = "mnist", runtime: str | None = None, *,
+class _Default:
+    """The type of `DEFAULT`."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: "Not given" for options whose None has a meaning (``is_shuffle_seed=None``: input order): the protocol's
+#: value, else the metric's registered default.
+DEFAULT = _Default()
+
+
+def _registered_shuffle(value: Any) -> int | None:
+    return METRICS["is"].defaults["shuffle_seed"] if value is DEFAULT else value
+
+
+def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = None,
+          extractor: Extractor | str | None = None, runtime: str | None = None, *,
           weights: str | None = None, resize: str | None = None, device: str | None = None,
           batch_size: int = DEFAULT_BATCH_SIZE, workers: int = DEFAULT_WORKERS, progress: bool = False,
           allow_mismatch: bool = False, value_range: Any = None, layout: str | None = None,
           skip_bad: bool = False, is_splits: int | None = None,
-          is_shuffle_seed: int | None = METRICS["is"].defaults["shuffle_seed"],
+          is_shuffle_seed: Any = DEFAULT,
           kid_subsets: int | None = None, kid_subset_size: int | None = None, k: int | None = None,
-          dc_k: int | None = None, bootstrap: int | None = None, level: float = 0.95, seed: int = 0) -> dict[str, Any]:
+          dc_k: int | None = None, bootstrap: int | None = None, level: float = 0.95, seed: int | None = None,
+          generator: Any = None, num: int | None = None, seeds: Any = (0,), quantize: bool = False,
+          spatial: Mapping[str, Any] | None = None, cmmd_sigma: float | None = None,
+          cmmd_scale: float | None = None, protocol: str | None = None) -> dict[str, Any]:
     """Returns {metric: value} comparing ``fake`` with ``real``: the one-call API.
 
     ``real`` and ``fake`` may be image inputs (folder, zip, array file, array), feature arrays or files,
@@ -50,12 +70,66 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
     `fidkit.metrics.DEFAULT_METRICS`); a metric option left as None takes the metric's registered
     default (`fidkit.metrics.METRICS`). ``progress`` shows bars for extraction and for every metric
     step that can take more than a few seconds (bootstrap, k-NN).
+
+    ``extractor`` None is the protocol's, else ``"mnist"``; ``seed`` None is the protocol's, else 0;
+    ``is_shuffle_seed`` left out is the protocol's order, else the registered 2020. CMMD (``"cmmd"``,
+    Jayasumana et al. 2024, `fidkit.cmmd`) is computed on the features with ``cmmd_sigma`` and
+    ``cmmd_scale`` (None: the authors' 10 and 1000); it is CMMD proper on ``clip-vitl14-336`` only.
+
+    ``protocol`` (a name of `fidkit.protocols`, e.g. ``"torch-fidelity"``) fixes the extractor, resize
+    policy, weights file, FID's covariance divisor, KID's subsets, sizes, draws and input order, IS's
+    splits, order and std, PR/DC's k and the seed, so that each number is that tool's own
+    (`fidkit.protocols.resolve`); an option that contradicts it raises `InputError` naming both unless
+    ``allow_mismatch`` (then it is used and listed in ``settings["protocol"]["mismatches"]``). With
+    ``metrics`` None only the metrics the protocol reproduces are computed; naming one it does not is an
+    `InputError` unless ``allow_mismatch`` (fidkit's own is then computed, with a note). The protocol's
+    label goes into the provenance and ``settings["protocol"]``.
+
+    sFID (``"sfid"``: Nash et al. 2021, `fidkit.sfid`) needs the ``inception-tf2015`` extractor's spatial
+    features: computed in the same pass from image inputs, or given as ``spatial={"real": Stats,
+    "fake": Stats}`` (`fidkit.sfid.spatial_stats`) for sides that are not images.
+
+    ``generator`` (with ``fake`` omitted): a callable ``fn(seeds) -> images`` or ``"module:attribute"``,
+    sampled ``num`` images per seed of ``seeds`` in batches of ``batch_size`` on the extractor's device,
+    no image written, ``quantize`` rounding them to uint8 levels first as a saved PNG would; the result
+    is then per seed and summarized over seeds (`fidkit.generators.score_generator`).
     """
-    metrics = parse_metrics(metrics)
+    if generator is not None:
+        if fake is not None:
+            raise InputError("pass either fake images or --generator (generator= in Python), not both")
+        from .generators import score_generator
+
+        if protocol is not None:
+            from .protocols import extractor_for
+
+            ex_g, _ = extractor_for(protocol, extractor, runtime, weights=weights, resize=resize, device=device,
+                                    allow_mismatch=allow_mismatch)
+        else:
+            ex_g = _as_extractor(extractor or "mnist", runtime, weights, device, resize)
+        return score_generator(
+            score, real, generator, num=num if num is not None else 0, seeds=seeds, quantize=quantize,
+            metrics=metrics, ex=ex_g, bootstrap=bootstrap, batch_size=batch_size, workers=workers,
+            progress=progress, value_range=value_range, layout=layout, skip_bad=skip_bad,
+            spatial_real=(spatial or {}).get("real"), allow_mismatch=allow_mismatch, is_splits=is_splits,
+            is_shuffle_seed=is_shuffle_seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, k=k,
+            dc_k=dc_k, level=level, seed=seed, cmmd_sigma=cmmd_sigma, cmmd_scale=cmmd_scale, protocol=protocol)
+    if fake is None:
+        raise InputError("no generated input: pass fake images, features or statistics, or --generator "
+                         "(generator= in Python)")
+    if num is not None or quantize or (seeds != (0,) and _generator_seeds(seeds) != (0,)):
+        raise InputError("num=, seeds= and quantize= apply to generator= only (--num, --seeds, --quantize "
+                         "with --generator); pass generator= or drop them")
+    plan = _ProtocolPlan.make(protocol, metrics, allow_mismatch, extractor=extractor, weights=weights,
+                              resize=resize, is_splits=is_splits, kid_subsets=kid_subsets,
+                              kid_subset_size=kid_subset_size, k=k, dc_k=dc_k, seed=seed)
+    metrics = plan.metrics if plan is not None else parse_metrics(metrics)
+    if plan is not None:
+        is_splits, kid_subsets, k, dc_k, seed = plan.fill(is_splits, kid_subsets, k, dc_k, seed)
     is_splits = get_metric("is").defaults["splits"] if is_splits is None else is_splits
     kid_subsets = get_metric("kid").defaults["subsets"] if kid_subsets is None else kid_subsets
     k = get_metric("pr").defaults["k"] if k is None else k
     dc_k = get_metric("dc").defaults["k"] if dc_k is None else dc_k
+    seed = 0 if seed is None else seed
     auto_bootstrap = bootstrap is None
     if auto_bootstrap:  # the default on every route; a statistics file as fake has nothing to resample
         from .inputs import classify
@@ -65,27 +139,50 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
     kinds, need_real_features, need_fake_features = check_inputs(real, fake, metrics, bootstrap)
     ex: Extractor | str = extractor
     if "images" in kinds:
-        ex = _as_extractor(extractor, runtime, weights, device, resize)
+        ex = (plan.extractor(extractor, runtime, weights, device, resize) if plan is not None
+              else _as_extractor(extractor or "mnist", runtime, weights, device, resize))
     pipe = {"batch_size": batch_size, "workers": workers, "progress": progress,
             "value_range": value_range, "layout": layout, "skip_bad": skip_bad}
     # image inputs are opened (listed, their arrays' shapes and ranges checked) before any is decoded:
     # an empty folder or a wrong range in ``fake`` fails now, not after all of ``real`` went through
     real, fake = (_open(v, value_range=value_range, layout=layout, skip_bad=skip_bad) if kind == "images"
                   else v for v, kind in zip((real, fake), kinds, strict=True))
-    a = operand(real, ex, "real", with_features=need_real_features, **pipe)
-    b = operand(fake, ex, "fake", with_features=need_fake_features, **pipe)
+    spatial = dict(spatial or {})
+    if "sfid" in metrics:  # one pass: pool3 (or its statistics), logits and the spatial statistics
+        from .sfid import image_operand, require_spatial
+
+        for label, kind in zip(("real", "fake"), kinds, strict=True):
+            if kind != "images" and spatial.get(label) is None:
+                raise InputError(f"{label}: sFID needs spatial statistics of the 2015 Inception, and {label} "
+                                 f"is {kind}; pass images, or spatial={{'{label}': "
+                                 f"fidkit.sfid.spatial_stats(...)}} in Python")
+        if "images" in kinds:
+            require_spatial(ex)
+
+        a, b = (image_operand(v, ex, label, with_features=need, spatial=True, **pipe) if kind == "images"
+                else (operand(v, ex, label, with_features=need, **pipe), spatial.get(label))
+                for v, label, kind, need in zip((real, fake), ("real", "fake"), kinds,
+                                                (need_real_features, need_fake_features), strict=True))
+        (a, spatial["real"]), (b, spatial["fake"]) = a, b
+    else:
+        a = operand(real, ex, "real", with_features=need_real_features, **pipe)
+        b = operand(fake, ex, "fake", with_features=need_fake_features, **pipe)
+    if plan is not None:
+        a, b = (plan.stamp(op, kind) for op, kind in zip((a, b), kinds, strict=True))
     check_provenance(a.provenance, b.provenance, allow_mismatch)
     _check_dims(a, b, kinds)
     result: dict[str, Any] = {}
     intervals: dict[str, Any] = {}
-    notes: list[str] = []
+    notes: list[str] = list(plan.notes) if plan is not None else []
     settings: dict[str, Any] = {"seed": int(seed)}  # KID's subsets and the bootstrap resamples
+    settings["protocol"] = plan.settings() if plan is not None else None
     if bootstrap:
         settings["bootstrap"] = {"n": int(bootstrap), "level": float(level), "seed": int(seed)}
     if "fid" in metrics:
         sa, sb = a.get_stats(), b.get_stats()
         warn_sample_sizes({"real": sa.n, "fake": sb.n}, sa.dim)
-        result["fid"] = float(load_function("fid")(sa.mean, sa.cov, sb.mean, sb.cov))
+        cov_a, cov_b = plan.fid_covariances(sa, sb, notes) if plan is not None else (sa.cov, sb.cov)
+        result["fid"] = float(load_function("fid")(sa.mean, cov_a, sb.mean, cov_b))
         if bootstrap:
             from .bootstrap import bootstrap_fid
 
@@ -99,16 +196,31 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
                 notes.append("FID interval: real is a statistics file, so only fake was resampled; the "
                              "interval is narrower than with features on both sides (it leaves out real's "
                              "sampling spread)")
+    if "sfid" in metrics:
+        from .sfid import sfid
+
+        check_provenance(spatial["real"].provenance, spatial["fake"].provenance, allow_mismatch)
+        result["sfid"] = sfid(spatial["real"], spatial["fake"])
     if "kid" in metrics:
         fa, fb = a.need_features("KID").features, b.need_features("KID").features
-        size, given = _kid_subset_size(kid_subset_size, len(fa), len(fb), notes)
+        kid_opts = plan.kid_options(len(fa), len(fb), kid_subset_size) if plan is not None else None
+        if kid_opts is not None:  # the protocol's subsets, sizes, draws, seed and input order
+            size, given, kid_seed, rng, order = (kid_opts["subset_size"], True, kid_opts["seed"], kid_opts["rng"],
+                                                 kid_opts["inputs"])
+        else:
+            size, given = _kid_subset_size(kid_subset_size, len(fa), len(fb), notes)
+            kid_seed, rng, order = seed, "numpy", ("real", "fake")
         vary = subsets_vary(len(fa), len(fb), kid_subsets, size)
-        mean, std = load_function("kid")(fa, fb, subsets=kid_subsets, subset_size=size, seed=seed,
-                                         labels=("real", "fake"), progress=progress)
+        first, second = (fa, fb) if order == ("real", "fake") else (fb, fa)
+        mean, std = load_function("kid")(first, second, subsets=kid_subsets, subset_size=size, seed=kid_seed,
+                                         labels=order, progress=progress,
+                                         **({"rng": rng} if rng != "numpy" else {}))
         result["kid"] = {"mean": float(mean), "std": float(std) if vary else None}
         result["kid_subset_size"] = size
         settings["kid"] = {"subsets": int(kid_subsets), "subset_size": size, "subset_size_given": given,
                            "subsets_vary": vary}
+        if kid_opts is not None:
+            settings["kid"].update({"seed": int(kid_seed), "rng": rng, "first_draw": order[0]})
         if not vary:
             notes.append(f"KID: no ± — {'one subset' if kid_subsets == 1 else 'every subset is the whole sample'}"
                          f" ({kid_subsets} subset{'s' if kid_subsets != 1 else ''} of {size}, n = {len(fa)} "
@@ -123,9 +235,13 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
             settings["kid"]["bootstrap_subsets"] = boot_subsets
     if "is" in metrics:
         logits = b.need_logits("IS")
-        mean, std = load_function("is")(logits, splits=is_splits, shuffle_seed=is_shuffle_seed, name="fake")
+        is_opts = (plan.is_options(len(logits), is_splits, is_shuffle_seed) if plan is not None else
+                   {"splits": is_splits, "shuffle_seed": _registered_shuffle(is_shuffle_seed)})
+        is_splits, is_shuffle_seed = is_opts["splits"], is_opts["shuffle_seed"]
+        mean, std = load_function("is")(logits, **is_opts, name="fake")
         result["is"] = {"mean": float(mean), "std": float(std)}
-        settings["is"] = {"splits": int(is_splits), "shuffle_seed": is_shuffle_seed}
+        settings["is"] = {"splits": int(is_splits), "shuffle_seed": is_shuffle_seed,
+                          **{key: is_opts[key] for key in ("rng", "parts", "ddof") if key in is_opts}}
         order = (f"rows shuffled with seed {is_shuffle_seed}" if is_shuffle_seed is not None else
                  "rows in input order (shuffle_seed None: the original formula; the score then depends "
                  "on the order of the files)")
@@ -157,6 +273,8 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
             m = knn[0]
             out = load_function(m)(fa, fb, k=settings[m]["k"], progress=progress)
             result[m] = {key: float(getattr(out, key)) for key in _KEYS[m]}
+    if "cmmd" in metrics:
+        _cmmd(a, b, cmmd_sigma, cmmd_scale, result, settings, notes)
     if intervals:
         result["intervals"] = intervals
     result["n_real"], result["n_fake"] = a.n, b.n
@@ -171,6 +289,251 @@ def score(real: Any, fake: Any, metrics: str | Sequence[str] | None = None,
 
 
 _KEYS = {"pr": ("precision", "recall"), "dc": ("density", "coverage")}
+
+
+def _generator_seeds(seeds: Any) -> tuple[int, ...]:
+    from .generators import parse_seeds
+
+    return parse_seeds(seeds)
+#: The metrics a protocol can fix (`fidkit.protocols.Protocol`); any other is fidkit's own under a protocol.
+_PROTOCOL_METRICS = ("fid", "kid", "is", "pr", "dc")
+
+
+def _reproduced(options: dict[str, Any]) -> list[str]:
+    """Returns the metrics a protocol reproduces, from `fidkit.protocols.resolve`'s metric options."""
+    return [m for m in _PROTOCOL_METRICS if (m == "fid" or m in options) and m not in options["unavailable"]]
+
+
+def default_metrics(protocol: str | None = None) -> tuple[str, ...]:
+    """Returns the metrics `score` computes when none are named: `fidkit.metrics.DEFAULT_METRICS`, or
+    those of them that ``protocol`` reproduces (raises `InputError` for an unknown or unusable protocol)."""
+    from .metrics import DEFAULT_METRICS
+
+    if protocol is None:
+        return DEFAULT_METRICS
+    from .protocols import resolve
+
+    reproduced = _reproduced(resolve(protocol)[1])
+    return tuple(m for m in DEFAULT_METRICS if m in reproduced)
+
+
+def _with_protocol(op: Operand, label: str) -> Operand:
+    """Returns ``op`` with its provenance's protocol set to ``label`` (shallow copies: no re-validation)."""
+    from dataclasses import replace
+
+    features, stats = op.features, op.stats
+    if features is not None:
+        features = copy.copy(features)
+        object.__setattr__(features, "provenance", replace(features.provenance, protocol=label))
+    if stats is not None:
+        stats = copy.copy(stats)
+        object.__setattr__(stats, "provenance", replace(stats.provenance, protocol=label))
+    return replace(op, features=features, stats=stats)
+
+
+class _ProtocolPlan:
+    """What ``score(protocol=...)`` computes: `fidkit.protocols.resolve`'s options, the metrics the protocol
+    reproduces, the notes and the mismatches allowed."""
+
+    def __init__(self, protocol: Any, ex_options: dict[str, Any], options: dict[str, Any],
+                 metrics: tuple[str, ...], notes: list[str], allow_mismatch: bool, kid_size_given: bool) -> None:
+        self.protocol, self.ex_options, self.options = protocol, ex_options, options
+        self.metrics, self.notes, self.allow_mismatch = metrics, notes, allow_mismatch
+        self.kid_size_given = kid_size_given
+        self.mismatches = list(options["mismatches"])
+        self.label = options["protocol"]["label"]
+
+    @classmethod
+    def make(cls, protocol: str | None, metrics: Any, allow_mismatch: bool, *, extractor: Any, weights: Any,
+             resize: Any, is_splits: Any, kid_subsets: Any, kid_subset_size: Any, k: Any, dc_k: Any,
+             seed: Any) -> _ProtocolPlan | None:
+        """Returns the plan of ``protocol`` (None without one); raises `InputError` for a contradicting
+        option or a metric the protocol does not reproduce (unless ``allow_mismatch``)."""
+        if protocol is None:
+            return None
+        from .protocols import get_protocol, resolve
+
+        p = get_protocol(protocol)
+        name = extractor.name if isinstance(extractor, Extractor) else extractor
+        if resize is None and isinstance(extractor, Extractor):
+            resize = extractor.policy.name
+        ex_options, options = resolve(p, allow_mismatch=allow_mismatch, extractor=name, weights=weights,
+                                      resize=resize, is_splits=is_splits, kid_subsets=kid_subsets,
+                                      kid_subset_size=kid_subset_size, k=k, dc_k=dc_k, seed=seed)
+        unavailable = options["unavailable"]
+        reproduced = _reproduced(options)
+        notes = [f"mismatch: {m}" for m in options["mismatches"]]
+        asked = parse_metrics(metrics)
+        if metrics is None:  # the default: what the protocol reproduces
+            chosen = tuple(m for m in asked if m in reproduced)
+        else:
+            for m in asked:
+                if m in reproduced:
+                    continue
+                title = get_metric(m).title
+                why = unavailable.get(m, f"it defines no {title}")
+                if not allow_mismatch:
+                    raise InputError(f"--protocol {p.name} does not reproduce {title}: {why}; drop {m} from "
+                                     f"--metrics, or pass --allow-mismatch to compute fidkit's own")
+                notes.append(f"{title}: not {p.name}'s number ({why}); fidkit's own")
+            chosen = asked
+        notes += list(options["notes"])
+        if "kid" in chosen and options.get("kid_std") == "none":
+            notes.append(f"KID: {p.name} reports the mean only; the ± is fidkit's (std over subsets)")
+        if "is" in chosen and options.get("is_std") is False:
+            notes.append(f"IS: {p.name} reports the mean only; the ± is fidkit's (std over parts)")
+        return cls(p, ex_options, options, chosen, notes, allow_mismatch, kid_subset_size is not None)
+
+    def fill(self, is_splits: Any, kid_subsets: Any, k: Any, dc_k: Any, seed: Any) -> tuple[Any, ...]:
+        """Returns (is_splits, kid_subsets, k, dc_k, seed) with the protocol's values where it fixes them."""
+        o = self.options
+        if "is" in o and "splits" in o["is"]:
+            is_splits = o["is"]["splits"]
+        if "kid" in o:
+            kid_subsets = o["kid"]["subsets"]
+        if "pr" in o:
+            k = o["pr"]["k"]
+        if "dc" in o:
+            dc_k = o["dc"]["k"]
+        return is_splits, kid_subsets, k, dc_k, o["seed"]
+
+    def extractor(self, extractor: Any, runtime: Any, weights: Any, device: Any, resize: Any) -> Extractor:
+        """Returns the protocol's extractor (or the user's, checked against it)."""
+        from .protocols import extractor_for
+
+        ex, _ = extractor_for(self.protocol, extractor, runtime, weights=weights, resize=resize, device=device,
+                              allow_mismatch=self.allow_mismatch)
+        return ex
+
+    def _refuse(self, message: str) -> None:
+        if not self.allow_mismatch:
+            raise InputError(f"{message}; pass --allow-mismatch to compute anyway")
+        self.mismatches.append(message)
+        self.notes.append(f"mismatch: {message}")
+
+    def stamp(self, op: Operand, kind: str) -> Operand:
+        """Returns ``op`` under the protocol: images get its label in their provenance; statistics and
+        features computed with another extractor or resize policy than the protocol's are refused."""
+        if kind == "images":
+            return _with_protocol(op, self.label)
+        prov = op.provenance
+        for field, want, opt in (("extractor", self.ex_options["name"], "--extractor"),
+                                 ("resize_policy", self.ex_options["policy"], "--resize")):
+            got = getattr(prov, field)
+            if got not in (UNKNOWN, want):
+                self._refuse(f"{op.label} was computed with {field.replace('_', ' ')} {got}, and --protocol "
+                             f"{self.protocol.name} uses {want} ({opt})")
+        return op
+
+    def fid_covariances(self, sa: Stats, sb: Stats, notes: list[str]) -> tuple[Any, Any]:
+        """Returns both covariances with the protocol's divisor (n - ddof); needs n when ddof is 0."""
+        ddof = self.options["fid"]["cov_ddof"]
+        if ddof == 1:
+            return sa.cov, sb.cov
+        out = []
+        for label, st in (("real", sa), ("fake", sb)):
+            if st.n is None:
+                raise InputError(f"{label}: a statistics file without its sample count; --protocol "
+                                 f"{self.protocol.name} divides the covariance by n, not n - 1, which needs "
+                                 f"it: pass features or images")
+            out.append(self.protocol.fid_covariance(st.cov, st.n))
+        notes.append(f"FID: covariances divided by n (not n - 1), as {self.protocol.name}")
+        return out[0], out[1]
+
+    def kid_options(self, n_real: int, n_fake: int, given: Any) -> dict[str, Any] | None:
+        """Returns KID's subset size, seed, rng and input order under the protocol (None: it has no KID)."""
+        o = self.options.get("kid")
+        if o is None:
+            return None
+        size, n_min = int(o["subset_size"]), min(n_real, n_fake)
+        rule = "fixed" if given is not None else self.options["kid_subset_size_rule"]
+        if rule == "capped":
+            size = min(size, n_min)
+        elif rule == "n_over_subsets":
+            size = min(size, n_min // int(o["subsets"]))
+        if size > n_min or size < 2:
+            side = "real" if n_real <= n_fake else "fake"
+            raise InputError(f"{side}: {n_min} images, too few for KID's subsets of {size} under --protocol "
+                             f"{self.protocol.name}; pass more images, or {flag('subset_size')} N with "
+                             f"--allow-mismatch")
+        return {"subset_size": size, "seed": o["seed"], "rng": o["rng"], "inputs": self.options["kid_inputs"]}
+
+    def is_options(self, n: int, is_splits: int, is_shuffle_seed: Any) -> dict[str, Any]:
+        """Returns the keyword arguments of `fidkit.inception_score` under the protocol."""
+        o = self.options.get("is")
+        if o is None:
+            return {"splits": is_splits, "shuffle_seed": _registered_shuffle(is_shuffle_seed)}
+        opts = {key: value for key, value in o.items() if key != "split_size"}
+        opts["splits"] = self.protocol.is_splits(n) if "split_size" in o else is_splits
+        if is_shuffle_seed is not DEFAULT and is_shuffle_seed != o["shuffle_seed"]:
+            self._refuse(f"is_shuffle_seed={is_shuffle_seed} contradicts --protocol {self.protocol.name} "
+                         f"({o['shuffle_seed']})")
+            opts["shuffle_seed"] = is_shuffle_seed
+        return opts
+
+    def settings(self) -> dict[str, Any]:
+        """Returns ``settings["protocol"]``: the protocol's name, version, label, tool and mismatches."""
+        return {**self.options["protocol"], "mismatches": self.mismatches}
+
+
+def _cmmd(a: Operand, b: Operand, sigma: float | None, scale: float | None, result: dict[str, Any],
+          settings: dict[str, Any], notes: list[str]) -> None:
+    """Computes CMMD (`fidkit.cmmd.cmmd`) into ``result`` with its settings and a note on the extractor."""
+    from .cmmd import SCALE, SIGMA
+
+    defaults = get_metric("cmmd").defaults
+    sigma = defaults.get("sigma", SIGMA) if sigma is None else sigma
+    scale = defaults.get("scale", SCALE) if scale is None else scale
+    fa, fb = a.need_features("CMMD").features, b.need_features("CMMD").features
+    result["cmmd"] = float(load_function("cmmd")(fa, fb, sigma, scale))
+    settings["cmmd"] = {"sigma": float(sigma), "scale": float(scale)}
+    ex = b.provenance.extractor if b.provenance.extractor != UNKNOWN else a.provenance.extractor
+    if ex != CMMD_EXTRACTOR:
+        notes.append(f"CMMD: on {ex} features, not CLIP ViT-L/14@336px ({CMMD_EXTRACTOR}, the authors' "
+                     f"embedding): not comparable with published CMMD values")
+
+
+#: The extractor CMMD is defined on (Jayasumana et al. 2024): CLIP ViT-L/14@336px.
+CMMD_EXTRACTOR = "clip-vitl14-336"
+
+
+def compute_stats(source: Any, extractor: Extractor | str | None = None, *, protocol: str | None = None,
+                  allow_mismatch: bool = False, runtime: str | None = None, weights: str | None = None,
+                  resize: str | None = None, device: str | None = None, **options: Any) -> Stats:
+    """Returns the feature statistics of ``source`` (`fidkit.pipeline.compute_stats`, whose keyword
+    ``options`` it takes), under ``protocol`` when one is named: the protocol's extractor, weights and
+    resize policy (``extractor``, ``weights``, ``resize`` that contradict it raise `InputError` unless
+    ``allow_mismatch``), and its label in the provenance. ``extractor`` None: the protocol's, else "mnist"."""
+    from .pipeline import compute_stats as pipeline_stats
+
+    ex, label = _protocol_extractor(protocol, extractor, runtime, weights, resize, device, allow_mismatch)
+    stats = pipeline_stats(source, ex, **options)
+    return _with_protocol(Operand("input", stats=stats), label).stats if label else stats
+
+
+def compute_features(source: Any, extractor: Extractor | str | None = None, *, protocol: str | None = None,
+                     allow_mismatch: bool = False, runtime: str | None = None, weights: str | None = None,
+                     resize: str | None = None, device: str | None = None, **options: Any) -> Any:
+    """Returns the features and logits of ``source`` (`fidkit.pipeline.compute_features`, whose keyword
+    ``options`` it takes; None on the other ranks of a distributed run), under ``protocol`` as
+    `compute_stats`."""
+    from .pipeline import compute_features as pipeline_features
+
+    ex, label = _protocol_extractor(protocol, extractor, runtime, weights, resize, device, allow_mismatch)
+    res = pipeline_features(source, ex, **options)
+    return _with_protocol(Operand("input", features=res), label).features if label and res is not None else res
+
+
+def _protocol_extractor(protocol: str | None, extractor: Any, runtime: Any, weights: Any, resize: Any,
+                        device: Any, allow_mismatch: bool) -> tuple[Extractor, str | None]:
+    """Returns (the extractor to use, the protocol's label or None)."""
+    if protocol is None:
+        return _as_extractor(extractor if extractor is not None else "mnist", runtime, weights, device, resize), None
+    from .protocols import extractor_for
+
+    ex, options = extractor_for(protocol, extractor, runtime, weights=weights, resize=resize, device=device,
+                                allow_mismatch=allow_mismatch)
+    return ex, options["protocol"]["label"]
 _TITLES = {"pr": "precision/recall", "dc": "density/coverage"}
 
 

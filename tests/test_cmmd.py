@@ -228,3 +228,49 @@ def test_bad_input() -> None:
     for block_size in (0, -5, 2.5):
         with pytest.raises(InputError, match="block_size"):
             cmmd(x, x, block_size=block_size)
+
+
+# --------------------------------------------------------- CMMD in the metric registry: score and the CLI
+
+
+def test_cmmd_through_score_and_the_command_line(tmp_path, capsys) -> None:
+    """`fidkit.score(metrics=("cmmd",))` and ``fidkit score --metrics fid,cmmd`` give `fidkit.cmmd.cmmd`'s
+    number, which is the direct N×N float64 computation; sigma/scale options on both routes."""
+    import json
+    import warnings
+
+    import fidkit
+    from fidkit.cli import main
+
+    rng = np.random.default_rng(21)
+    x, y = _clip_like(rng, 60, d=32), _clip_like(rng, 45, d=32, shift=0.3)
+    direct = 1000.0 * _direct_mmd2(x, y, 10.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", fidkit.FidkitWarning)  # unknown provenance of bare arrays
+        out = fidkit.score(x, y, metrics=("cmmd",), bootstrap=0)
+        wide = fidkit.score(x, y, metrics="cmmd", cmmd_sigma=2.5, cmmd_scale=1.0, bootstrap=0)
+    assert out["cmmd"] == pytest.approx(cmmd(x, y), rel=ORDER_RTOL)
+    assert out["cmmd"] == pytest.approx(direct, rel=DIRECT_RTOL)
+    assert out["settings"]["cmmd"] == {"sigma": 10.0, "scale": 1000.0}
+    assert any(n.startswith("CMMD: on unknown features, not CLIP ViT-L/14@336px") for n in out["notes"])
+    assert wide["cmmd"] == pytest.approx(_direct_mmd2(x, y, 2.5), rel=DIRECT_RTOL)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    argv = ["score", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--metrics", "fid,cmmd", "--bootstrap", "0"]
+    assert main([*argv, "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["cmmd"] == pytest.approx(direct, rel=DIRECT_RTOL) and "fid" in cli
+    assert main([*argv, "--cmmd-sigma", "2.5", "--cmmd-scale", "1"]) == 0
+    text = capsys.readouterr().out
+    line = next(ln for ln in text.splitlines() if ln.startswith("CMMD"))
+    assert line.endswith("(sigma 2.5, scale 1)")
+    assert float(line.split()[1]) == pytest.approx(_direct_mmd2(x, y, 2.5), rel=1e-5)  # printed to 6 digits
+
+
+def test_cmmd_needs_features_on_both_sides(tmp_path) -> None:
+    import fidkit
+
+    x = _clip_like(np.random.default_rng(2), 30, d=8)
+    stats = fidkit.Stats.from_features(x).save(tmp_path / "s.npz")
+    with pytest.raises(InputError, match="real: cmmd needs features, but only mean/covariance statistics"):
+        fidkit.score(stats, x, "cmmd", bootstrap=0)

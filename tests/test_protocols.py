@@ -2,8 +2,10 @@
 
 Peer checks run the tool itself on the same PNG files with the synthetic Inception weights saved under
 the tool's own file name in a private $TORCH_HOME/hub/checkpoints (as tests/test_conformance.py does),
-and fidkit with `resolve(...)`'s settings through `fidkit.compute_features` and the metric functions
-(not through `fidkit.score` or the CLI).
+and fidkit through ``--protocol NAME`` only: ``fidkit features`` then ``fidkit fid``/``score`` on the
+command line, and `fidkit.score(protocol=...)` on the folders or on the tool's own features (no
+hand-assembled settings). Every protocol is also run on both routes on synthetic features against the
+numbers assembled by hand from its record.
 
 Budgets. FID: the features of the tool's network and of fidkit's torch runtime differ by float32
 rounding (rms ~ eps_net sqrt 2 = 7.6e-6 of the rms feature, tests/tolerances.toml [features.peer]);
@@ -22,7 +24,6 @@ on both sides (torch-fidelity's double softmax): equal to 1e-12.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 
 import numpy as np
@@ -81,9 +82,10 @@ def test_resolve_fixes_the_protocol_settings() -> None:
     ex, metrics = resolve("torch-fidelity")
     assert ex == {"name": "inception-tf2015", "policy": "legacy-tensorflow", "weights": None}
     assert metrics["kid"] == {"subsets": 100, "subset_size": 1000, "degree": 3, "gamma": None, "coef0": 1.0,
-                              "seed": 2020}
+                              "seed": 2020, "rng": "numpy"}
     assert metrics["kid_inputs"] == ("fake", "real")
-    assert metrics["is"] == {"splits": 10, "shuffle_seed": 2020}
+    assert metrics["is"] == {"splits": 10, "shuffle_seed": 2020, "rng": "numpy", "parts": "floor", "ddof": 0}
+    assert metrics["seed"] == 2020
     assert metrics["protocol"]["label"] == "torch-fidelity@1"
     assert "pr" in metrics["unavailable"] and metrics["mismatches"] == ()
 
@@ -131,7 +133,8 @@ def test_a_missing_policy_refuses_to_resolve_and_says_what_is_missing() -> None:
 
 def test_unavailable_metrics_are_named() -> None:
     assert "VGG16" in get_protocol("stylegan").missing["pr"]
-    assert "torch.randperm" in get_protocol("torchmetrics-tf").missing["kid"]
+    assert "always resizes with antialias" in get_protocol("torchmetrics-tf").missing["kid"]
+    assert "kid" not in get_protocol("torchmetrics").missing and "is" not in get_protocol("torchmetrics").missing
 
 
 def test_fid_covariance_divisor() -> None:
@@ -196,7 +199,7 @@ def peer_env(tmp_path_factory: pytest.TempPathFactory) -> dict:
         for i, img in enumerate(arr):
             Image.fromarray(img).save(d / f"{i:03d}.png")
         dirs[label] = d
-    return {"npz": npz, "torch_home": root / "torch_home", "real": dirs["real"], "fake": dirs["fake"],
+    return {"npz": npz, "torch_home": root / "torch_home", "real": dirs["real"], "fake": dirs["fake"], "root": root,
             "arrays": {"real": real, "fake": fake}}
 
 
@@ -207,35 +210,45 @@ def torch_home(peer_env: dict, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 _FIDKIT_CACHE: dict = {}
+#: the synthetic weights under the file name each protocol loads (clean-fid's NVIDIA TorchScript cannot be
+#: rebuilt from them: its stand-in is pytorch-fid's file, a mismatch the test allows and checks is recorded)
+PROTOCOL_WEIGHTS = {"pytorch-fid": PYTORCH_FID_FILE, "clean-fid-legacy-pytorch": PYTORCH_FID_FILE,
+                    "clean-fid": PYTORCH_FID_FILE, "torch-fidelity": TORCH_FIDELITY_FILE,
+                    "torchmetrics": TORCH_FIDELITY_FILE, "torchmetrics-tf": TORCH_FIDELITY_FILE}
 
 
-def fidkit_side(peer_env: dict, policy) -> dict[str, np.ndarray]:
-    """fidkit's features and logits of both folders under ``policy`` (a name or a `ResizePolicy`), on the
-    torch runtime with the synthetic weights, through `fidkit.compute_features`."""
-    import fidkit
+def run_cli(*argv) -> dict:
+    """Returns the --json output of ``fidkit argv`` run in-process (exit status 0 asserted)."""
+    import contextlib
+    import io
+    import json
 
-    key = policy if isinstance(policy, str) else policy.name
-    if key not in _FIDKIT_CACHE:
-        with pytest.warns(FidkitWarning, match="unofficial"):
-            ex = fidkit.extractor("inception-tf2015", "torch", weights=str(peer_env["npz"]), policy=policy)
-        out = {}
+    from fidkit.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv] + ["--json"])
+    assert code == 0, err.getvalue()
+    return json.loads(out.getvalue())
+
+
+def protocol_features(peer_env: dict, protocol: str) -> dict[str, Path]:
+    """Both folders' features files written by ``fidkit features --protocol`` (torch runtime, the synthetic
+    weights under the protocol's file name): the extraction the protocol fixes, on the command line."""
+    if protocol not in _FIDKIT_CACHE:
+        weights = peer_env["torch_home"] / "hub" / "checkpoints" / PROTOCOL_WEIGHTS[protocol]
+        files = {}
         for side in ("real", "fake"):
-            res = fidkit.compute_features(str(peer_env[side]), ex, progress=False)
-            assert [Path(n).name for n in res.names] == [f"{i:03d}.png" for i in range(N)]
-            out[side], out[side + "_logits"] = res.features, res.logits
-        _FIDKIT_CACHE[key] = out
-    return _FIDKIT_CACHE[key]
-
-
-def fidkit_fid(feats: dict[str, np.ndarray], protocol: str) -> float:
-    import fidkit
-
-    p = get_protocol(protocol)
-    stats = []
-    for side in ("real", "fake"):
-        f = feats[side].astype(np.float64)
-        stats += [f.mean(axis=0), p.fid_covariance(np.cov(f, rowvar=False), len(f))]
-    return fidkit.frechet_distance(*stats)
+            argv = ["features", peer_env[side], "-o", peer_env["root"] / f"{protocol}-{side}.npz", "--protocol", protocol,
+                    "--weights", weights, "--runtime", "torch", "--no-progress"]
+            if PROTOCOL_WEIGHTS[protocol] not in get_protocol(protocol).weights:
+                argv.append("--allow-mismatch")
+            out = run_cli(*argv)
+            assert out["provenance"]["protocol"] == get_protocol(protocol).label
+            assert out["provenance"]["resize_policy"] == get_protocol(protocol).policy
+            files[side] = Path(out["output"])
+        _FIDKIT_CACHE[protocol] = files
+    return _FIDKIT_CACHE[protocol]
 
 
 def assert_rel(got: float, want: float, tol: float, what: str) -> None:
@@ -255,20 +268,6 @@ def assert_kid_close(got: float, want: float, f1: np.ndarray, f2: np.ndarray, wh
     assert err <= KID_FLOAT32_KERNEL, f"{what}: fidkit {got!r} vs tool {want!r} ({err:.2e} x mean |k|)"
 
 
-def _is_kwargs(options: dict) -> dict:
-    """`fidkit.inception_score` keyword arguments from resolve's IS options (shuffle_seed, or the older
-    shuffle/seed pair where that is what the installed fidkit takes)."""
-    import inspect
-
-    import fidkit
-
-    params = inspect.signature(fidkit.inception_score).parameters
-    if "shuffle_seed" in params:
-        return dict(options)
-    seed = options["shuffle_seed"]
-    return {"splits": options["splits"], "shuffle": seed is not None, "seed": 2020 if seed is None else seed}
-
-
 #: the tools' scipy.linalg.sqrtm warns that the (rank-deficient, n < d) product is singular: their number
 #: is still within ~1e-8 of the exact one here (module docstring)
 SQRTM_SINGULAR = "ignore::scipy.linalg.LinAlgWarning"
@@ -277,19 +276,42 @@ SQRTM_SINGULAR = "ignore::scipy.linalg.LinAlgWarning"
 @pytest.mark.slow
 @pytest.mark.peers
 @pytest.mark.filterwarnings(SQRTM_SINGULAR)
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
 def test_pytorch_fid(peer_env: dict, torch_home: Path) -> None:
+    """The API on the image folders and the command line (features, then fid), each with --protocol only."""
     from pytorch_fid.fid_score import calculate_fid_given_paths
 
-    ex, metrics = resolve("pytorch-fid")
-    peer = calculate_fid_given_paths([str(peer_env["real"]), str(peer_env["fake"])], batch_size=N,
-                                     device="cpu", dims=2048, num_workers=0)
-    feats = fidkit_side(peer_env, ex["policy"])
-    assert metrics["fid"]["cov_ddof"] == 1
-    assert_rel(fidkit_fid(feats, "pytorch-fid"), float(peer), tolerance("scores", "fid"), "pytorch-fid FID")
+    import fidkit
+
+    peer = float(calculate_fid_given_paths([str(peer_env["real"]), str(peer_env["fake"])], batch_size=N,
+                                           device="cpu", dims=2048, num_workers=0))
+    weights = torch_home / "hub" / "checkpoints" / PYTORCH_FID_FILE
+    api = fidkit.score(str(peer_env["real"]), str(peer_env["fake"]), protocol="pytorch-fid", weights=str(weights),
+                       runtime="torch", bootstrap=0)
+    assert [m for m in ("fid", "kid", "is", "pr", "dc") if m in api] == ["fid"]  # pytorch-fid computes FID only
+    assert api["provenance"]["protocol"] == "pytorch-fid@1" and api["provenance"]["resize_policy"] == "legacy-pytorch"
+    assert_rel(api["fid"], peer, tolerance("scores", "fid"), "pytorch-fid FID (fidkit.score)")
+    files = protocol_features(peer_env, "pytorch-fid")
+    cli = run_cli("fid", files["real"], files["fake"], "--protocol", "pytorch-fid")
+    assert cli["settings"]["protocol"]["label"] == "pytorch-fid@1"
+    assert_rel(cli["fid"], peer, tolerance("scores", "fid"), "pytorch-fid FID (fidkit fid)")
+    # statistics under the protocol, on both routes: the label is saved, loaded, and scored against
+    stats = fidkit.compute_stats(str(peer_env["real"]), protocol="pytorch-fid", weights=str(weights),
+                                 runtime="torch", progress=False)
+    assert stats.provenance.protocol == "pytorch-fid@1" and stats.provenance.resize_policy == "legacy-pytorch"
+    out = run_cli("stats", peer_env["real"], "-o", peer_env["root"] / "pytorch-fid-real-stats.npz", "--protocol",
+                  "pytorch-fid", "--weights", weights, "--runtime", "torch", "--no-progress")
+    saved = fidkit.load_stats(out["output"])
+    assert saved.provenance == stats.provenance and out["provenance"]["protocol"] == "pytorch-fid@1"
+    again = run_cli("fid", out["output"], files["fake"], "--protocol", "pytorch-fid")
+    assert_rel(again["fid"], cli["fid"], 1e-9, "FID from the saved statistics")
+    with pytest.raises(InputError, match="--resize clean contradicts --protocol pytorch-fid"):
+        fidkit.compute_stats(str(peer_env["real"]), protocol="pytorch-fid", resize="clean")
 
 
 @pytest.mark.slow
 @pytest.mark.peers
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
 def test_torch_fidelity(peer_env: dict, torch_home: Path) -> None:
     import torch
     import torch_fidelity
@@ -297,17 +319,26 @@ def test_torch_fidelity(peer_env: dict, torch_home: Path) -> None:
 
     import fidkit
 
-    ex, metrics = resolve("torch-fidelity", kid_subset_size=KID_SUBSET, is_splits=IS_SPLITS, allow_mismatch=True)
-    assert len(metrics["mismatches"]) == 2
     peer = torch_fidelity.calculate_metrics(
         input1=str(peer_env["fake"]), input2=str(peer_env["real"]), cuda=False, fid=True, kid=True, isc=True,
         kid_subset_size=KID_SUBSET, isc_splits=IS_SPLITS, cache=False, verbose=False, batch_size=N,
         save_cpu_ram=True)  # num_workers=0: no fork, which deadlocks once JAX has started its threads
-    feats = fidkit_side(peer_env, ex["policy"])
-    assert_rel(fidkit_fid(feats, "torch-fidelity"), peer["frechet_inception_distance"],
-               tolerance("scores", "fid"), "torch-fidelity FID")
+    # end to end on the command line: features under the protocol, then every metric it reproduces, with
+    # the two sizes these 6 images need instead of torch-fidelity's defaults (allowed, and recorded)
+    files = protocol_features(peer_env, "torch-fidelity")
+    cli = run_cli("score", files["real"], files["fake"], "--protocol", "torch-fidelity", "--subset-size", KID_SUBSET,
+                  "--splits", IS_SPLITS, "--allow-mismatch", "--bootstrap", 0)
+    assert cli["settings"]["protocol"]["mismatches"] == [
+        f"--splits {IS_SPLITS} contradicts --protocol torch-fidelity (10)",
+        f"--subset-size {KID_SUBSET} contradicts --protocol torch-fidelity (1000)"]
+    assert [m for m in ("fid", "kid", "is", "pr", "dc") if m in cli] == ["fid", "kid", "is"]
+    assert_rel(cli["fid"], peer["frechet_inception_distance"], tolerance("scores", "fid"), "torch-fidelity FID")
+    assert_rel(cli["kid"]["mean"], peer["kernel_inception_distance_mean"], tolerance("scores", "kid"),
+               "KID end to end")
+    assert_rel(cli["is"]["mean"], peer["inception_score_mean"], tolerance("scores", "is"), "IS end to end")
 
-    # KID and IS on torch-fidelity's own features: its subsets and permutation, exactly
+    # KID and IS through fidkit.score(protocol=) on torch-fidelity's own features: its subsets and
+    # permutation (fake drawn first, RandomState(2020)), exactly
     model = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], verbose=False)
     own = {}
     for side in ("real", "fake"):
@@ -315,20 +346,16 @@ def test_torch_fidelity(peer_env: dict, torch_home: Path) -> None:
         with torch.no_grad():
             f, lg = model(x)
         own[side], own[side + "_logits"] = f.numpy(), lg.numpy()
-    first, second = (own[s] for s in metrics["kid_inputs"])
-    kid_mean, kid_std = fidkit.kid(first, second, **metrics["kid"])
-    assert_kid_close(kid_mean, peer["kernel_inception_distance_mean"], first, second, "torch-fidelity KID mean")
-    assert_kid_close(kid_std, peer["kernel_inception_distance_std"], first, second, "torch-fidelity KID std")
-    is_mean, is_std = fidkit.inception_score(own["fake_logits"], **_is_kwargs(metrics["is"]))
-    assert_rel(is_mean, peer["inception_score_mean"], 1e-12, "torch-fidelity IS mean")
-    assert_rel(is_std, peer["inception_score_std"], 1e-9, "torch-fidelity IS std")
-
-    # ... and end to end on fidkit's own features and logits
-    first, second = (feats[s] for s in metrics["kid_inputs"])
-    kid_mean, _ = fidkit.kid(first, second, **metrics["kid"])
-    assert_rel(kid_mean, peer["kernel_inception_distance_mean"], tolerance("scores", "kid"), "KID end to end")
-    is_mean, _ = fidkit.inception_score(feats["fake_logits"], **_is_kwargs(metrics["is"]))
-    assert_rel(is_mean, peer["inception_score_mean"], tolerance("scores", "is"), "IS end to end")
+    fake = fidkit.FeatureResult(own["fake"], own["fake_logits"], [str(i) for i in range(N)])
+    api = fidkit.score(own["real"], fake, ("kid", "is"), protocol="torch-fidelity", kid_subset_size=KID_SUBSET,
+                       is_splits=IS_SPLITS, allow_mismatch=True, bootstrap=0)
+    assert api["settings"]["kid"]["first_draw"] == "fake" and api["settings"]["kid"]["seed"] == 2020
+    assert_kid_close(api["kid"]["mean"], peer["kernel_inception_distance_mean"], own["fake"], own["real"],
+                     "torch-fidelity KID mean")
+    assert_kid_close(api["kid"]["std"], peer["kernel_inception_distance_std"], own["fake"], own["real"],
+                     "torch-fidelity KID std")
+    assert_rel(api["is"]["mean"], peer["inception_score_mean"], 1e-12, "torch-fidelity IS mean")
+    assert_rel(api["is"]["std"], peer["inception_score_std"], 1e-9, "torch-fidelity IS std")
 
 
 class _StandInTorchScript:
@@ -349,6 +376,7 @@ class _StandInTorchScript:
 @pytest.mark.slow
 @pytest.mark.peers
 @pytest.mark.filterwarnings(SQRTM_SINGULAR)
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
 @pytest.mark.parametrize("protocol,mode", [("clean-fid", "clean"), ("clean-fid-legacy-pytorch", "legacy_pytorch")])
 def test_clean_fid(peer_env: dict, torch_home: Path, monkeypatch: pytest.MonkeyPatch, protocol: str,
                    mode: str) -> None:
@@ -367,7 +395,6 @@ def test_clean_fid(peer_env: dict, torch_home: Path, monkeypatch: pytest.MonkeyP
             self.resize_inside = resize_inside
 
     monkeypatch.setattr(cf_features, "InceptionV3W", StandIn)
-    ex, metrics = resolve(protocol, kid_subset_size=KID_SUBSET, seed=0, allow_mismatch=True)
     model = cf.build_feature_extractor(mode, device=torch.device("cpu"), use_dataparallel=False)
     own = {side: cf.get_folder_features(str(peer_env[side]), model, num_workers=0, batch_size=N,
                                         device=torch.device("cpu"), mode=mode, verbose=False)
@@ -376,83 +403,267 @@ def test_clean_fid(peer_env: dict, torch_home: Path, monkeypatch: pytest.MonkeyP
     mu1, s1 = np.mean(own["real"], axis=0), np.cov(own["real"], rowvar=False)
     mu2, s2 = np.mean(own["fake"], axis=0), np.cov(own["fake"], rowvar=False)
     peer_fid = float(cf.frechet_distance(mu1, s1, mu2, s2))
-    np.random.seed(metrics["kid"]["seed"])
+    np.random.seed(0)
     # compute_kid(fdir1=real, fdir2=fake) -> kernel_distance(real, fake): fdir2 is drawn first
-    peer_kid = cf.kernel_distance(own["real"], own["fake"], num_subsets=metrics["kid"]["subsets"],
-                                  max_subset_size=KID_SUBSET)
-    feats = fidkit_side(peer_env, ex["policy"])
-    assert_rel(fidkit_fid(feats, protocol), peer_fid, tolerance("scores", "fid"), f"{protocol} FID")
-    first, second = (own[s] for s in metrics["kid_inputs"])
-    kid_mean, _ = fidkit.kid(first, second, **metrics["kid"])
-    assert_kid_close(kid_mean, peer_kid, first, second, f"{protocol} KID on clean-fid's features")
+    peer_kid = cf.kernel_distance(own["real"], own["fake"], num_subsets=100, max_subset_size=KID_SUBSET)
+    files = protocol_features(peer_env, protocol)  # clean-fid's NVIDIA file: stood in for, a mismatch
+    cli = run_cli("fid", files["real"], files["fake"], "--protocol", protocol)
+    assert_rel(cli["fid"], peer_fid, tolerance("scores", "fid"), f"{protocol} FID")
+    # KID through fidkit.score(protocol=) on clean-fid's own features, seed 0 as np.random.seed(0) above
+    api = fidkit.score(own["real"], own["fake"], "kid", protocol=protocol, kid_subset_size=KID_SUBSET, seed=0,
+                       allow_mismatch=True, bootstrap=0)
+    assert api["settings"]["kid"]["first_draw"] == "fake"
+    assert_kid_close(api["kid"]["mean"], peer_kid, own["fake"], own["real"], f"{protocol} KID on clean-fid's features")
 
 
 @pytest.mark.slow
 @pytest.mark.peers
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
 @pytest.mark.parametrize("protocol,antialias", [("torchmetrics", True), ("torchmetrics-tf", False)])
 def test_torchmetrics_fid(peer_env: dict, torch_home: Path, protocol: str, antialias: bool) -> None:
     import torch
     from torchmetrics.image.fid import FrechetInceptionDistance
 
-    ex, _ = resolve(protocol)
-    policy = ex["policy"]
     metric = FrechetInceptionDistance(feature=2048, antialias=antialias)
     for side, real in (("real", True), ("fake", False)):
         metric.update(torch.from_numpy(peer_env["arrays"][side]).permute(0, 3, 1, 2).contiguous(), real=real)
     peer = float(metric.compute())
-    feats = fidkit_side(peer_env, policy)
-    assert_rel(fidkit_fid(feats, protocol), peer, tolerance("scores", "fid"), f"{protocol} FID")
+    files = protocol_features(peer_env, protocol)
+    cli = run_cli("fid", files["real"], files["fake"], "--protocol", protocol)
+    assert_rel(cli["fid"], peer, tolerance("scores", "fid"), f"{protocol} FID")
 
 
 @pytest.mark.peers
-def test_torchmetrics_kid_and_is_draws_are_torch_randperm() -> None:
-    """What fidkit.kid / fidkit.inception_score lack to reproduce torchmetrics: its draws are
-    torch.randperm on torch's global generator. Drawn that way and fed to fidkit's estimators, the
-    numbers are torchmetrics' own (float64 features on both sides)."""
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+def test_torchmetrics_kid_and_is_through_the_protocol(tmp_path: Path) -> None:
+    """torchmetrics draws KID subsets and the IS permutation with torch.randperm on torch's global generator:
+    --protocol torchmetrics reproduces its numbers right after torch.manual_seed(seed) (seed 0 unless
+    given), on the same float64 features and logits (a feature module that returns its input)."""
     require_runtime("torch")
     import torch
     from torchmetrics.image.inception import InceptionScore
     from torchmetrics.image.kid import KernelInceptionDistance
 
     import fidkit
-    from fidkit.kid import mmd2_unbiased
 
     class Identity(torch.nn.Module):
         def forward(self, x):
             return x
 
     rng = np.random.default_rng(3)
-    real, fake = rng.normal(1.0, 0.5, size=(9, 16)), rng.normal(1.2, 0.6, size=(7, 16))
-    kid = KernelInceptionDistance(feature=Identity(), subsets=20, subset_size=5)
+    real, fake = rng.normal(1.0, 0.5, size=(9, 16)), rng.normal(1.2, 0.6, size=(30, 16))
+    logits = rng.normal(size=(30, 10)) * 3
+    kid = KernelInceptionDistance(feature=Identity(), subset_size=5)  # its default 100 subsets
     kid.update(torch.from_numpy(real), real=True)
     kid.update(torch.from_numpy(fake), real=False)
-    torch.manual_seed(11)
-    tm_mean, tm_std = (float(v) for v in kid.compute())
-    torch.manual_seed(11)
-    values = []
-    for _ in range(20):
-        r = torch.randperm(len(real))[:5].numpy()
-        f = torch.randperm(len(fake))[:5].numpy()
-        values.append(mmd2_unbiased(real[r], fake[f]))
-    assert_rel(float(np.mean(values)), tm_mean, 1e-12, "torchmetrics KID mean")
-    assert_rel(float(np.std(values)), tm_std, 1e-9, "torchmetrics KID std")
-    # fidkit's own numpy draws give another number: the protocol lists KID as unavailable
-    assert fidkit.kid(real, fake, subsets=20, subset_size=5, seed=11)[0] != pytest.approx(tm_mean, rel=1e-9)
-
-    logits = rng.normal(size=(8, 10)) * 3
-    isc = InceptionScore(feature=Identity(), splits=IS_SPLITS)
+    isc = InceptionScore(feature=Identity())  # its default 10 splits
     isc.update(torch.from_numpy(logits))
-    torch.manual_seed(5)
-    tm_is, tm_is_std = (float(v) for v in isc.compute())
-    torch.manual_seed(5)
-    perm = torch.randperm(len(logits)).numpy()
-    mean, std = fidkit.inception_score(logits[perm], **_is_kwargs({"splits": IS_SPLITS, "shuffle_seed": None}))
-    # 8 rows in 2 parts: Tensor.chunk's parts are fidkit's; torchmetrics' std has ddof 1
-    assert_rel(mean, tm_is, 1e-12, "torchmetrics IS mean")
-    assert_rel(std * math.sqrt(IS_SPLITS / (IS_SPLITS - 1)), tm_is_std, 1e-9, "torchmetrics IS std (ddof 1)")
+    for seed in (0, 11):
+        torch.manual_seed(seed)
+        tm_kid, tm_kid_std = (float(v) for v in kid.compute())
+        torch.manual_seed(seed)
+        tm_is, tm_is_std = (float(v) for v in isc.compute())
+        out = fidkit.score(real, fidkit.FeatureResult(fake, logits, [str(i) for i in range(30)]), ("kid", "is"),
+                           protocol="torchmetrics", kid_subset_size=5, allow_mismatch=True, bootstrap=0,
+                           seed=None if seed == 0 else seed)
+        assert_rel(out["kid"]["mean"], tm_kid, 1e-12, "torchmetrics KID mean")
+        assert_rel(out["kid"]["std"], tm_kid_std, 1e-9, "torchmetrics KID std")
+        assert_rel(out["is"]["mean"], tm_is, 1e-12, "torchmetrics IS mean")
+        assert_rel(out["is"]["std"], tm_is_std, 1e-9, "torchmetrics IS std (ddof 1)")
+        assert out["settings"]["kid"]["rng"] == "torch" and out["settings"]["is"]["parts"] == "chunk"
+    # the same on the command line, from features files
+    path = fidkit.FeatureResult(fake, logits, [str(i) for i in range(30)]).save(tmp_path / "fake.npz")
+    np.save(tmp_path / "real.npy", real)
+    cli = run_cli("score", tmp_path / "real.npy", path, "--protocol", "torchmetrics", "--subset-size", 5,
+                  "--allow-mismatch", "--bootstrap", 0, "--seed", 11)
+    assert cli["kid"] == out["kid"] and cli["is"] == out["is"]
 
 
 def test_peer_packages_named_in_sources_are_the_ones_checked() -> None:
     """The protocols verified in this file name this file; the others say they were not run."""
     for p in PROTOCOLS.values():
         assert ("tests/test_protocols.py" in p.verified) or ("not run" in p.verified), p.name
+
+
+# -------------------------------------------------- every protocol on the API and the command line
+
+N_REAL, N_FAKE, DIM = 1200, 5000, 8  # KID's subsets of 1000 fit; ADM's IS parts of 5000 fit
+
+
+@pytest.fixture(scope="module")
+def feature_files(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Features (and fake logits) as arrays and as fidkit features files, without provenance."""
+    from fidkit.features import FeatureResult
+
+    rng = np.random.default_rng(15)
+    real = rng.normal(size=(N_REAL, DIM)) @ rng.normal(size=(DIM, DIM))
+    fake = rng.normal(0.2, 1.1, size=(N_FAKE, DIM)) @ rng.normal(size=(DIM, DIM))
+    logits = rng.normal(size=(N_FAKE, 12)) * 3
+    root = tmp_path_factory.mktemp("protocol_features")
+    res = {"real": FeatureResult(real, None, [str(i) for i in range(N_REAL)]),
+           "fake": FeatureResult(fake, logits, [str(i) for i in range(N_FAKE)])}
+    return {**res, "real_file": res["real"].save(root / "real.npz"), "fake_file": res["fake"].save(root / "fake.npz")}
+
+
+def _independent(name: str, real: np.ndarray, fake: np.ndarray, logits: np.ndarray) -> dict:
+    """The protocol's numbers assembled by hand from its record, not through resolve or score."""
+    import fidkit
+    from fidkit.kid import kid
+    from fidkit.protocols import DEFAULT_FREE_SEED
+
+    p = get_protocol(name)
+    out = {}
+    stats = []
+    for f in (real, fake):
+        cov = np.cov(f, rowvar=False, ddof=p.fid_cov_ddof)  # the tool's divisor, computed directly
+        stats += [f.mean(axis=0), cov]
+    out["fid"] = fidkit.frechet_distance(*stats)
+    if p.kid is not None and "kid" not in p.missing:
+        c = p.kid
+        m = {"fixed": c.subset_size, "capped": min(len(real), len(fake), c.subset_size),
+             "n_over_subsets": min(c.subset_size, min(len(real), len(fake)) // c.subsets)}[c.subset_size_rule]
+        first, second = (real, fake) if c.first_draw == "real" else (fake, real)
+        seed = c.seed if c.seed is not None else DEFAULT_FREE_SEED
+        out["kid"] = kid(first, second, c.subsets, m, c.degree, c.gamma, c.coef0, seed,
+                         rng="torch" if c.rng == "torch-global" else "numpy")[0]
+    if p.inception_score is not None and "is" not in p.missing:
+        c = p.inception_score
+        seed = c.seed if c.seed is not None else DEFAULT_FREE_SEED
+        shuffle = seed if c.order != "given" else None
+        out["is"] = fidkit.inception_score(logits, p.is_splits(len(logits)), shuffle_seed=shuffle,
+                                           rng="torch" if c.order == "torch-randperm" else "numpy",
+                                           parts="chunk" if c.parts == "chunk" else "floor",
+                                           ddof=c.std_ddof or 0)[0]
+    return out
+
+
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+@pytest.mark.parametrize("name", sorted(BUILT_IN | {"fd-dinov2", "clip-fid"}))
+def test_every_protocol_is_selectable_on_the_api_and_the_cli(name: str, feature_files: dict, capsys) -> None:
+    import json
+
+    import fidkit
+    from fidkit.cli import main
+
+    p = get_protocol(name)
+    argv = ["score", str(feature_files["real_file"]), str(feature_files["fake_file"]), "--protocol", name,
+            "--bootstrap", "0", "--json"]
+    if "extractor" in p.missing or "policy" in p.missing:  # said clearly, on both routes
+        with pytest.raises(InputError, match="is not registered"):
+            fidkit.score(feature_files["real"], feature_files["fake"], protocol=name, bootstrap=0)
+        assert main(argv) == 2 and "is not registered" in capsys.readouterr().err
+        return
+    api = fidkit.score(feature_files["real"], feature_files["fake"], protocol=name, bootstrap=0)
+    assert api["settings"]["protocol"]["label"] == p.label and api["settings"]["protocol"]["mismatches"] == []
+    want = _independent(name, feature_files["real"].features, feature_files["fake"].features,
+                        feature_files["fake"].logits)
+    assert sorted(m for m in ("fid", "kid", "is", "pr", "dc") if m in api) == sorted(want)
+    assert api["fid"] == pytest.approx(want["fid"], rel=1e-12)
+    if "kid" in want:
+        assert api["kid"]["mean"] == pytest.approx(want["kid"], rel=1e-12, abs=1e-15)
+    if "is" in want:
+        assert api["is"]["mean"] == pytest.approx(want["is"], rel=1e-12)
+    # the command line: the same numbers (KID's subsets through the CLI: test_allow_mismatch_... below)
+    assert main([*argv, "--metrics", ",".join(m for m in want if m != "kid")]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["settings"]["protocol"]["label"] == p.label
+    for m in (m for m in want if m != "kid"):
+        value = cli[m] if m == "fid" else cli[m]["mean"]
+        assert value == pytest.approx(want[m], rel=1e-12, abs=1e-15), m
+    assert main([*argv[:-1], "--metrics", "fid"]) == 0  # the text output names the protocol
+    assert f"protocol {p.label}" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+def test_contradicting_flags_are_one_line_errors_on_both_routes(feature_files: dict, capsys) -> None:
+    import fidkit
+    from fidkit.cli import main
+
+    real, fake = str(feature_files["real_file"]), str(feature_files["fake_file"])
+    message = "--seed 3 contradicts --protocol torch-fidelity (2020); pass --allow-mismatch to compute anyway"
+    with pytest.raises(InputError) as info:
+        fidkit.score(real, fake, protocol="torch-fidelity", seed=3, bootstrap=0)
+    assert str(info.value) == message
+    assert main(["score", real, fake, "--protocol", "torch-fidelity", "--seed", "3"]) == 2
+    assert capsys.readouterr().err == f"fidkit: {message}\n"
+    assert main(["kid", real, fake, "--protocol", "torch-fidelity", "--subsets", "7"]) == 2
+    assert "--subsets 7 contradicts --protocol torch-fidelity (100)" in capsys.readouterr().err
+    assert main(["fid", real, fake, "--protocol", "pytorch-fid", "--resize", "clean"]) == 2
+    assert "--resize clean contradicts --protocol pytorch-fid (legacy-pytorch)" in capsys.readouterr().err
+    # a metric the protocol does not reproduce, named: an error saying why
+    assert main(["kid", real, fake, "--protocol", "pytorch-fid"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not reproduce KID: the tool computes FID only" in err
+    with pytest.raises(InputError, match="does not reproduce precision/recall: torch-fidelity's default PR "):
+        fidkit.score(real, fake, "pr", protocol="torch-fidelity")
+    # a statistics or features file from another extractor than the protocol's
+    other = fidkit.FeatureResult(feature_files["fake"].features, None, feature_files["fake"].names,
+                                 fidkit.Provenance(extractor="mnist", resize_policy="mnist"))
+    with pytest.raises(InputError, match="fake was computed with extractor mnist, and --protocol pytorch-fid "
+                                         "uses inception-tf2015"):
+        fidkit.score(real, other, "fid", protocol="pytorch-fid")
+    # an option the protocol leaves free is allowed: clean-fid draws KID from an unseeded global RNG
+    free = fidkit.score(real, fake, "kid", protocol="clean-fid", seed=5, bootstrap=0)
+    assert free["settings"]["kid"]["seed"] == 5 and free["settings"]["protocol"]["mismatches"] == []
+
+
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+def test_allow_mismatch_computes_with_the_users_value_and_says_so(feature_files: dict, capsys) -> None:
+    import json
+
+    import fidkit
+    from fidkit.cli import main
+    from fidkit.kid import kid
+
+    real, fake = feature_files["real"], feature_files["fake"]
+    out = fidkit.score(real, fake, ("kid", "pr"), protocol="torch-fidelity", kid_subset_size=50,
+                       allow_mismatch=True, bootstrap=0)
+    mismatch = "--subset-size 50 contradicts --protocol torch-fidelity (1000)"
+    assert out["settings"]["protocol"]["mismatches"] == [mismatch]
+    assert f"mismatch: {mismatch}" in out["notes"]
+    assert any(n.startswith("precision/recall: not torch-fidelity's number") for n in out["notes"])
+    # torch-fidelity's draws (fake first, RandomState(2020)) with the user's subset size
+    assert out["kid"]["mean"] == pytest.approx(kid(fake.features, real.features, 100, 50, seed=2020)[0], rel=1e-12)
+    argv = ["score", str(feature_files["real_file"]), str(feature_files["fake_file"]), "--metrics", "kid,pr", "--protocol",
+            "torch-fidelity", "--subset-size", "50", "--allow-mismatch", "--bootstrap", "0"]
+    assert main([*argv, "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["kid"] == out["kid"] and cli["settings"]["protocol"]["mismatches"] == [mismatch]
+    assert main(argv) == 0
+    assert f"note: mismatch: {mismatch}" in capsys.readouterr().out
+
+
+def test_stylegan_divides_the_covariance_by_n_and_needs_n(feature_files: dict, tmp_path) -> None:
+    import warnings
+
+    import fidkit
+
+    real, fake = feature_files["real"].features, feature_files["fake"].features
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FidkitWarning)
+        got = fidkit.score(real, fake, "fid", protocol="stylegan", bootstrap=0)["fid"]
+        direct = fidkit.frechet_distance(real.mean(0), np.cov(real, rowvar=False, ddof=0), fake.mean(0),
+                                         np.cov(fake, rowvar=False, ddof=0))
+        assert got == pytest.approx(direct, rel=1e-12)
+        assert got != pytest.approx(fidkit.score(real, fake, "fid", bootstrap=0)["fid"], rel=1e-6)
+        no_n = tmp_path / "no_n.npz"
+        np.savez(no_n, mu=real.mean(0), sigma=np.cov(real, rowvar=False))  # pytorch-fid's layout: no n
+        with pytest.raises(InputError, match="real: a statistics file without its sample count; --protocol "
+                                             "stylegan divides the covariance by n"):
+            fidkit.score(no_n, fake, "fid", protocol="stylegan", bootstrap=0)
+
+
+def test_fidkit_protocols_lists_the_registry(capsys) -> None:
+    import json
+
+    from fidkit.cli import main
+
+    assert main(["protocols", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert set(rows) == set(available_protocols())
+    for name, row in rows.items():
+        p = get_protocol(name)
+        assert row["label"] == p.label and row["missing"] == p.missing
+        assert row["metrics"] == [m for m in ("fid", "kid", "is", "pr", "dc") if m not in p.missing]
+    assert main(["protocols"]) == 0
+    assert "torch-fidelity" in capsys.readouterr().out

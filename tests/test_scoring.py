@@ -92,9 +92,9 @@ def test_settings_and_notes_for_a_statistics_file_on_one_side() -> None:
     assert any(n.startswith("FID interval: real is a statistics file, so only fake was resampled")
                for n in out["notes"])
     assert any(n.startswith("n real: unknown") for n in out["notes"])
-    assert out["settings"] == {"seed": 3, "bootstrap": {"n": 5, "level": 0.95, "seed": 3}}
+    assert out["settings"] == {"seed": 3, "bootstrap": {"n": 5, "level": 0.95, "seed": 3}, "protocol": None}
     full = _quiet(_features(60), fake, bootstrap=5, kid_subset_size=20, is_splits=2)
-    assert set(full["settings"]) == {"seed", "bootstrap", "kid", "is", "pr", "dc"}
+    assert set(full["settings"]) == {"seed", "bootstrap", "kid", "is", "pr", "dc", "protocol"}
     assert full["settings"]["pr"] == {"k": 3} and full["settings"]["dc"] == {"k": 5}
     assert any("k-NN manifolds are held fixed" in n for n in full["notes"])
 
