@@ -667,3 +667,23 @@ def test_fidkit_protocols_lists_the_registry(capsys) -> None:
         assert row["metrics"] == [m for m in ("fid", "kid", "is", "pr", "dc") if m not in p.missing]
     assert main(["protocols"]) == 0
     assert "torch-fidelity" in capsys.readouterr().out
+
+
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+@pytest.mark.parametrize("name", ["torchmetrics", "torch-fidelity", "adm"])
+def test_fidkit_is_under_a_protocol(name: str, feature_files: dict, capsys) -> None:
+    """``fidkit is --protocol``: the protocol's splits (ADM: parts of 5000), order and std, as the API."""
+    import json
+
+    import fidkit
+    from fidkit.cli import main
+
+    fake = feature_files["fake"]
+    want = _independent(name, feature_files["real"].features, fake.features, fake.logits)["is"]
+    api = fidkit.score(fake.features, fake, "is", protocol=name, bootstrap=0)
+    assert main(["is", str(feature_files["fake_file"]), "--protocol", name, "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["is"] == api["is"] and cli["is"]["mean"] == pytest.approx(want, rel=1e-12)
+    assert cli["settings"]["protocol"]["label"] == get_protocol(name).label
+    assert main(["is", str(feature_files["fake_file"]), "--protocol", "pytorch-fid"]) == 2
+    assert "--protocol pytorch-fid does not reproduce IS" in capsys.readouterr().err
