@@ -282,11 +282,16 @@ def blocks(x: np.ndarray, block_rows: int | None = None) -> Iterator[tuple[int, 
 def validated(x: object, name: str, *, min_samples: int = 2) -> np.ndarray:
     """Returns (N, d) features checked as `fidkit._validate.features` checks them.
 
-    An ordinary input comes back as that function returns it (a float64 copy); a memory-mapped one is
-    checked block by block (2-D, real numeric dtype, at least ``min_samples`` rows, finite) and returned
-    as it is, so that a metric reads it in float64 blocks (`rows`, `take`). Raises `InputError`.
+    An ordinary input comes back as that function returns it (a float64 copy). A memory-mapped one, or
+    an array whose float64 copy would pass the bound (`default_max_bytes`), is checked block by block
+    (2-D, real numeric dtype, at least ``min_samples`` rows, finite) and returned as it is, so that a
+    metric reads it in float64 blocks (`rows`, `take`): the numbers are the same either way (a block
+    converted to float64 holds the values of the whole converted array). Raises `InputError`.
     """
-    if not is_mapped(x):
+    bound = default_max_bytes()
+    large = (isinstance(x, np.ndarray) and x.dtype != object and bound is not None
+             and x.size * 8 > bound)
+    if not (is_mapped(x) or large):
         return _validate.features(x, name, min_samples=min_samples)
     arr: np.ndarray = x  # type: ignore[assignment]
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) \

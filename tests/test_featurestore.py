@@ -260,3 +260,14 @@ def test_take_bounds_the_pages_of_scattered_rows(tmp_path, monkeypatch) -> None:
     np.testing.assert_array_equal(featurestore.take(x, index), np.asarray(x, dtype=np.float64)[index])
     assert len(seen) == 1024 // 4
     assert max(seen) < 4 * 2048 + 4096  # at most 4 rows' folios (2 MB each, the largest common size)
+
+
+def test_large_in_memory_array_is_not_copied_whole(monkeypatch) -> None:
+    """An array whose float64 copy would pass the bound is read in blocks like a spilled one: same numbers."""
+    real, fake, logits = _features(200, 6, 0), _features(190, 6, 1, 0.2), _features(150, 5, 2) * 3
+    want = (kid(real, fake, subsets=4, subset_size=30), inception_score(logits), prdc.prdc(real, fake, 3))
+    monkeypatch.setenv(featurestore.MAX_BYTES_ENV, "1K")
+    assert featurestore.validated(real, "real") is real  # float32, not a float64 copy
+    assert (kid(real, fake, subsets=4, subset_size=30), inception_score(logits), prdc.prdc(real, fake, 3)) == want
+    small = _features(5, 6, 0)
+    assert featurestore.validated(small, "x").dtype == np.float64  # under the bound: as before
