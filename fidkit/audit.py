@@ -942,6 +942,9 @@ def _cmd_audit(args: argparse.Namespace) -> int:
                                ("--protocol", "protocol", "--protocols"), ("--runtime", "runtime", "--runtimes")):
         if getattr(args, dest, None) is not None:
             raise InputError(f"{opt}: `fidkit audit` runs every protocol's own setting; choose with {instead}")
+    if getattr(args, "checkpoint", None):
+        raise InputError("--checkpoint: `fidkit audit` keeps its decoded images and features in memory and "
+                         "does not checkpoint; drop --checkpoint")
     weights = _weights_option(args.weights, args.protocols) if getattr(args, "weights", None) else {}
     pipe = {k: getattr(args, k) for k in ("batch_size", "workers", "value_range", "layout", "skip_bad")
             if hasattr(args, k)}

@@ -477,7 +477,7 @@ def test_cli_audit_writes_and_prints(offline: Path, capsys: pytest.CaptureFixtur
     (["--runtime", "torch"], "--runtime: `fidkit audit` runs every protocol's own setting; choose with --runtimes"),
     (["--resize", "clean"], "--resize: `fidkit audit` runs every protocol's own setting"),
     (["--sample-sizes", "10,5000"], "--sample-sizes 10,5000: expected at least 2 distinct sizes between 2 and the 60"),
-    (["--protocol", "ttur"], "--protocol: `fidkit audit` runs every protocol's own setting; choose with --protocols"),
+    (["--checkpoint", "ck"], "--checkpoint: `fidkit audit` keeps its decoded images"),
     (["--weights", "w.npz"], "--weights w.npz: the chosen protocols run "),
     (["--weights", "inception-tf2015=w.npz"], "--weights inception-tf2015=w.npz: no such file"),
     (["--protocols", "ttur", "--weights", "pt_inception-2015-12-05-6726825d.pth"],
@@ -491,6 +491,22 @@ def test_cli_audit_bad_options_are_one_line(offline: Path, capsys: pytest.Captur
     assert main(["audit", str(offline / "real.npy"), str(offline / "fake.npy"), "--no-progress", *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fidkit: ") and needle in err and len(err.splitlines()) == 1
+
+
+def test_cli_audit_refuses_protocol_singular(offline: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--protocol (the other commands' option, inherited with their input options) names --protocols."""
+    from fidkit.cli import build_parser
+
+    sub = next(a for a in build_parser()._actions if hasattr(a, "choices") and isinstance(a.choices, dict))
+    if not any("--protocol" in a.option_strings for a in sub.choices["audit"]._actions):
+        pytest.skip("the shared input options have no --protocol yet")
+    real, fake = _mnist_pair()
+    np.save(offline / "real.npy", real[:60])
+    np.save(offline / "fake.npy", fake[:60])
+    assert main(["audit", str(offline / "real.npy"), str(offline / "fake.npy"), "--protocol", "ttur"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("fidkit: --protocol: `fidkit audit` runs every protocol's own setting; choose with "
+                   "--protocols\n")
 
 
 def test_cli_audit_refuses_features(offline: Path, capsys: pytest.CaptureFixture[str]) -> None:
