@@ -25,8 +25,22 @@ from .errors import FidkitError, FidkitWarning, InputError
 from .metrics import DEFAULT_BOOTSTRAP  # noqa: E402
 
 
+class _Formatter(argparse.HelpFormatter):
+    """Help text wrapped at spaces only: names such as ``pil-bilinear`` are never cut at their hyphen."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        import textwrap
+
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 class _Parser(argparse.ArgumentParser):
-    """An argument parser whose usage errors are one line, ``fidkit: <command>: <problem>; see --help``."""
+    """An argument parser whose usage errors are one line, ``fidkit: <command>: <problem>; see --help``;
+    its subcommands' help is wrapped by `_Formatter` unless they choose another formatter."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         command = self.prog.partition(" ")[2]
