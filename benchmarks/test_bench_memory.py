@@ -169,6 +169,7 @@ def feature_files(tmp_path_factory, request) -> dict:
     shutil.rmtree(folder, ignore_errors=True)
 
 
+_SEEN: dict[str, object] = {}  # values of the file cases, which store-all must repeat exactly
 _CASES = ["inputs-only", "fid-stats", "kid", "is", "prdc", "store-all"]
 
 
@@ -193,6 +194,10 @@ def test_bench_memory_peak_rss(benchmark, feature_files: dict, case: str) -> Non
     values = report["values"]
     if case == "store-all":  # the default bound spills the features (not the smoke run's small logits)
         assert values["spilled"][:2] == [f["n"] * f["d"] * 4 > 2**30] * 2
+        for key in ("fid", "kid", "is"):  # the same rows through the store: the same numbers, exactly
+            if key in _SEEN:
+                assert values[key] == _SEEN[key], key
+    _SEEN.update(values)
     if case in ("fid-stats", "store-all"):
         assert values["fid"] > 0
     if case == "kid":
