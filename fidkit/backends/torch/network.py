@@ -133,8 +133,9 @@ def _token_op(torch: Any, node: Node, xs: Any, module: Any) -> torch.Tensor:
         n, t, _ = x.shape
         dim, heads = a["dim"], a["heads"]
         q, k, v = x.reshape(n, t, 3, heads, dim // heads).permute(2, 0, 3, 1, 4)
-        weights = torch.softmax((q * (dim // heads) ** -0.5) @ k.transpose(-2, -1), dim=-1)
-        return (weights @ v).transpose(1, 2).reshape(n, t, dim)
+        # torch's fused kernel (flash attention on CPU, float32 throughout; TF32 is off): the same
+        # softmax(q k^T / sqrt(hd)) v, summed in another order, without the (T, T) weights in memory
+        return F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(n, t, dim)
     if op == "gelu":
         return F.gelu(x, approximate=a["approximate"])
     if op == "quick_gelu":
