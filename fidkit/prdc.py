@@ -11,7 +11,9 @@ features:
 - A sample's radius is the distance to its k-th nearest neighbour in its own set, the sample itself not
   counted (the (k+1)-th smallest distance including the zero self-distance), duplicates counted.
 - Tie convention: a point is inside a ball only if its distance is strictly less than the radius (``<``,
-  as ``prdc``); a point exactly on the sphere is outside.
+  as ``prdc``); a point exactly on the sphere is outside. `precision_recall` takes ``radius_inclusive=True``
+  for the ``<=`` of StyleGAN (metrics/precision_recall.py), torch-fidelity (metric_prc.py) and the ADM
+  evaluator (ManifoldEstimator), which count it inside.
 
 Memory is O(block_size · `COLUMN_TILE` + N), not O(N²): distances are computed for ``block_size`` rows
 against `COLUMN_TILE` columns at a time, the k smallest per row carried across tiles. Memory-mapped
@@ -178,9 +180,11 @@ def per_sample(real: np.ndarray, fake: np.ndarray, k: int = 5, *, block_size: in
 
 
 def _per_samples(real: np.ndarray, fake: np.ndarray, ks: Sequence[int], recall_ks: set[int],
-                 block_size: int | None, progress: bool = False) -> dict[int, PerSample]:
+                 block_size: int | None, progress: bool = False, inclusive: bool = False) -> dict[int, PerSample]:
     """Returns {k: `PerSample`} for several k from one pass over the distances (recall only for
-    ``recall_ks``: it needs the fake radii, a second N² pass); a progress bar counts rows with ``progress``."""
+    ``recall_ks``: it needs the fake radii, a second N² pass); a progress bar counts rows with ``progress``;
+    ``inclusive``: a point at exactly a radius is inside (``<=``), else outside (``<``)."""
+    within = np.less_equal if inclusive else np.less
     ks = sorted(set(ks))
     n_real, n_fake = real.shape[0], fake.shape[0]
     with progress_bar(2 * n_real + (n_fake if recall_ks else 0), f"k-NN (k = {', '.join(map(str, ks))})",
@@ -198,12 +202,12 @@ def _per_samples(real: np.ndarray, fake: np.ndarray, ks: Sequence[int], recall_k
             for clo, chi, d in _tiles(featurestore.rows(real, lo, hi), real_sq[lo:hi], fake, fake_sq):
                 np.minimum(nearest, d.min(axis=1), out=nearest)
                 for k in ks:
-                    inside = d < r_real[k][lo:hi, None]
+                    inside = within(d, r_real[k][lo:hi, None])
                     inside_count[k][clo:chi] += inside.sum(axis=0)
                     if k in r_fake:
-                        recalled[k][lo:hi] |= (d < r_fake[k][None, clo:chi]).any(axis=1)
+                        recalled[k][lo:hi] |= within(d, r_fake[k][None, clo:chi]).any(axis=1)
             for k in ks:
-                covered[k][lo:hi] = nearest < r_real[k][lo:hi]
+                covered[k][lo:hi] = within(nearest, r_real[k][lo:hi])
             bar.update(hi - lo)
     return {k: PerSample(inside_count[k], recalled[k], covered[k], k) for k in ks}
 
@@ -213,17 +217,21 @@ def _registry_k(metric: str) -> int:
 
 
 def precision_recall(real: np.ndarray, fake: np.ndarray, k: int | None = None, *,
-                     block_size: int | None = None, progress: bool = False) -> PrecisionRecall:
+                     block_size: int | None = None, progress: bool = False,
+                     radius_inclusive: bool = False) -> PrecisionRecall:
     """Returns (precision, recall) of ``fake`` against ``real`` features with k-NN balls (Kynkäänniemi et al. 2019).
 
     Precision: the fraction of fake samples inside some real sample's k-NN ball; recall: the fraction of
-    real samples inside some fake sample's k-NN ball (strict ``<``, as the ``prdc`` package). ``k`` None
-    is the registry's default, k = 3, the paper's choice. ``block_size`` rows of distances are held at a
-    time (default: about 64 MB); ``progress`` shows a bar over the distance rows.
+    real samples inside some fake sample's k-NN ball (strict ``<``, as the ``prdc`` package; with
+    ``radius_inclusive`` a point at exactly a radius is inside, ``<=``, as StyleGAN's ``compute_pr``,
+    torch-fidelity's ``metric_prc`` and the ADM evaluator's ``ManifoldEstimator``: the two differ only on
+    exact ties, e.g. duplicated samples). ``k`` None is the registry's default, k = 3, the paper's choice.
+    ``block_size`` rows of distances are held at a time (default: about 64 MB); ``progress`` shows a bar
+    over the distance rows.
     """
     k = _registry_k("pr") if k is None else k
     r, f = _check(real, fake, (("pr", k),))
-    out = _per_samples(r, f, (k,), {k}, block_size, progress)[k].aggregate()
+    out = _per_samples(r, f, (k,), {k}, block_size, progress, bool(radius_inclusive))[k].aggregate()
     return PrecisionRecall(out.precision, out.recall)
 
 

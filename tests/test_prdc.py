@@ -116,3 +116,26 @@ def test_combined_follows_the_registry() -> None:
     assert (same_k.precision, same_k.recall) == tuple(precision_recall(real, fake, k=4))
     assert (same_k.density, same_k.coverage) == tuple(density_coverage(real, fake, k=4))
     assert tuple(prdc(real, fake, 2, dc_k=6))[2:] == tuple(density_coverage(real, fake, k=6))
+
+
+@pytest.mark.parametrize("block_size", [None, 5])
+def test_radius_inclusive_counts_points_on_a_radius(block_size: int | None) -> None:
+    """``radius_inclusive=True`` (StyleGAN, torch-fidelity, ADM: ``<=``) against a brute-force count from the
+    full distance matrix, on integer points with many exact ties; the default ``<`` against the same count
+    with ``<``, and the two differ here (the ties decide)."""
+    rng = np.random.default_rng(11)
+    real = rng.integers(0, 4, (60, 2)).astype(float)
+    fake = rng.integers(0, 5, (50, 2)).astype(float)
+
+    def brute(le: bool) -> tuple[float, float]:
+        op = np.less_equal if le else np.less
+        d_rr = np.sqrt(((real[:, None] - real[None]) ** 2).sum(-1))
+        d_ff = np.sqrt(((fake[:, None] - fake[None]) ** 2).sum(-1))
+        d_rf = np.sqrt(((real[:, None] - fake[None]) ** 2).sum(-1))
+        r_real, r_fake = np.sort(d_rr, axis=1)[:, 3], np.sort(d_ff, axis=1)[:, 3]
+        return float(op(d_rf, r_real[:, None]).any(0).mean()), float(op(d_rf, r_fake[None, :]).any(1).mean())
+
+    inclusive = precision_recall(real, fake, 3, block_size=block_size, radius_inclusive=True)
+    strict = precision_recall(real, fake, 3, block_size=block_size)
+    assert tuple(inclusive) == brute(True) and tuple(strict) == brute(False)
+    assert inclusive != strict
