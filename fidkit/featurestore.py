@@ -10,7 +10,7 @@ array (so a normal run is unchanged); past the bound it writes them to an anonym
 The bound, one mechanism: ``max_bytes=`` where a store is made, by default the environment variable
 ``FIDKIT_MAX_FEATURES_BYTES`` (bytes, or with a binary suffix: ``512M``, ``4G``; ``0``: always on disk;
 ``none``: never), else `DEFAULT_MAX_BYTES` (1 GiB per array: 130,000 rows of 2048 float32 features).
-The folder is ``FIDKIT_SPILL_DIR``, else ``spill`` under fidkit's cache (`fidkit.weights.cache.fidkit_home`),
+The folder is ``FIDKIT_SPILL_DIR``, else ``spill`` under fidkit's cache (`fidkit._paths.fidkit_home`),
 a disk folder, not ``/tmp``, which is often memory (tmpfs).
 
 Clean-up. The spill file is created with `tempfile.TemporaryFile`: on Linux and macOS its name is
@@ -79,7 +79,7 @@ def spill_dir() -> Path:
     env = os.environ.get(SPILL_DIR_ENV)
     if env:
         return Path(env).expanduser()
-    from .weights.cache import fidkit_home
+    from ._paths import fidkit_home
 
     return fidkit_home() / "spill"
 

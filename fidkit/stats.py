@@ -170,9 +170,19 @@ class Stats:
     @classmethod
     def from_features(cls, features: np.ndarray, provenance: Provenance = Provenance(), *,
                       label: str | None = None) -> Stats:
-        """Returns the statistics of an (N, d) feature array, N >= 2 (``label`` names the input in errors)."""
+        """Returns the statistics of an (N, d) feature array, N >= 2 (``label`` names the input in errors).
+
+        A memory-mapped array (`fidkit.featurestore`'s spill file) is read in blocks of `FLUSH_ROWS` rows,
+        so that it is never copied whole into float64 (equal to the one-block result to float64 rounding).
+        """
+        from .featurestore import blocks, is_mapped
+
         acc = StatsAccumulator(provenance, label=label)
-        acc.update(features)
+        if is_mapped(features):
+            for _, block in blocks(features, StatsAccumulator.FLUSH_ROWS * 4):
+                acc.update(block)
+        else:
+            acc.update(features)
         return acc.stats()
 
     def merge(self, other: Stats) -> Stats:

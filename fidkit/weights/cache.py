@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .._atomic import atomic_path
+from .._paths import fidkit_home
 from ..errors import WeightsError
 from . import files
 from .files import _CHUNK, WeightsFile, _expected, _matches_pin, _size_mismatch, sha256_file
@@ -29,16 +30,6 @@ class _DigestMismatch(WeightsError):
 
 
 # ----------------------------------------------------------------------------------------- locations
-
-
-def fidkit_home() -> Path:
-    """Returns fidkit's cache root: ``$FIDKIT_HOME``, else the platform user cache dir."""
-    env = os.environ.get("FIDKIT_HOME")
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("fidkit"))
 
 
 def cache_dir() -> Path:
