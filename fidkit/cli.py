@@ -273,10 +273,11 @@ class _Context:
         from .inputs import check_inputs, classify
         from .scoring import score
 
-        if metrics is None:  # score's default: every metric, or those --protocol reproduces
+        defaulted = metrics is None
+        if defaulted:  # score's default: every metric, or those --protocol reproduces from these inputs
             from .scoring import default_metrics
 
-            metrics = default_metrics(self.args.protocol)
+            metrics = default_metrics(self.args.protocol, real, fake, kwargs.get("spatial"))
         if kwargs.get("bootstrap", 0) is None:  # score's default, decided here when inputs are precomputed
             kwargs["bootstrap"] = DEFAULT_BOOTSTRAP if classify(fake) != "stats" else 0
         kinds, need_real, need_fake = check_inputs(real, fake, metrics, kwargs.get("bootstrap") or 0)
@@ -298,8 +299,8 @@ class _Context:
                 return None
             a, b = (v if op is None else op.features if op.features is not None else op.stats
                     for v, op in zip((a, b), ops, strict=True))
-        result = score(a, b, metrics, ex, allow_mismatch=self.args.allow_mismatch, protocol=self.args.protocol,
-                       **self.pipe(), **kwargs)
+        result = score(a, b, None if defaulted and self.args.protocol else metrics, ex,
+                       allow_mismatch=self.args.allow_mismatch, protocol=self.args.protocol, **self.pipe(), **kwargs)
         return {**result, **self.files_report()}
 
 
@@ -431,7 +432,7 @@ def _lines(result: dict[str, Any], args: argparse.Namespace) -> list[str]:
 def _cmd_metric(metrics: tuple[str, ...]):
     def run(args: argparse.Namespace) -> int:
         kwargs: dict[str, Any] = {"bootstrap": 0}  # point values, whatever score's default
-        for name in ("kid_subsets", "kid_subset_size", "k", "seed"):  # None: the metric's registered default
+        for name in ("kid_subsets", "kid_subset_size", "k", "seed", "pr_weights"):  # None: the registered default
             if getattr(args, name, None) is not None:
                 kwargs[name] = getattr(args, name)
         result = _Context(args).score(args.real, args.fake, metrics, **kwargs)
@@ -445,7 +446,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
     ctx = _Context(args)
     kwargs = {"kid_subsets": args.kid_subsets, "kid_subset_size": args.kid_subset_size,
               "is_splits": args.is_splits, "k": args.k, "dc_k": args.dc_k, "bootstrap": args.bootstrap,
-              "level": args.level, "seed": args.seed, "cmmd_sigma": args.cmmd_sigma, "cmmd_scale": args.cmmd_scale}
+              "level": args.level, "seed": args.seed, "cmmd_sigma": args.cmmd_sigma, "cmmd_scale": args.cmmd_scale,
+              "pr_weights": args.pr_weights}
     if args.generator is None and (args.num is not None or args.quantize or args.seeds != "0"):
         raise InputError("--num, --seeds and --quantize apply to --generator only; pass --generator "
                          "MOD:ATTR, or drop them")
@@ -664,6 +666,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--k", type=_positive, metavar="K",
                     help=f"the k-th nearest neighbour sets each sample's radius (default {pr_k})")
 
+    def pr_weights(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--pr-weights", metavar="FILE",
+                       help="precision/recall under --protocol stylegan or torch-fidelity: the weights file of "
+                            "its VGG16 (vgg16.pt, vgg16-397923af.pth), when not found where `fidkit weights "
+                            "where` looks")
+
+    pr_weights(pr)
+
     p = sub.add_parser("is", parents=[common, pipe], help="Inception Score (Salimans et al. 2016)")
     p.add_argument("input", help="generated images, or a features file with logits")
     is_options(p)
@@ -699,6 +709,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"precision/recall: the k-th nearest neighbour sets each radius (default {pr_k})")
     p.add_argument("--dc-k", type=_positive, metavar="K",
                    help=f"density/coverage: the k-th nearest neighbour sets each radius (default {dc_k})")
+    pr_weights(p)
     p.add_argument("--bootstrap", type=_count, default=None, metavar="N",
                    help=f"bootstrap resamples for the intervals of FID, KID and the k-NN metrics (default "
                         f"{DEFAULT_BOOTSTRAP}, as fidkit.score, or none when B is a statistics file; 0: "

@@ -84,12 +84,22 @@ class ISConfig:
 @dataclass(frozen=True)
 class PRConfig:
     """Precision/recall (Kynkäänniemi et al., NeurIPS 2019) and density/coverage (Naeem et al., ICML 2020):
-    neighbourhood sizes and the feature space (``"extractor"``: the protocol's extractor and layer)."""
+    neighbourhood sizes and the feature space.
+
+    ``extractor``: fidkit's extractor whose features PR is computed on when it is not the protocol's own
+    (None: the protocol's extractor and layer); `fidkit.score` then runs a second pass over the images with
+    it, at its own canonical resize policy. ``radius_inclusive``: a point at exactly a k-NN radius counts
+    as inside (``<=``: StyleGAN, torch-fidelity, ADM) rather than outside (``<``: the ``prdc`` package,
+    fidkit's default); `fidkit.prdc.precision_recall`'s argument of that name. ``feature_space``: the
+    feature space in words, for the documentation.
+    """
 
     k: int = 3
     dc_k: int | None = None
     feature_space: str = "extractor"
     note: str = ""
+    extractor: str | None = None
+    radius_inclusive: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,7 +123,8 @@ class Protocol:
     `fidkit.frechet_distance` is exact; the tools' methods agree with it to ~1e-7 relative on the test's
     rank-deficient covariances); ``seeds``/``aggregate``: runs over generator seeds and how they are
     reported; ``unavailable``: metric -> why fidkit does not reproduce the tool's number;
-    ``verified``: how this record was checked.
+    ``verified``: how this record was checked; ``sfid``: whether the tool reports sFID (Nash et al. 2021:
+    the Fréchet distance of the extractor's ``spatial`` output, `fidkit.sfid`).
     """
 
     name: str
@@ -138,6 +149,7 @@ class Protocol:
     verified: str = "read from the tool's source; not run in the tests"
     sources: tuple[str, ...] = ()
     notes: str = ""
+    sfid: bool = False
 
     def __post_init__(self) -> None:
         if not self.name or self.version < 1:
@@ -164,6 +176,9 @@ class Protocol:
         if self.extractor not in available_extractors():
             out["extractor"] = (f"extractor {self.extractor!r} is not registered in fidkit (fidkit "
                                 f"extractors lists those that are)")
+        pr_ex = self.pr.extractor if self.pr is not None else None
+        if pr_ex is not None and pr_ex not in available_extractors() and "pr" not in out:
+            out["pr"] = f"its PR extractor {pr_ex!r} is not registered in fidkit"
         if self.policy not in POLICIES:
             proposed = PROPOSED_POLICIES.get(self.policy)
             where = (f" ({proposed.description}); its definition is fidkit.protocols.PROPOSED_POLICIES"
@@ -294,8 +309,9 @@ def resolve(protocol_name: str | Protocol, *, allow_mismatch: bool = False,
     ``"kid_subset_size_rule"`` and ``"kid_std"`` (what the tool reports besides the mean: "ddof0",
     "ddof1" or "none"), ``"is"`` (keyword arguments of `fidkit.inception_score`: splits, shuffle_seed,
     rng, parts, ddof; or, for tools that cut parts of a fixed size, ``split_size`` instead of splits: see
-    `Protocol.is_splits`) with ``"is_std"`` (False when the tool reports the mean only), ``"pr"``/``"dc"``
-    ({"k"}), ``"seed"`` (the seed used), ``"unavailable"`` (`Protocol.missing`: metric -> why fidkit does
+    `Protocol.is_splits`) with ``"is_std"`` (False when the tool reports the mean only), ``"pr"``
+    ({"k", "radius_inclusive", "extractor"}: `PRConfig`), ``"dc"`` ({"k"}), ``"sfid"`` ({"cov_ddof"}, when
+    the tool reports sFID), ``"seed"`` (the seed used), ``"unavailable"`` (`Protocol.missing`: metric -> why fidkit does
     not reproduce the tool's number), ``"protocol"`` ({"name", "version", "label", "tool"}),
     ``"mismatches"`` and ``"notes"`` (one-line strings: what the tool does that fidkit does not, e.g.
     float32 kernels, runs over several seeds). Raises `InputError` for an unknown protocol or option, and
@@ -375,8 +391,11 @@ def resolve(protocol_name: str | Protocol, *, allow_mismatch: bool = False,
         if cfg.order == "torch-randperm":
             notes.append(f"IS: {p.name} permutes with torch.randperm on its unseeded global generator; this is "
                          f"its number right after torch.manual_seed({is_seed})")
+    if p.sfid:
+        metric_options["sfid"] = {"cov_ddof": p.fid_cov_ddof}
     if p.pr is not None:
-        metric_options["pr"] = {"k": chosen["k"]}
+        metric_options["pr"] = {"k": chosen["k"], "radius_inclusive": p.pr.radius_inclusive,
+                                "extractor": p.pr.extractor}
         if p.pr.dc_k is not None:
             metric_options["dc"] = {"k": chosen["dc_k"]}
     if p.seeds:
@@ -444,7 +463,9 @@ def _pr_text(c: PRConfig | None) -> str:
     if c is None:
         return "—"
     dc = f", D/C k {c.dc_k}" if c.dc_k is not None else ""
-    return f"k {c.k}{dc}; {c.feature_space}"
+    ex = f" (extractor `{c.extractor}`, a second pass)" if c.extractor is not None else ""
+    rule = "a point on a radius is inside (<=)" if c.radius_inclusive else "a point on a radius is outside (<)"
+    return f"k {c.k}{dc}; {c.feature_space}{ex}; {rule}"
 
 
 def _cell(text: str) -> str:
@@ -481,7 +502,8 @@ def markdown_table() -> str:
         seeds = f"{', '.join(map(str, p.seeds))} ({p.aggregate})" if p.seeds else p.aggregate
         row = [f"`{p.label}`", f"{p.tool} ({p.tool_versions})", f"`{p.extractor}`, {p.layer}",
                ", ".join(f"`{w}`" for w in p.weights), f"`{p.policy}`",
-               f"ddof {p.fid_cov_ddof}; {p.fid_trace_sqrt}", _kid_text(p.kid),
+               f"ddof {p.fid_cov_ddof}; {p.fid_trace_sqrt}" + ("; sFID: the same on the extractor's spatial "
+                                                               "output" if p.sfid else ""), _kid_text(p.kid),
                _is_text(p.inception_score, p.logits_bias), _pr_text(p.pr),
                f"{real} / {p.samples.fake:,}", seeds, missing, p.verified]
         lines.append("| " + " | ".join(_cell(c) for c in row) + " |")
@@ -519,10 +541,6 @@ _SQRTM = "scipy.linalg.sqrtm(S1 S2), real part (eps 1e-6 on the diagonal if not 
 _NP_EIGVALS = "sum of sqrt(numpy.linalg.eigvals(S1 S2)) real parts"
 _STD_FID_STATS = "mean and numpy.cov(rowvar=False) of float32 features (mean in float32)"
 _NO_KID_IS = "the tool computes FID only"
-_NVIDIA_VGG = ("precision/recall in NVIDIA's VGG16 feature space (vgg16.pt, ReLU(fc2) 4096-d), a second network "
-               "that a protocol's one extractor does not run: compute it with `fidkit pr --extractor vgg16-nvidia "
-               "--k 3` (StyleGAN's k-NN rule, checked in tests/test_vgg16.py; StyleGAN counts a point exactly "
-               "on a radius and takes float16 distances, fidkit does neither)")
 
 register_protocol(Protocol(
     name="pytorch-fid", version=1, tool="pytorch-fid", tool_versions="0.3.x (checked: 0.3.0)",
@@ -554,17 +572,18 @@ register_protocol(Protocol(
                   first_draw="fake", std="ddof0", arithmetic="float32"),
     inception_score=ISConfig(splits=10, order="numpy-permutation", seed=2020, parts="floor", std_ddof=0),
     pr=PRConfig(k=3, feature_space="VGG16 fc2_relu (torch-fidelity's default PR extractor 'vgg16')",
+                extractor="vgg16-torchvision", radius_inclusive=True,
                 note="torch-fidelity computes precision/recall on VGG16 features by default "
                      "(DEFAULT_FEATURE_EXTRACTOR['prc'] = 'vgg16'); on its Inception pool3 only when "
-                     "feature_extractor='inception-v3-compat' is passed."),
+                     "feature_extractor='inception-v3-compat' is passed. fidkit runs torchvision's VGG16 "
+                     "(vgg16-torchvision, resize policy vgg16-tf1) in a second pass over the images; "
+                     "metric_prc takes torch.cdist in float32 and counts a probe at distance <= a radius "
+                     "(kthvalue(k + 1)) as inside, fidkit's distances are float64."),
     samples=Samples(None, 50_000, "torch-fidelity compares the two inputs it is given (input1 = generated, "
                     "input2 = real); KID needs at least kid_subset_size (1000) samples on each side"),
-    unavailable=(("pr", "torch-fidelity's default PR feature space is VGG16 (fc2_relu), a second network that a "
-                        "protocol's one extractor does not run: compute it with `fidkit pr --extractor "
-                        "vgg16-torchvision --k 3` (its FeatureExtractorVGG16 and metric_prc, checked in "
-                        "tests/test_vgg16.py; it counts a point exactly on a radius, fidkit does not)"),
-                 ("dc", "torch-fidelity computes no density/coverage")),
-    verified="tests/test_protocols.py runs torch_fidelity.calculate_metrics (FID, KID, ISC) on the same PNGs",
+    unavailable=(("dc", "torch-fidelity computes no density/coverage"),),
+    verified="tests/test_protocols.py runs torch_fidelity.calculate_metrics (FID, KID, ISC) on the same PNGs; "
+             "tests/test_vgg16.py its PR (prc=True) on synthetic VGG16 weights",
     sources=("torch_fidelity/defaults.py: isc_splits 10, kid_subsets 100, kid_subset_size 1000, poly degree "
              "3, gamma None (1/d), coef0 1, samples_shuffle True, rng_seed 2020, prc_neighborhood 3",
              "torch_fidelity/metric_fid.py: np.mean/np.cov of float32 features; tr sqrt from np.linalg.eigvals",
@@ -734,11 +753,17 @@ register_protocol(Protocol(
     kid=KidConfig(subsets=100, subset_size=1000, subset_size_rule="capped", rng="numpy-global", seed=None,
                   first_draw="fake", std="none", arithmetic="float32"),
     inception_score=ISConfig(splits=10, order="given", parts="floor", std_ddof=0),
-    pr=PRConfig(k=3, feature_space="NVIDIA VGG16 (vgg16.pt, 4096-d fc2 features)",
-                note="pr50k3_full: real max 200,000 images, 50,000 generated, k = 3, row/col batch 10,000."),
+    pr=PRConfig(k=3, feature_space="NVIDIA VGG16 (vgg16.pt, 4096-d ReLU(fc2) features)", extractor="vgg16-nvidia",
+                radius_inclusive=True,
+                note="pr50k3_full: real max 200,000 images, 50,000 generated, k = 3, row/col batch 10,000; "
+                     "a probe is inside when its distance is <= a radius. fidkit runs NVIDIA's VGG16 "
+                     "(vgg16-nvidia, resize policy vgg16-tf1) in a second pass over the images. StyleGAN "
+                     "casts the features to float16 and takes the distances in float16 on the GPU; fidkit "
+                     "computes them in float64, so probes within float16 rounding of a radius may be "
+                     "counted differently (measured in tests/test_vgg16.py: under 2% of probes there)."),
     samples=Samples(None, 50_000, "_full: the whole training set (max_items=None) against 50,000 generated "
                     "images; is50k: 50,000 generated"),
-    unavailable=(("pr", _NVIDIA_VGG), ("dc", "StyleGAN's metrics have no density/coverage")),
+    unavailable=(("dc", "StyleGAN's metrics have no density/coverage"),),
     sources=("stylegan2-ada-pytorch metrics/frechet_inception_distance.py (detector_kwargs "
              "return_features=True, max_real=None, num_gen=50000; sqrtm of np.dot(sigma_gen, sigma_real))",
              "metrics/metric_utils.py FeatureStats.get_mean_cov (cov = raw_cov / num - outer(mean, mean))",
@@ -787,21 +812,27 @@ register_protocol(Protocol(
     logits_bias=False, fid_cov_ddof=1, fid_trace_sqrt=_SQRTM,
     kid=None, inception_score=ISConfig(splits=None, split_size=5000, order="given", parts="fixed-size",
                                        std_ddof=None),
-    pr=PRConfig(k=3, feature_space="Inception pool3 (2048-d), distances in float16 first",
+    pr=PRConfig(k=3, feature_space="Inception pool3 (2048-d), distances in float16 first", radius_inclusive=True,
                 note="ManifoldEstimator(nhood_sizes=(3,)) on the pool3 features, reference = the 10k "
-                     "images of the reference batch; pairwise distances are computed in float16 and redone "
-                     "in float32 only when not finite, so ties at the radius can differ from fidkit's float64."),
+                     "images of the reference batch (arr_0); a point is inside a ball when its squared "
+                     "distance is <= the squared radius. ADM computes the distances in float16 (redone in "
+                     "float32 only when not finite), fidkit in float64: on 2048-d pool3-like features a few "
+                     "tenths of a percent of the decisions flip (measured in tests/test_adm_evaluator.py)."),
     samples=Samples(None, 50_000, "reference batches carry statistics of the whole data set plus 10,000 "
                     "images for PR; sample batches hold 50,000 images"),
-    unavailable=(("kid", "ADM computes no KID"), ("dc", "ADM computes no density/coverage"),
-                 ("sfid", "sFID needs the mixed_6/conv spatial features (first 7 channels, 2023-d): fidkit's "
-                          "extractor has no such output"),
-                 ("pr", "ADM's PR computes distances in float16 (DistanceBlock); fidkit's float64 k-NN "
-                        "agrees except for samples within float16 rounding of a radius")),
+    unavailable=(("kid", "ADM computes no KID"), ("dc", "ADM computes no density/coverage")),
+    sfid=True,
+    verified="tests/test_adm_evaluator.py: a re-implementation of the evaluator's stated algorithm (FID, "
+             "sFID, IS, PR) against fidkit.score(protocol='adm') on the same features and statistics",
     sources=("openai/guided-diffusion evaluations/evaluator.py: FIDStatistics.frechet_distance (TTUR's, "
              "sqrtm, eps 1e-6), compute_statistics (np.mean, np.cov), compute_inception_score(split_size="
              "5000, softmax of pool3 @ W without bias, mean only), ManifoldEstimator (k = 3, float16 "
              "distances), _create_feature_graph (ExpandDims:0 input map)",),
+    notes="sFID is the Fréchet distance of the extractor's `spatial` output (mixed_6/conv, first 7 channels, "
+          "2023-d; `fidkit.sfid`); a reference batch (VIRTUAL_*.npz) given as real supplies mu/sigma for FID "
+          "and mu_s/sigma_s for sFID. The sample scores printed in the evaluator's README cannot be "
+          "reproduced offline: they need the real Inception graph and OpenAI's reference and sample "
+          "batches (gigabytes), none of which the tests can download.",
 ))
 
 

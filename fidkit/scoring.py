@@ -45,7 +45,8 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
           dc_k: int | None = None, bootstrap: int | None = None, level: float = 0.95, seed: int | None = None,
           generator: Any = None, num: int | None = None, seeds: Any = (0,), quantize: bool = False,
           spatial: Mapping[str, Any] | None = None, cmmd_sigma: float | None = None,
-          cmmd_scale: float | None = None, protocol: str | None = None) -> dict[str, Any]:
+          cmmd_scale: float | None = None, protocol: str | None = None,
+          pr_weights: str | None = None) -> dict[str, Any]:
     """Returns {metric: value} comparing ``fake`` with ``real``: the one-call API.
 
     ``real`` and ``fake`` may be image inputs (folder, zip, array file, array), feature arrays or files,
@@ -89,6 +90,15 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
     features: computed in the same pass from image inputs, or given as ``spatial={"real": Stats,
     "fake": Stats}`` (`fidkit.sfid.spatial_stats`) for sides that are not images.
 
+    Under a protocol whose precision/recall is computed in another network's feature space (`stylegan`:
+    ``vgg16-nvidia``, `torch-fidelity`: ``vgg16-torchvision``; `fidkit.protocols.PRConfig.extractor`), PR
+    takes a second pass over the images with that extractor at its own resize policy (``pr_weights``: its
+    weights file, else the registered one found locally); both inputs must then be images, and absent
+    weights raise `InputError` naming the file and ``fidkit weights where``. With ``metrics`` None, a
+    metric the inputs cannot give (PR of such a protocol without images or weights, PR/IS from a statistics
+    file) is left out with a note instead; under a protocol that reports sFID (`adm`) sFID is added when
+    both sides can give it (images, ``spatial``, or an ADM reference batch's ``mu_s``/``sigma_s``).
+
     ``generator`` (with ``fake`` omitted): a callable ``fn(seeds) -> images`` or ``"module:attribute"``,
     sampled ``num`` images per seed of ``seeds`` in batches of ``batch_size`` on the extractor's device,
     no image written, ``quantize`` rounding them to uint8 levels first as a saved PNG would; the result
@@ -123,6 +133,8 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
                               resize=resize, is_splits=is_splits, kid_subsets=kid_subsets,
                               kid_subset_size=kid_subset_size, k=k, dc_k=dc_k, seed=seed)
     metrics = plan.metrics if plan is not None else parse_metrics(metrics)
+    if plan is not None and plan.defaulted:  # the protocol's metrics that these inputs can give
+        metrics = plan.for_inputs(real, fake, spatial)
     if plan is not None:
         is_splits, kid_subsets, k, dc_k, seed = plan.fill(is_splits, kid_subsets, k, dc_k, seed)
     is_splits = get_metric("is").defaults["splits"] if is_splits is None else is_splits
@@ -151,7 +163,11 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
     if "sfid" in metrics:  # one pass: pool3 (or its statistics), logits and the spatial statistics
         from .sfid import image_operand, require_spatial
 
-        for label, kind in zip(("real", "fake"), kinds, strict=True):
+        for label, kind, v in zip(("real", "fake"), kinds, (real, fake), strict=True):
+            if kind == "stats" and spatial.get(label) is None and _has_spatial(v):  # an ADM reference batch
+                from .refstats import load as load_refstats
+
+                spatial[label] = load_refstats(v, spatial=True)
             if kind != "images" and spatial.get(label) is None:
                 raise InputError(f"{label}: sFID needs spatial statistics of the 2015 Inception, and {label} "
                                  f"is {kind}; pass images, or spatial={{'{label}': "
@@ -169,6 +185,11 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
         b = operand(fake, ex, "fake", with_features=need_fake_features, **pipe)
     if plan is not None:
         a, b = (plan.stamp(op, kind) for op, kind in zip((a, b), kinds, strict=True))
+    pr_pass = None  # (real, fake) operands of the protocol's own PR feature space
+    if plan is not None and "pr" in metrics and plan.pr_extractor is not None:
+        pr_pass = plan.pr_operands(real, fake, kinds, runtime, device, pr_weights, pipe)
+        if pr_pass is None:  # defaulted and its weights are absent: left out, with the note
+            metrics = tuple(m for m in metrics if m != "pr")
     check_provenance(a.provenance, b.provenance, allow_mismatch)
     _check_dims(a, b, kinds)
     result: dict[str, Any] = {}
@@ -248,6 +269,11 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
         notes.append(f"IS: computed on fake only (the Inception Score has no reference); {is_splits} "
                      f"splits, {order}")
     knn = [m for m in ("pr", "dc") if m in metrics]
+    inclusive = bool(plan is not None and plan.options.get("pr", {}).get("radius_inclusive"))
+    if "pr" in knn and (pr_pass is not None or inclusive):  # PR on its own: other features or rule
+        _protocol_pr(plan, pr_pass or (a, b), k, inclusive, bootstrap, level, seed, progress, result,
+                     intervals, settings, notes)
+        knn.remove("pr")
     if knn:
         fa, fb = a.need_features(knn[0]).features, b.need_features(knn[0]).features
         for m in knn:
@@ -296,7 +322,50 @@ def _generator_seeds(seeds: Any) -> tuple[int, ...]:
 
     return parse_seeds(seeds)
 #: The metrics a protocol can fix (`fidkit.protocols.Protocol`); any other is fidkit's own under a protocol.
-_PROTOCOL_METRICS = ("fid", "kid", "is", "pr", "dc")
+_PROTOCOL_METRICS = ("fid", "kid", "is", "pr", "dc", "sfid")
+
+
+def _protocol_pr(plan: _ProtocolPlan, ops: tuple[Operand, Operand], k: int, inclusive: bool, bootstrap: int,
+                 level: float, seed: int, progress: bool, result: dict[str, Any], intervals: dict[str, Any],
+                 settings: dict[str, Any], notes: list[str]) -> None:
+    """Computes precision/recall under ``plan``'s protocol into ``result``: on the features of ``ops`` (the
+    protocol's PR feature space), with its tie rule (`fidkit.prdc.precision_recall`'s ``radius_inclusive``),
+    and the bootstrap interval (`fidkit.bootstrap.bootstrap_prdc`, which counts ties as outside)."""
+    from .prdc import precision_recall
+
+    fa, fb = ops[0].need_features("precision/recall").features, ops[1].need_features("precision/recall").features
+    out = precision_recall(fa, fb, k=k, progress=progress, radius_inclusive=inclusive)
+    result["pr"] = {"precision": float(out.precision), "recall": float(out.recall)}
+    space = ops[1].provenance.extractor
+    settings["pr"] = {"k": int(k), "radius_inclusive": inclusive, "extractor": space}
+    if plan.pr_extractor is not None:
+        notes.append(f"precision/recall: on {space} features (a second pass over the images, resize policy "
+                     f"{ops[1].provenance.resize_policy}), as {plan.protocol.name}")
+    if bootstrap:
+        from .bootstrap import bootstrap_prdc
+
+        cis = bootstrap_prdc(fa, fb, k=k, dc_k=k, n_boot=bootstrap, level=level, seed=seed, progress=progress)
+        for key in ("precision", "recall"):
+            intervals[key] = {**_interval(cis[key]), "value": result["pr"][key]}
+        notes.append("precision/recall intervals: the k-NN manifolds are held fixed, so the intervals understate "
+                     "the uncertainty" + ("; resampled with a point on a radius counted outside (fidkit's "
+                                          "bootstrap), which differs from the value's rule only on exact ties"
+                                          if inclusive else ""))
+
+
+def _has_spatial(value: Any) -> bool:
+    """Returns whether ``value`` is a statistics file holding sFID statistics (an ADM reference batch)."""
+    import os
+
+    if not isinstance(value, (str, os.PathLike)):
+        return False
+    from . import npfile
+
+    try:
+        info = npfile.sniff(value)
+    except (OSError, InputError):
+        return False
+    return info.kind == "stats" and all(n in info.arrays for n in npfile.SPATIAL_NAMES)
 
 
 def _reproduced(options: dict[str, Any]) -> list[str]:
@@ -304,13 +373,22 @@ def _reproduced(options: dict[str, Any]) -> list[str]:
     return [m for m in _PROTOCOL_METRICS if (m == "fid" or m in options) and m not in options["unavailable"]]
 
 
-def default_metrics(protocol: str | None = None) -> tuple[str, ...]:
+def default_metrics(protocol: str | None = None, real: Any = None, fake: Any = None,
+                    spatial: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     """Returns the metrics `score` computes when none are named: `fidkit.metrics.DEFAULT_METRICS`, or
-    those of them that ``protocol`` reproduces (raises `InputError` for an unknown or unusable protocol)."""
+    those of them that ``protocol`` reproduces (raises `InputError` for an unknown or unusable protocol);
+    given ``real`` and ``fake``, those that these inputs can give under the protocol, as `score` decides
+    (`_ProtocolPlan.for_inputs`)."""
     from .metrics import DEFAULT_METRICS
 
     if protocol is None:
         return DEFAULT_METRICS
+    if real is not None and fake is not None:
+        plan = _ProtocolPlan.make(protocol, None, False, extractor=None, weights=None, resize=None,
+                                  is_splits=None, kid_subsets=None, kid_subset_size=None, k=None, dc_k=None,
+                                  seed=None)
+        assert plan is not None
+        return plan.for_inputs(real, fake, spatial)
     from .protocols import resolve
 
     reproduced = _reproduced(resolve(protocol)[1])
@@ -340,6 +418,8 @@ class _ProtocolPlan:
         self.protocol, self.ex_options, self.options = protocol, ex_options, options
         self.metrics, self.notes, self.allow_mismatch = metrics, notes, allow_mismatch
         self.kid_size_given = kid_size_given
+        #: whether the metrics are the protocol's default (``metrics`` None), not named by the user
+        self.defaulted = False
         self.mismatches = list(options["mismatches"])
         self.label = options["protocol"]["label"]
 
@@ -382,7 +462,70 @@ class _ProtocolPlan:
             notes.append(f"KID: {p.name} reports the mean only; the ± is fidkit's (std over subsets)")
         if "is" in chosen and options.get("is_std") is False:
             notes.append(f"IS: {p.name} reports the mean only; the ± is fidkit's (std over parts)")
-        return cls(p, ex_options, options, chosen, notes, allow_mismatch, kid_subset_size is not None)
+        plan = cls(p, ex_options, options, chosen, notes, allow_mismatch, kid_subset_size is not None)
+        plan.defaulted = metrics is None
+        return plan
+
+    @property
+    def pr_extractor(self) -> str | None:
+        """The extractor of the protocol's PR feature space when it is not the protocol's own, else None."""
+        return (self.options.get("pr") or {}).get("extractor")
+
+    def for_inputs(self, real: Any, fake: Any, spatial: Any) -> tuple[str, ...]:
+        """Returns the default metrics (``self.metrics``) that ``real`` and ``fake`` can give, noting each
+        one left out; adds sFID when the protocol reports it and both sides can give spatial statistics."""
+        from .inputs import classify
+
+        kinds = {"real": classify(real), "fake": classify(fake)}
+        keep = []
+        for m in self.metrics:
+            sides = [s for s in get_metric(m).inputs if kinds[s] == "stats"] if get_metric(m).needs != "stats" else []
+            if m == "pr" and self.pr_extractor is not None:
+                sides = [s for s in ("real", "fake") if kinds[s] != "images"]
+                why = f"computed on {self.pr_extractor} features from images"
+            else:
+                why = "needs features"
+            if sides:
+                self.notes.append(f"{get_metric(m).title}: not computed ({why}; {' and '.join(sides)} "
+                                  f"{'is' if len(sides) == 1 else 'are'} "
+                                  f"{' and '.join(kinds[s] for s in sides)})")
+                continue
+            keep.append(m)
+        if "sfid" in self.options and "sfid" not in keep:
+            given = spatial or {}
+            if all(kinds[s] == "images" or given.get(s) is not None or _has_spatial(v)
+                   for s, v in (("real", real), ("fake", fake))):
+                keep.insert(keep.index("fid") + 1 if "fid" in keep else 0, "sfid")
+        return tuple(keep)
+
+    def pr_operands(self, real: Any, fake: Any, kinds: Sequence[str], runtime: Any, device: Any,
+                    weights: Any, pipe: dict[str, Any]) -> tuple[Operand, Operand] | None:
+        """Returns (real, fake) features in the protocol's PR feature space: a second pass over the images
+        with `pr_extractor` at its canonical resize policy. Raises `InputError` when an input is not images
+        or the extractor's weights are absent (naming the file and ``fidkit weights where``); None instead
+        of the latter when the metrics are the protocol's default."""
+        from .errors import WeightsError
+        from .registry import get_spec
+
+        name, p = self.pr_extractor, self.protocol
+        for label, kind in zip(("real", "fake"), kinds, strict=True):
+            if kind != "images":
+                raise InputError(f"{label}: --protocol {p.name} computes precision/recall on {name} features, "
+                                 f"from images, and {label} is {kind}; pass images, or drop pr from --metrics")
+        try:
+            ex = _as_extractor(name, runtime, weights, device, None)
+        except WeightsError as exc:
+            files = " or ".join(get_spec(name).weights)
+            message = (f"--protocol {p.name} computes precision/recall on {name} features, and its weights "
+                       f"file {files} is not here ({str(exc).split(';')[0]}); `fidkit weights where {name}` "
+                       f"says where to put it, or pass --pr-weights FILE")
+            if self.defaulted:
+                self.notes.append(f"precision/recall: not computed: {message}")
+                return None
+            raise InputError(f"{message}, or drop pr from --metrics") from None
+        ops = tuple(_with_protocol(operand(v, ex, label, with_features=True, **pipe), self.label)
+                    for v, label in zip((real, fake), ("real", "fake"), strict=True))
+        return ops[0], ops[1]
 
     def fill(self, is_splits: Any, kid_subsets: Any, k: Any, dc_k: Any, seed: Any) -> tuple[Any, ...]:
         """Returns (is_splits, kid_subsets, k, dc_k, seed) with the protocol's values where it fixes them."""

@@ -20,11 +20,12 @@ re-implemented in numpy below (float64 where it computes in float32, noted per f
   samples inside some reference ball, recall = the fraction of reference points inside some sample ball.
   No percentile clamp (``clamp_to_percentile=None``, the constructor default the evaluator keeps).
 
-fidkit's numbers under the ``adm`` record (its covariance divisor, IS split size, PR k) equal these on the
-same features: FID/sFID to 1e-9 relative (scipy's sqrtm and fidkit's exact trace agree to ~1e-10 on these
-well-conditioned covariances), IS to 1e-12, PR exactly on generic data. Where they differ, the tests show
-it: a shorter last IS part (ADM keeps it; fidkit refuses, naming the multiple to pass), ties at a radius
-(ADM ``<=``, fidkit ``<``), and ADM's float16 distances, whose effect is measured on pool3-like features
+fidkit's numbers under the ``adm`` record (its covariance divisor, IS split size, PR k and ``<=`` rule),
+through ``fidkit.score(protocol="adm")``, equal these on the same features: FID/sFID to 1e-9 relative
+(scipy's sqrtm and fidkit's exact trace agree to ~1e-10 on these well-conditioned covariances), IS to
+1e-12, PR exactly (ties at a radius included: the protocol counts them inside, as ADM; fidkit's default
+``<`` does not). Where they differ, the tests show it: a shorter last IS part (ADM keeps it; fidkit refuses,
+naming the multiple to pass) and ADM's float16 distances, whose effect is measured on pool3-like features
 (``test_float16_distances_flip_some_decisions``: the protocol's PR note is about this).
 
 The ADM README's published sample scores (e.g. its ImageNet 256x256 sample batch) are not reproduced here:
@@ -35,7 +36,6 @@ the tests; the protocol's notes say so.
 
 from __future__ import annotations
 
-import inspect
 import warnings
 
 import numpy as np
@@ -44,6 +44,7 @@ from scipy import linalg
 
 import fidkit
 from fidkit.errors import InputError
+from fidkit.features import FeatureResult
 from fidkit.frechet import frechet_distance
 from fidkit.inception_score import inception_score
 from fidkit.prdc import precision_recall
@@ -153,12 +154,22 @@ def _rel(a: float, b: float) -> float:
     return abs(a - b) / abs(b)
 
 
+def _adm_score(real: np.ndarray, fake: np.ndarray, metrics: str, **kwargs) -> dict:
+    """``fidkit.score(real, fake, metrics, protocol="adm")`` on bare feature arrays (no bootstrap)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unknown provenance of bare arrays; small-sample FID bias
+        return fidkit.score(FeatureResult(real, None, [str(i) for i in range(len(real))]),
+                            FeatureResult(fake, None, [str(i) for i in range(len(fake))]), metrics,
+                            protocol="adm", bootstrap=0, **kwargs)
+
+
 # ------------------------------------------------------------------------------------------ FID, sFID
 
 
 def test_record_settings() -> None:
     """What the tests below take from the protocol record."""
-    assert ADM.fid_cov_ddof == 1 and ADM.pr is not None and ADM.pr.k == 3
+    assert ADM.fid_cov_ddof == 1 and ADM.pr is not None and ADM.pr.k == 3 and ADM.pr.radius_inclusive
+    assert ADM.pr.extractor is None and ADM.sfid and "pr" not in ADM.missing and "sfid" not in ADM.missing
     assert ADM.inception_score is not None and ADM.inception_score.split_size == 5000
     assert ADM.inception_score.std_ddof is None and ADM.logits_bias is False
 
@@ -201,6 +212,12 @@ def test_sfid_is_the_same_function_on_spatial_statistics() -> None:
     real, fake = pool3_like(500, 40, 5), pool3_like(450, 40, 6, shift=0.3)
     theirs, _ = adm_frechet(*adm_statistics(fake), *adm_statistics(real))
     assert _rel(sfid(Stats.from_features(real), Stats.from_features(fake)), theirs) < 1e-9
+    # through score under the protocol: the spatial statistics given for the two feature inputs
+    pool_r, pool_f = pool3_like(60, 8, 16), pool3_like(60, 8, 17)
+    out = _adm_score(pool_r, pool_f, "fid,sfid",
+                     spatial={"real": Stats.from_features(real), "fake": Stats.from_features(fake)})
+    assert _rel(out["sfid"], theirs) < 1e-9
+    assert _rel(out["fid"], adm_frechet(*adm_statistics(pool_f), *adm_statistics(pool_r))[0]) < 1e-9
 
 
 # ------------------------------------------------------------------------------------------------ IS
@@ -239,16 +256,23 @@ def test_precision_recall_equals_adm(batches: tuple[int, int]) -> None:
     ours = precision_recall(ref, sample, k=ADM.pr.k)
     assert 0.05 < theirs[0] < 0.95 and 0.05 < theirs[1] < 0.95, theirs  # not saturated
     assert (ours.precision, ours.recall) == theirs
+    out = _adm_score(ref, sample, "pr")["pr"]
+    assert (out["precision"], out["recall"]) == theirs
 
 
-def test_ties_at_the_radius_differ() -> None:
-    """A sample at exactly a reference radius: ADM's ``<=`` counts it, fidkit's ``<`` does not."""
+def test_ties_at_the_radius_follow_the_protocol() -> None:
+    """A sample at exactly a reference radius: ADM's ``<=`` counts it, and so does fidkit under the ``adm``
+    protocol (``radius_inclusive``); fidkit's default ``<`` (the prdc package's) does not."""
     ref = np.array([[0.0], [1.0], [2.0], [3.0], [10.0], [11.0], [12.0], [13.0]])
     sample = np.array([[6.0], [20.0], [21.0], [22.0], [23.0]])  # |6 - 3| = 3 = radius of 3.0 (k = 3)
-    assert adm_precision_recall(ref, sample)[0] == 0.2
+    theirs = adm_precision_recall(ref, sample)
+    assert theirs[0] == 0.2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert precision_recall(ref, sample, k=3).precision == 0.0
+    out = _adm_score(ref, sample, "pr")
+    assert (out["pr"]["precision"], out["pr"]["recall"]) == theirs
+    assert out["settings"]["pr"] == {"k": 3, "radius_inclusive": True, "extractor": "unknown"}
 
 
 def test_float16_distances_flip_some_decisions() -> None:
@@ -271,17 +295,16 @@ def test_float16_distances_flip_some_decisions() -> None:
 
 
 def test_score_under_the_adm_protocol() -> None:
-    """``fidkit.score(..., protocol="adm")`` on injected features and logits: FID and IS as ADM's."""
-    if "protocol" not in inspect.signature(fidkit.score).parameters:
-        pytest.skip("fidkit.score has no protocol argument in this tree")
-    from fidkit.features import FeatureResult
-
+    """``fidkit.score(..., protocol="adm")`` on injected features and logits, its default metrics: FID, IS
+    and PR as ADM's (sFID needs spatial statistics, which bare features lack: left out)."""
     real, fake = pool3_like(300, 24, 12), pool3_like(10_000, 24, 13, shift=0.2)
     logits = _logits(10_000, seed=14)
     r = FeatureResult(real, _logits(300, seed=15), [str(i) for i in range(300)])
     f = FeatureResult(fake, logits, [str(i) for i in range(10_000)])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unknown provenance of bare arrays; small-sample FID bias
-        out = fidkit.score(r, f, metrics="fid,is", protocol="adm", bootstrap=0)
+        out = fidkit.score(r, f, protocol="adm", bootstrap=0)
+    assert [m for m in ("fid", "sfid", "kid", "is", "pr", "dc") if m in out] == ["fid", "is", "pr"]
     assert _rel(out["fid"], adm_frechet(*adm_statistics(fake), *adm_statistics(real))[0]) < 1e-9
     assert _rel(out["is"]["mean"], adm_inception_score(logits)) < 1e-12
+    assert (out["pr"]["precision"], out["pr"]["recall"]) == adm_precision_recall(real, fake)

@@ -87,7 +87,8 @@ def test_resolve_fixes_the_protocol_settings() -> None:
     assert metrics["is"] == {"splits": 10, "shuffle_seed": 2020, "rng": "numpy", "parts": "floor", "ddof": 0}
     assert metrics["seed"] == 2020
     assert metrics["protocol"]["label"] == "torch-fidelity@1"
-    assert "pr" in metrics["unavailable"] and metrics["mismatches"] == ()
+    assert "pr" not in metrics["unavailable"] and metrics["mismatches"] == ()
+    assert metrics["pr"] == {"k": 3, "radius_inclusive": True, "extractor": "vgg16-torchvision"}
 
 
 def test_a_contradicting_flag_is_an_error_naming_it() -> None:
@@ -132,7 +133,7 @@ def test_a_missing_policy_refuses_to_resolve_and_says_what_is_missing() -> None:
 
 
 def test_unavailable_metrics_are_named() -> None:
-    assert "VGG16" in get_protocol("stylegan").missing["pr"]
+    assert "pr" not in get_protocol("stylegan").missing and get_protocol("stylegan").pr.extractor == "vgg16-nvidia"
     assert "always resizes with antialias" in get_protocol("torchmetrics-tf").missing["kid"]
     assert "kid" not in get_protocol("torchmetrics").missing and "is" not in get_protocol("torchmetrics").missing
 
@@ -478,9 +479,14 @@ def test_torchmetrics_kid_and_is_through_the_protocol(tmp_path: Path) -> None:
 
 
 def test_peer_packages_named_in_sources_are_the_ones_checked() -> None:
-    """The protocols verified in this file name this file; the others say they were not run."""
+    """The protocols verified by a test name its file (this one, or e.g. tests/test_adm_evaluator.py for a
+    re-implemented tool), which exists; the others say they were not run."""
+    import re
+
     for p in PROTOCOLS.values():
-        assert ("tests/test_protocols.py" in p.verified) or ("not run" in p.verified), p.name
+        named = re.findall(r"tests/(test_\w+\.py)", p.verified)
+        assert named or "not run" in p.verified, p.name
+        assert all((Path(__file__).parent / f).is_file() for f in named), (p.name, named)
 
 
 # -------------------------------------------------- every protocol on the API and the command line
@@ -532,6 +538,14 @@ def _independent(name: str, real: np.ndarray, fake: np.ndarray, logits: np.ndarr
                                            rng="torch" if c.order == "torch-randperm" else "numpy",
                                            parts="chunk" if c.parts == "chunk" else "floor",
                                            ddof=c.std_ddof or 0)[0]
+    if p.pr is not None and p.pr.extractor is None and "pr" not in p.missing:  # PR on the protocol's features
+        from scipy.spatial.distance import cdist as d
+
+        within = np.less_equal if p.pr.radius_inclusive else np.less
+        k = p.pr.k
+        r_real, r_fake = (np.partition(d(x, x), k, axis=1)[:, k] for x in (real, fake))
+        out["pr"] = float(within(d(fake, real), r_real[None, :]).any(1).mean())
+        out["recall"] = float(within(d(real, fake), r_fake[None, :]).any(1).mean())
     return out
 
 
@@ -555,18 +569,20 @@ def test_every_protocol_is_selectable_on_the_api_and_the_cli(name: str, feature_
     assert api["settings"]["protocol"]["label"] == p.label and api["settings"]["protocol"]["mismatches"] == []
     want = _independent(name, feature_files["real"].features, feature_files["fake"].features,
                         feature_files["fake"].logits)
-    assert sorted(m for m in ("fid", "kid", "is", "pr", "dc") if m in api) == sorted(want)
+    assert sorted(m for m in ("fid", "kid", "is", "pr", "dc") if m in api) == sorted(m for m in want if m != "recall")
     assert api["fid"] == pytest.approx(want["fid"], rel=1e-12)
     if "kid" in want:
         assert api["kid"]["mean"] == pytest.approx(want["kid"], rel=1e-12, abs=1e-15)
     if "is" in want:
         assert api["is"]["mean"] == pytest.approx(want["is"], rel=1e-12)
+    if "pr" in want:  # the brute-force count with the protocol's tie rule
+        assert (api["pr"]["precision"], api["pr"]["recall"]) == (want["pr"], want["recall"])
     # the command line: the same numbers (KID's subsets through the CLI: test_allow_mismatch_... below)
-    assert main([*argv, "--metrics", ",".join(m for m in want if m != "kid")]) == 0
+    assert main([*argv, "--metrics", ",".join(m for m in want if m not in ("kid", "recall"))]) == 0
     cli = json.loads(capsys.readouterr().out)
     assert cli["settings"]["protocol"]["label"] == p.label
-    for m in (m for m in want if m != "kid"):
-        value = cli[m] if m == "fid" else cli[m]["mean"]
+    for m in (m for m in want if m not in ("kid", "recall")):
+        value = cli[m] if m == "fid" else cli[m]["precision"] if m == "pr" else cli[m]["mean"]
         assert value == pytest.approx(want[m], rel=1e-12, abs=1e-15), m
     assert main([*argv[:-1], "--metrics", "fid"]) == 0  # the text output names the protocol
     assert f"protocol {p.label}" in capsys.readouterr().out
