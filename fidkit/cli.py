@@ -286,7 +286,9 @@ class _Context:
         a, b = (self.open(v, label) if kind == "images" else v
                 for v, label, kind in zip((real, fake), ("real", "fake"), kinds, strict=True))
         a_ = self.args
-        ex = self.extractor() if "images" in kinds else (a_.extractor or None)
+        # under a protocol whose PR is a second pass on another network, PR alone needs no first extractor
+        second_only = bool(a_.protocol) and list(metrics) == ["pr"] and _protocol_pr_extractor(a_.protocol)
+        ex = self.extractor() if "images" in kinds and not second_only else (a_.extractor or None)
         if "images" not in kinds:  # no extractor is built: score checks these against --protocol
             kwargs.update({"weights": a_.weights, "resize": a_.resize})
         if self.scale():  # sharded and/or resumable: image inputs become statistics or features first
@@ -299,9 +301,16 @@ class _Context:
                 return None
             a, b = (v if op is None else op.features if op.features is not None else op.stats
                     for v, op in zip((a, b), ops, strict=True))
-        result = score(a, b, None if defaulted and self.args.protocol else metrics, ex,
+        result = score(a, b, None if defaulted and self.args.protocol else metrics, ex, a_.runtime, device=a_.device,
                        allow_mismatch=self.args.allow_mismatch, protocol=self.args.protocol, **self.pipe(), **kwargs)
         return {**result, **self.files_report()}
+
+
+def _protocol_pr_extractor(protocol: str) -> str | None:
+    """Returns the extractor of ``protocol``'s PR feature space when it is not the protocol's own, else None."""
+    from .protocols import resolve
+
+    return (resolve(protocol)[1].get("pr") or {}).get("extractor")
 
 
 def _output_path(value: str, parents: bool) -> Path:

@@ -149,8 +149,13 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
         bootstrap = 0 if classify(fake) == "stats" else DEFAULT_BOOTSTRAP
     _check_level_early(bootstrap, level)
     kinds, need_real_features, need_fake_features = check_inputs(real, fake, metrics, bootstrap)
+    # PR in the protocol's other feature space is a second pass; the first runs only for the other metrics
+    second_pr = plan is not None and "pr" in metrics and plan.pr_extractor is not None
+    main_metrics = [m for m in metrics if not (second_pr and m == "pr")]
+    if second_pr and main_metrics:
+        _, need_real_features, need_fake_features = check_inputs(real, fake, main_metrics, bootstrap)
     ex: Extractor | str = extractor
-    if "images" in kinds:
+    if "images" in kinds and main_metrics:
         ex = (plan.extractor(extractor, runtime, weights, device, resize) if plan is not None
               else _as_extractor(extractor or "mnist", runtime, weights, device, resize))
     pipe = {"batch_size": batch_size, "workers": workers, "progress": progress,
@@ -160,7 +165,18 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
     real, fake = (_open(v, value_range=value_range, layout=layout, skip_bad=skip_bad) if kind == "images"
                   else v for v, kind in zip((real, fake), kinds, strict=True))
     spatial = dict(spatial or {})
-    if "sfid" in metrics:  # one pass: pool3 (or its statistics), logits and the spatial statistics
+    pr_pass = None  # (real, fake) operands of the protocol's own PR feature space
+    if second_pr:
+        assert plan is not None
+        on = ex if isinstance(ex, Extractor) else None  # the first pass's runtime and device, else the given
+        pr_pass = plan.pr_operands(real, fake, kinds, runtime if runtime is not None or on is None else on.runtime,
+                                   device if device is not None or on is None else on.device, pr_weights, pipe)
+        if pr_pass is None:  # defaulted and its weights are absent: left out, with the note
+            metrics = tuple(m for m in metrics if m != "pr")
+    pr_only = not main_metrics and pr_pass is not None
+    if pr_only:
+        a, b = pr_pass
+    elif "sfid" in metrics:  # one pass: pool3 (or its statistics), logits and the spatial statistics
         from .sfid import image_operand, require_spatial
 
         for label, kind, v in zip(("real", "fake"), kinds, (real, fake), strict=True):
@@ -183,13 +199,8 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
     else:
         a = operand(real, ex, "real", with_features=need_real_features, **pipe)
         b = operand(fake, ex, "fake", with_features=need_fake_features, **pipe)
-    if plan is not None:
+    if plan is not None and not pr_only:
         a, b = (plan.stamp(op, kind) for op, kind in zip((a, b), kinds, strict=True))
-    pr_pass = None  # (real, fake) operands of the protocol's own PR feature space
-    if plan is not None and "pr" in metrics and plan.pr_extractor is not None:
-        pr_pass = plan.pr_operands(real, fake, kinds, runtime, device, pr_weights, pipe)
-        if pr_pass is None:  # defaulted and its weights are absent: left out, with the note
-            metrics = tuple(m for m in metrics if m != "pr")
     check_provenance(a.provenance, b.provenance, allow_mismatch)
     _check_dims(a, b, kinds)
     result: dict[str, Any] = {}

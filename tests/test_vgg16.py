@@ -448,7 +448,10 @@ def test_torch_fidelity_prc_equals_fidkit() -> None:
     pytest.importorskip("torch_fidelity")
     require_runtime("torch")
     import torch
-    from torch_fidelity.metric_prc import calculate_precision_recall_full, calculate_precision_recall_part
+    from torch_fidelity.metric_prc import (
+        calculate_precision_recall_full,
+        calculate_precision_recall_part,
+    )
 
     from fidkit.prdc import precision_recall
 
@@ -485,3 +488,125 @@ def test_ties_at_the_radius_differ() -> None:
         ours = precision_recall(real, gen, k=3)
     theirs = stylegan_pr(real, gen, 3)
     assert theirs[0] == 0.2 and ours.precision == 0.0
+
+
+# ------------------------------------------------- PR under --protocol stylegan / torch-fidelity (second pass)
+
+N_PR = 6  # images per side: k = 3 needs more than 3
+PR_REAL = synthetic_images(N_PR, (64, 64), seed=31)
+#: half near copies of real images (small noise: inside the real balls), half darkened others (outside), so
+#: that precision and recall are neither 0 nor 1 and the comparisons below can fail
+PR_FAKE = np.concatenate([
+    np.clip(PR_REAL[:3].astype(np.int16) + np.random.default_rng(33).integers(-3, 4, PR_REAL[:3].shape), 0, 255),
+    synthetic_images(N_PR - 3, (64, 64), seed=32).astype(np.int16) // 3]).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def pr_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The PR images as PNG folders (lossless: the decoded files are the arrays)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("pr_images")
+    out = {}
+    for label, images in (("real", PR_REAL), ("fake", PR_FAKE)):
+        (root / label).mkdir()
+        for i, im in enumerate(images):
+            Image.fromarray(im).save(root / label / f"{i:02d}.png")
+        out[label] = root / label
+    return out
+
+
+def _reference_features(model, images: np.ndarray) -> np.ndarray:
+    """NVIDIA's computation as genforce documents it (the `full_reference` fixture's), float64."""
+    import torch
+
+    with torch.inference_mode():
+        x = nvidia_resize(torch, torch.from_numpy(images.astype(np.float32)).permute(0, 3, 1, 2))
+        x = (x / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        t = torch.flatten(model.avgpool(model.features(x)), 1)
+        return model.classifier[:5](t).double().numpy()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_stylegan_protocol_pr_is_a_second_pass_on_nvidias_vgg16(full_archive, fidkit_home, pr_dirs) -> None:
+    """``fidkit.score(..., "pr", protocol="stylegan")`` on PNG folders, with the synthetic ``vgg16.pt`` as
+    --pr-weights: the features of NVIDIA's computation (torch reference above) through StyleGAN's
+    ``compute_pr`` re-implemented (``<=``), the same counts; the Inception extractor is not built (PR only)."""
+    import fidkit
+
+    archive, model = full_archive
+    out = fidkit.score(str(pr_dirs["real"]), str(pr_dirs["fake"]), "pr", protocol="stylegan",
+                       pr_weights=str(archive), runtime="torch", bootstrap=0)
+    theirs = stylegan_pr(_reference_features(model, PR_REAL), _reference_features(model, PR_FAKE), 3)
+    print(f"stylegan PR: fidkit {out['pr']}, StyleGAN rule on the reference features {theirs}")
+    assert (out["pr"]["precision"], out["pr"]["recall"]) == theirs
+    assert 0 < theirs[0] < 1, theirs  # precision not saturated (3 of 6 near copies): the comparison can fail
+    assert out["settings"]["pr"] == {"k": 3, "radius_inclusive": True, "extractor": "vgg16-nvidia"}
+    assert out["provenance"]["extractor"] == "vgg16-nvidia" and out["provenance"]["protocol"] == "stylegan@1"
+    assert any("second pass" in n for n in out["notes"])
+
+
+@pytest.mark.slow
+@pytest.mark.peers
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+def test_torch_fidelity_protocol_pr_equals_torch_fidelity(full_archive, fidkit_home, pr_dirs,
+                                                          tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch-fidelity's own ``calculate_metrics(prc=True)`` (its 'vgg16' extractor, weights from the torch hub
+    cache: the synthetic state dict as ``vgg16-397923af.pth``) on the same folders, input1 = generated,
+    against ``fidkit.score(..., "pr", protocol="torch-fidelity")`` with that file as --pr-weights: the same
+    counts (torch-fidelity returns float32 fractions)."""
+    pytest.importorskip("torch_fidelity")
+    import torch
+    import torch_fidelity
+
+    import fidkit
+
+    _, model = full_archive
+    hub = tmp_path / "torch" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(model.state_dict(), hub / "vgg16-397923af.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    theirs = torch_fidelity.calculate_metrics(input1=str(pr_dirs["fake"]), input2=str(pr_dirs["real"]), prc=True,
+                                              cuda=False, cache=False, verbose=False, save_cpu_ram=True)
+    out = fidkit.score(str(pr_dirs["real"]), str(pr_dirs["fake"]), "pr", protocol="torch-fidelity",
+                       pr_weights=str(hub / "vgg16-397923af.pth"), runtime="torch", bootstrap=0)
+    print(f"torch-fidelity PR: fidkit {out['pr']}, torch-fidelity {theirs}")
+    assert 0 < theirs["precision"] < 1, theirs  # not saturated: the comparison can fail
+    assert round(theirs["precision"] * N_PR) == round(out["pr"]["precision"] * N_PR)
+    assert round(theirs["recall"] * N_PR) == round(out["pr"]["recall"] * N_PR)
+    assert out["settings"]["pr"]["extractor"] == "vgg16-torchvision"
+    ours = _reference_features(model, PR_REAL), _reference_features(model, PR_FAKE)
+    assert (out["pr"]["precision"], out["pr"]["recall"]) == stylegan_pr(*ours, 3)  # the same <= rule
+
+
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+def test_protocol_pr_without_its_weights_is_one_line(pr_dirs, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys) -> None:
+    """Absent VGG16 weights: named with `fidkit weights where`, in one line, on the API and the CLI; with
+    the protocol's default metrics on features, PR is left out with a note (it needs images)."""
+    import fidkit
+    from fidkit.cli import main
+    from fidkit.errors import InputError
+    from fidkit.features import FeatureResult
+
+    monkeypatch.setenv("FIDKIT_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FIDKIT_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("FIDKIT_WEIGHTS_DIR", raising=False)
+    real, fake = str(pr_dirs["real"]), str(pr_dirs["fake"])
+    for name, ex, file in (("stylegan", "vgg16-nvidia", "vgg16.pt"),
+                           ("torch-fidelity", "vgg16-torchvision", "vgg16-397923af.pth")):
+        with pytest.raises(InputError, match=f"weights file {file} is not here.*`fidkit weights where {ex}`"):
+            fidkit.score(real, fake, "pr", protocol=name, bootstrap=0)
+        assert main(["score", real, fake, "--protocol", name, "--metrics", "pr", "--bootstrap", "0"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"fidkit weights where {ex}" in err[0] and "Traceback" not in err[0], err
+    rng = np.random.default_rng(3)
+    feats = [FeatureResult(rng.normal(size=(20, 5)), rng.normal(size=(20, 10)), [str(i) for i in range(20)])
+             for _ in range(2)]
+    out = fidkit.score(*feats, protocol="stylegan", bootstrap=0)
+    assert "pr" not in out and any("vgg16-nvidia" in n and "not computed" in n for n in out["notes"])
+    with pytest.raises(InputError, match="real: --protocol stylegan computes precision/recall on vgg16-nvidia"):
+        fidkit.score(*feats, "pr", protocol="stylegan", bootstrap=0)
