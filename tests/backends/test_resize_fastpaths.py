@@ -1,4 +1,7 @@
-"""Each runtime's batched resize fast path equals the numpy reference, for every policy and many sizes."""
+"""Each runtime's batched resize fast path equals the numpy reference, for every policy and many sizes.
+
+The fast paths resample only (`fidkit.resize.resample`); a policy's crops are slices taken around them by
+`fidkit.backends.common.run_preprocess`, tested with the CLIP policies in tests/test_clip.py."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import pytest
 from conftest import require_runtime, runtime_sees_gpu, tolerance
 
 from fidkit.errors import InputError
-from fidkit.resize import POLICIES, resize
+from fidkit.resize import POLICIES, resample
 
 #: same bound as the reference against its library: 1e-4 on the 0..255 scale, 0 where a policy quantizes
 TOL = tolerance("resize", "float_paths")
@@ -29,7 +32,7 @@ def _images(h: int, w: int, seed: int = 0) -> np.ndarray:
 def _fast(runtime: str):
     """Returns f(NHWC numpy, policy, size) -> NHWC numpy through the runtime's resize_batch."""
     if runtime == "numpy":
-        return resize
+        return resample
     mod = importlib.import_module(f"fidkit.backends.{runtime}.resize")
     if runtime == "torch":
         import torch
@@ -55,7 +58,7 @@ def test_fast_path_equals_reference(runtime: str, name: str) -> None:
            and POLICIES[name].antialias else TOL)
     for h, w, oh, ow in SIZES:
         x = _images(h, w)
-        ref = resize(x, name, (oh, ow))
+        ref = resample(x, name, (oh, ow))
         out = fast(x, name, (oh, ow))
         assert out.shape == ref.shape and out.dtype == np.float32
         if exact:
@@ -104,7 +107,7 @@ def test_torch_split_float32_fixed_point_path_is_exact(monkeypatch) -> None:
     for h, w, oh, ow in [*SIZES, (1024, 600, 28, 28)]:
         x = _images(h, w)
         out = torch_resize.resize_batch(torch.from_numpy(x).permute(0, 3, 1, 2), "pil-bilinear", (oh, ow))
-        np.testing.assert_array_equal(out.permute(0, 2, 3, 1).numpy(), resize(x, "pil-bilinear", (oh, ow)))
+        np.testing.assert_array_equal(out.permute(0, 2, 3, 1).numpy(), resample(x, "pil-bilinear", (oh, ow)))
 
 
 @pytest.mark.tf
@@ -120,7 +123,7 @@ def test_tf_tap_by_tap_path_equals_the_reference(monkeypatch) -> None:
         for h, w, oh, ow in SIZES:
             x = _images(h, w)
             out = tf_resize.resize_batch(tf.constant(x), name, (oh, ow)).numpy()
-            ref = resize(x, name, (oh, ow))
+            ref = resample(x, name, (oh, ow))
             tol = 0 if POLICIES[name].quantize_output else TOL
             np.testing.assert_allclose(out, ref, atol=tol, rtol=0, err_msg=f"{name} {h}x{w}->{oh}x{ow}")
 
@@ -157,7 +160,7 @@ def test_gpu_fast_path_equals_reference(runtime: str) -> None:
         for h, w, oh, ow in SIZES:
             x = _images(h, w)
             tol = 0 if POLICIES[name].quantize_output else TOL
-            np.testing.assert_allclose(fast(x, name, (oh, ow)), resize(x, name, (oh, ow)), atol=tol, rtol=0,
+            np.testing.assert_allclose(fast(x, name, (oh, ow)), resample(x, name, (oh, ow)), atol=tol, rtol=0,
                                        err_msg=f"{runtime} cuda {name} {h}x{w}->{oh}x{ow}")
 
 
