@@ -460,9 +460,9 @@ def _cmd_score(args: argparse.Namespace) -> int:
     if args.generator is None and (args.num is not None or args.quantize or args.seeds != "0"):
         raise InputError("--num, --seeds and --quantize apply to --generator only; pass --generator "
                          "MOD:ATTR, or drop them")
-    from .stats import Stats
+    from .scoring import load_spatial
 
-    spatial = {side: Stats.load(getattr(args, f"spatial_{side}")) for side in ("real", "fake")
+    spatial = {side: load_spatial(getattr(args, f"spatial_{side}")) for side in ("real", "fake")
                if getattr(args, f"spatial_{side}")}
     if spatial:
         kwargs["spatial"] = spatial

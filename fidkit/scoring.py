@@ -164,6 +164,8 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
     # an empty folder or a wrong range in ``fake`` fails now, not after all of ``real`` went through
     real, fake = (_open(v, value_range=value_range, layout=layout, skip_bad=skip_bad) if kind == "images"
                   else v for v, kind in zip((real, fake), kinds, strict=True))
+    given = (real, fake)  # as given: an ADM reference batch's file also holds sFID's mu_s/sigma_s
+    real, fake = (load_published(v) if kind == "stats" else v for v, kind in zip(given, kinds, strict=True))
     spatial = dict(spatial or {})
     pr_pass = None  # (real, fake) operands of the protocol's own PR feature space
     if second_pr:
@@ -179,11 +181,9 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
     elif "sfid" in metrics:  # one pass: pool3 (or its statistics), logits and the spatial statistics
         from .sfid import image_operand, require_spatial
 
-        for label, kind, v in zip(("real", "fake"), kinds, (real, fake), strict=True):
+        for label, kind, v in zip(("real", "fake"), kinds, given, strict=True):
             if kind == "stats" and spatial.get(label) is None and _has_spatial(v):  # an ADM reference batch
-                from .refstats import load as load_refstats
-
-                spatial[label] = load_refstats(v, spatial=True)
+                spatial[label] = load_spatial(v)
             if kind != "images" and spatial.get(label) is None:
                 raise InputError(f"{label}: sFID needs spatial statistics of the 2015 Inception, and {label} "
                                  f"is {kind}; pass images, or spatial={{'{label}': "
@@ -362,6 +362,34 @@ def _protocol_pr(plan: _ProtocolPlan, ops: tuple[Operand, Operand], k: int, incl
                      "the uncertainty" + ("; resampled with a point on a radius counted outside (fidkit's "
                                           "bootstrap), which differs from the value's rule only on exact ties"
                                           if inclusive else ""))
+
+
+def load_published(value: Any) -> Any:
+    """Returns a statistics file (path) as `Stats` read by `fidkit.refstats.load`, so that a published file
+    (TTUR's, clean-fid's, an ADM reference batch) carries its registry provenance (extractor, policy,
+    protocol, data set, URL) instead of "unknown"; any other value unchanged. Raises `InputError` as
+    `fidkit.stats.load` does."""
+    import os
+
+    if not isinstance(value, (str, os.PathLike)):
+        return value
+    from .refstats import load
+
+    return load(value)
+
+
+def load_spatial(path: Any) -> Stats:
+    """Returns sFID's spatial statistics from the file at ``path``: an ADM reference batch's
+    ``mu_s``/``sigma_s`` (`fidkit.refstats.load` with ``spatial=True``, with its registry provenance when it
+    is a published one), else the statistics file itself (``fidkit stats --spatial``). Raises `InputError`
+    naming the file when it holds neither."""
+    if _has_spatial(path):
+        from .refstats import load
+
+        return load(path, spatial=True)
+    from .stats import load as load_stats
+
+    return load_stats(path)
 
 
 def _has_spatial(value: Any) -> bool:

@@ -308,3 +308,81 @@ def test_score_under_the_adm_protocol() -> None:
     assert _rel(out["fid"], adm_frechet(*adm_statistics(fake), *adm_statistics(real))[0]) < 1e-9
     assert _rel(out["is"]["mean"], adm_inception_score(logits)) < 1e-12
     assert (out["pr"]["precision"], out["pr"]["recall"]) == adm_precision_recall(real, fake)
+
+
+# ------------------------------------------------------------------ reference batches as statistics input
+
+
+def write_adm_batch(path, pool: np.ndarray, spatial: np.ndarray, n_images: int = 4) -> None:
+    """A file in the layout of ADM's reference batches (VIRTUAL_*.npz): ``arr_0`` uint8 images, ``mu``/
+    ``sigma`` of pool3, ``mu_s``/``sigma_s`` of the spatial features (np.mean, np.cov as the evaluator)."""
+    (mu, sigma), (mu_s, sigma_s) = adm_statistics(pool), adm_statistics(spatial)
+    images = np.random.default_rng(0).integers(0, 256, (n_images, 8, 8, 3), dtype=np.uint8)
+    np.savez(path, arr_0=images, mu=mu, sigma=sigma, mu_s=mu_s, sigma_s=sigma_s)
+
+
+@pytest.fixture(scope="module")
+def adm_inputs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A small reference batch (16-d pool, 12-d spatial), and fake features (5000 rows: one IS part) with
+    logits and their spatial statistics, as files."""
+    root = tmp_path_factory.mktemp("adm_batch")
+    ref_pool, ref_spatial = pool3_like(400, 16, 20), pool3_like(400, 12, 21)
+    fake_pool, fake_spatial = pool3_like(5000, 16, 22, shift=0.2), pool3_like(700, 12, 23, shift=0.1)
+    logits = _logits(5000, k=10, seed=24)
+    write_adm_batch(root / "VIRTUAL_test.npz", ref_pool, ref_spatial)
+    fake = FeatureResult(fake_pool, logits, [str(i) for i in range(5000)]).save(root / "fake.npz")
+    spatial = Stats.from_features(fake_spatial).save(root / "fake_spatial.npz")
+    want = {"fid": adm_frechet(*adm_statistics(fake_pool), *adm_statistics(ref_pool))[0],
+            "sfid": adm_frechet(*adm_statistics(fake_spatial), *adm_statistics(ref_spatial))[0],
+            "is": adm_inception_score(logits)}
+    return {"batch": root / "VIRTUAL_test.npz", "fake": fake, "fake_spatial": spatial, "want": want}
+
+
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+def test_reference_batch_gives_fid_and_sfid(adm_inputs: dict, capsys) -> None:
+    """``fidkit score VIRTUAL_x.npz fake --protocol adm``: the batch's mu/sigma for FID and its mu_s/sigma_s
+    for sFID without --spatial-real; the default metrics are those these inputs give (FID, sFID, IS; PR
+    needs the reference features, noted), equal to ADM's on the same statistics, on the API and the CLI."""
+    import json
+
+    from fidkit.cli import main
+
+    batch, fake, want = str(adm_inputs["batch"]), str(adm_inputs["fake"]), adm_inputs["want"]
+    out = fidkit.score(batch, fake, protocol="adm", bootstrap=0,
+                       spatial={"fake": Stats.load(adm_inputs["fake_spatial"])})
+    assert [m for m in ("fid", "sfid", "kid", "is", "pr", "dc") if m in out] == ["fid", "sfid", "is"]
+    assert any(n.startswith("precision/recall: not computed") for n in out["notes"])
+    assert main(["score", batch, fake, "--protocol", "adm", "--spatial-fake", str(adm_inputs["fake_spatial"]),
+                 "--bootstrap", "0", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    for r in (out, cli):
+        assert _rel(r["fid"], want["fid"]) < 1e-9 and _rel(r["sfid"], want["sfid"]) < 1e-9
+        assert _rel(r["is"]["mean"], want["is"]) < 1e-12
+    # --spatial-real accepts the batch itself (here with the batch's pool statistics saved apart as real)
+    pool_only = adm_inputs["batch"].with_name("pool.npz")
+    np.savez(pool_only, mu=np.load(batch)["mu"], sigma=np.load(batch)["sigma"])
+    assert main(["score", str(pool_only), fake, "--protocol", "adm", "--metrics", "fid,sfid", "--spatial-real",
+                 batch, "--spatial-fake", str(adm_inputs["fake_spatial"]), "--bootstrap", "0", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert _rel(cli["sfid"], want["sfid"]) < 1e-9 and _rel(cli["fid"], want["fid"]) < 1e-9
+
+
+def test_published_statistics_carry_their_registry_provenance(tmp_path) -> None:
+    """A statistics input named as a registered published file (TTUR's CIFAR-10, no published digest:
+    matched by name and shape) is read with the registry's provenance on score's route: against features
+    of another extractor it is a provenance mismatch naming it, not the warning an unknown file gives."""
+    from fidkit.errors import ProvenanceMismatchError
+    from fidkit.scoring import load_published
+    from fidkit.stats import Provenance
+
+    path = tmp_path / "fid_stats_cifar10_train.npz"
+    np.savez(path, mu=np.zeros(2048, np.float32), sigma=np.eye(2048, dtype=np.float32))
+    st = load_published(path)
+    assert st.provenance.extractor == "inception-tf2015" and st.provenance.protocol == "ttur@1"
+    assert "CIFAR-10" in st.provenance.description
+    fake = FeatureResult(np.random.default_rng(1).normal(size=(30, 2048)), None, [str(i) for i in range(30)],
+                         Provenance(extractor="mnist", resize_policy="mnist"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ProvenanceMismatchError, match="inception-tf2015"):
+            fidkit.score(str(path), fake, "fid", bootstrap=0)
