@@ -50,6 +50,13 @@ def check_finite(arr: np.ndarray, name: str) -> None:
 def features(x: object, name: str, *, min_samples: int = 2) -> np.ndarray:
     """Returns ``x`` as a finite float64 (N, d) array with N >= ``min_samples``."""
     arr = as_float64(x, name)
+    check_feature_shape(arr, name, min_samples=min_samples)
+    check_finite(arr, name)
+    return arr
+
+
+def check_feature_shape(arr: np.ndarray, name: str, *, min_samples: int = 2) -> None:
+    """Raises `InputError` unless ``arr`` is (N, d) with d >= 1 and N >= ``min_samples``."""
     if arr.ndim != 2:
         raise InputError(f"{name}: expected a 2-D array of features (N, d), received shape {arr.shape}; "
                          "reshape to (samples, feature_dim)")
@@ -58,8 +65,6 @@ def features(x: object, name: str, *, min_samples: int = 2) -> np.ndarray:
     if arr.shape[0] < min_samples:
         raise InputError(f"{name}: expected at least {min_samples} samples, received {arr.shape[0]}; "
                          "pass more samples")
-    check_finite(arr, name)
-    return arr
 
 
 def same_dim(a: np.ndarray, b: np.ndarray, name_a: str, name_b: str) -> None:

@@ -297,14 +297,7 @@ def validated(x: object, name: str, *, min_samples: int = 2) -> np.ndarray:
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_) \
             or np.iscomplexobj(arr):
         raise InputError(f"{name}: expected a real numeric array, received dtype {arr.dtype}; pass float features")
-    if arr.ndim != 2:
-        raise InputError(f"{name}: expected a 2-D array of features (N, d), received shape {arr.shape}; "
-                         "reshape to (samples, feature_dim)")
-    if arr.shape[1] < 1:
-        raise InputError(f"{name}: expected at least one feature dimension, received shape {arr.shape}")
-    if arr.shape[0] < min_samples:
-        raise InputError(f"{name}: expected at least {min_samples} samples, received {arr.shape[0]}; "
-                         "pass more samples")
+    _validate.check_feature_shape(arr, name, min_samples=min_samples)
     if np.issubdtype(arr.dtype, np.floating):
         for lo, block in blocks(arr):
             if not np.isfinite(block).all():
