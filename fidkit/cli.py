@@ -547,6 +547,19 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         if classify(args.input) != "images":
             raise InputError(f"{args.input}: --spatial needs images (the spatial features come from the network)")
         stats = spatial_stats(ctx.open(args.input, "input"), ctx.extractor(), **ctx.pipe())
+    elif args.protocol:
+        from .inputs import classify
+
+        kind = classify(args.input)
+        if kind == "images":
+            stats = ctx.operand(args.input, "input", with_features=False).get_stats()
+        else:  # features or statistics: recorded under --protocol only when computed as it computes them
+            from .inputs import operand
+            from .scoring import load_published, stamp_protocol
+
+            ctx._warn_unused([kind])
+            value = load_published(args.input) if kind == "stats" else operand(args.input, "mnist", "input").get_stats()
+            stats = stamp_protocol(value, args.protocol, label=args.input, allow_mismatch=args.allow_mismatch)
     else:
         stats = ctx.operand(args.input, "input", with_features=False).get_stats()
     if not ctx.main:  # rank 0 of a distributed run writes and prints

@@ -489,7 +489,11 @@ def markdown_table() -> str:
         "generator) may be given. Without `--metrics`, only the metrics the protocol reproduces are computed; "
         "naming another is an error saying why (the column \"not reproduced by fidkit\"). The protocol's "
         "label (`name@version`) is recorded in the provenance of statistics and features and printed with "
-        "every score. `fidkit protocols` lists them. FID covariance divisor is n − ddof.",
+        "every score; `fidkit stats FILE --protocol NAME` on features or statistics records it only when the "
+        "file's extractor and resize policy are the protocol's (else a one-line error, or `--allow-mismatch`). "
+        "Where a tool computes precision/recall on another network (`stylegan`, `torch-fidelity`: VGG16), "
+        "`score` runs that extractor in a second pass over the images (`--pr-weights FILE` for its weights). "
+        "`fidkit protocols` lists them. FID covariance divisor is n − ddof.",
         "",
         "| protocol | tool (versions) | extractor, layer | weights files | resize policy | FID | KID | IS "
         "| PR / DC | samples (real / fake) | seeds | not reproduced by fidkit | verified |",

@@ -378,6 +378,37 @@ def load_published(value: Any) -> Any:
     return load(value)
 
 
+def stamp_protocol(value: Any, protocol: str, *, label: str = "input", allow_mismatch: bool = False) -> Any:
+    """Returns statistics or features (`Stats`, `fidkit.features.FeatureResult`) with ``protocol``'s label in
+    their provenance (``fidkit stats --protocol`` on such an input), after checking that they were computed
+    with the protocol's extractor and resize policy and under no other protocol. Raises `InputError` (one
+    line, naming ``label``) when a field differs or is not recorded, unless ``allow_mismatch``."""
+    from .protocols import get_protocol
+    from .stats import NO_PROTOCOL
+
+    p = get_protocol(protocol)
+    prov = value.provenance
+    problems = []
+    for field, want in (("extractor", p.extractor), ("resize_policy", p.policy)):
+        got = getattr(prov, field)
+        name = field.replace("_", " ")
+        if got == UNKNOWN:
+            problems.append(f"its {name} is not recorded")
+        elif got != want:
+            problems.append(f"its {name} is {got}, and --protocol {p.name} uses {want}")
+    if prov.protocol not in (UNKNOWN, NO_PROTOCOL, p.label):
+        problems.append(f"it was computed under protocol {prov.protocol}")
+    if problems and not allow_mismatch:
+        raise InputError(f"{label}: cannot be recorded as computed under --protocol {p.name}: "
+                         f"{'; '.join(problems)}; recompute it from images with --protocol {p.name}, or pass "
+                         f"--allow-mismatch to record it anyway")
+    from .features import FeatureResult
+
+    op = Operand(label, features=value) if isinstance(value, FeatureResult) else Operand(label, stats=value)
+    op = _with_protocol(op, p.label)
+    return op.features if isinstance(value, FeatureResult) else op.stats
+
+
 def load_spatial(path: Any) -> Stats:
     """Returns sFID's spatial statistics from the file at ``path``: an ADM reference batch's
     ``mu_s``/``sigma_s`` (`fidkit.refstats.load` with ``spatial=True``, with its registry provenance when it

@@ -701,3 +701,44 @@ def test_fidkit_is_under_a_protocol(name: str, feature_files: dict, capsys) -> N
     assert cli["settings"]["protocol"]["label"] == get_protocol(name).label
     assert main(["is", str(feature_files["fake_file"]), "--protocol", "pytorch-fid"]) == 2
     assert "--protocol pytorch-fid does not reproduce IS" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+def test_stats_protocol_on_features_and_statistics(tmp_path: Path, capsys) -> None:
+    """``fidkit stats FILE --protocol NAME`` on features or statistics: the protocol is recorded when the
+    file's extractor and resize policy are the protocol's (and no other protocol is recorded), refused in
+    one line otherwise (or recorded with --allow-mismatch); a registered published file is read with its
+    registry provenance (TTUR's: protocol ttur@1)."""
+    from fidkit.cli import main
+    from fidkit.features import FeatureResult
+    from fidkit.stats import Provenance, Stats
+
+    rng = np.random.default_rng(5)
+    x = rng.normal(size=(40, 6))
+    tf1 = Provenance(extractor="inception-tf2015", resize_policy="legacy-tensorflow")
+    feats = FeatureResult(x, None, [str(i) for i in range(40)], tf1).save(tmp_path / "feats.npz")
+    bare = FeatureResult(x, None, [str(i) for i in range(40)]).save(tmp_path / "bare.npz")
+
+    def run(*argv: str) -> tuple[int, str]:
+        code = main(["stats", *argv])
+        return code, capsys.readouterr().err.strip()
+
+    assert run(str(feats), "-o", str(tmp_path / "a.npz"), "--protocol", "ttur")[0] == 0
+    st = Stats.load(tmp_path / "a.npz")
+    assert st.provenance.protocol == "ttur@1" and st.provenance.extractor == "inception-tf2015"
+    np.testing.assert_allclose(st.mean, x.mean(0), rtol=1e-12)
+    for src, name, why in ((feats, "clean-fid", "resize policy is legacy-tensorflow, and --protocol clean-fid uses "
+                                                "clean"),
+                           (bare, "ttur", "extractor is not recorded")):
+        code, err = run(str(src), "-o", str(tmp_path / "b.npz"), "--protocol", name)
+        lines = [line for line in err.splitlines() if line.startswith("fidkit: ")]
+        assert code == 2 and len(lines) == 1 and why in lines[0] and "--allow-mismatch" in lines[0], err
+        assert not (tmp_path / "b.npz").exists()
+    assert run(str(bare), "-o", str(tmp_path / "c.npz"), "--protocol", "ttur", "--allow-mismatch")[0] == 0
+    assert Stats.load(tmp_path / "c.npz").provenance.protocol == "ttur@1"
+    ttur = tmp_path / "fid_stats_cifar10_train.npz"  # a registered name: matched by name and shape
+    np.savez(ttur, mu=np.zeros(2048, np.float32), sigma=np.eye(2048, dtype=np.float32))
+    assert run(str(ttur), "-o", str(tmp_path / "d.npz"), "--protocol", "ttur")[0] == 0
+    assert Stats.load(tmp_path / "d.npz").provenance.description.startswith("CIFAR-10")
+    code, err = run(str(ttur), "-o", str(tmp_path / "e.npz"), "--protocol", "torch-fidelity")
+    assert code == 2 and "computed under protocol ttur@1" in err
