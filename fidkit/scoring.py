@@ -151,6 +151,11 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
     kinds, need_real_features, need_fake_features = check_inputs(real, fake, metrics, bootstrap)
     # PR in the protocol's other feature space is a second pass; the first runs only for the other metrics
     second_pr = plan is not None and "pr" in metrics and plan.pr_extractor is not None
+    own_pr = False  # --allow-mismatch and not images: fidkit's own PR on the features given
+    if second_pr and plan.allow_mismatch and any(kind != "images" for kind in kinds):
+        second_pr, own_pr = False, True
+        plan.notes.append(f"precision/recall: not {plan.protocol.name}'s number ({plan.protocol.name} computes it "
+                          f"on {plan.pr_extractor} features, from images); fidkit's own on the inputs given")
     main_metrics = [m for m in metrics if not (second_pr and m == "pr")]
     if second_pr and main_metrics:
         _, need_real_features, need_fake_features = check_inputs(real, fake, main_metrics, bootstrap)
@@ -280,7 +285,7 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
         notes.append(f"IS: computed on fake only (the Inception Score has no reference); {is_splits} "
                      f"splits, {order}")
     knn = [m for m in ("pr", "dc") if m in metrics]
-    inclusive = bool(plan is not None and plan.options.get("pr", {}).get("radius_inclusive"))
+    inclusive = bool(plan is not None and not own_pr and plan.options.get("pr", {}).get("radius_inclusive"))
     if "pr" in knn and (pr_pass is not None or inclusive):  # PR on its own: other features or rule
         _protocol_pr(plan, pr_pass or (a, b), k, inclusive, bootstrap, level, seed, progress, result,
                      intervals, settings, notes)

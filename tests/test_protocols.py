@@ -608,7 +608,11 @@ def test_contradicting_flags_are_one_line_errors_on_both_routes(feature_files: d
     assert main(["kid", real, fake, "--protocol", "pytorch-fid"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "does not reproduce KID: the tool computes FID only" in err
-    with pytest.raises(InputError, match="does not reproduce precision/recall: torch-fidelity's default PR "):
+    with pytest.raises(InputError, match="does not reproduce density/coverage: torch-fidelity computes no "):
+        fidkit.score(real, fake, "dc", protocol="torch-fidelity")
+    # PR in the protocol's own VGG16 feature space needs images (a second pass), said in one line
+    with pytest.raises(InputError, match="real: --protocol torch-fidelity computes precision/recall on "
+                                         "vgg16-torchvision features, from images, and real is features"):
         fidkit.score(real, fake, "pr", protocol="torch-fidelity")
     # a statistics or features file from another extractor than the protocol's
     other = fidkit.FeatureResult(feature_files["fake"].features, None, feature_files["fake"].names,
