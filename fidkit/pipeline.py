@@ -87,10 +87,31 @@ def _as_extractor(ex: Extractor | str, runtime: str | None = None, weights: str 
     if ":" in ex:  # a user's own model, "package.module:attribute": every option reaches it or is refused
         from .adapters import load_extractor
 
-        return load_extractor(ex, runtime=runtime, device=device, weights=weights, policy=resize)
+        try:
+            built = load_extractor(ex, runtime=runtime, device=device, weights=weights, policy=resize)
+        except FidkitError:
+            raise
+        except Exception as exc:  # the user's module or build function raised: one line, not a traceback
+            raise InputError(f"--extractor {ex}: raised {type(exc).__name__}: {exc}") from None
+        built.user_ref = ex  # its extraction errors are the user's too (_outputs)
+        return built
     from .extraction import extractor
 
     return extractor(ex, runtime, weights=weights, device=device or "cpu", policy=resize)
+
+
+def _outputs(ex: Extractor, images: Any, **kw: Any) -> dict[str, Any]:
+    """``ex.outputs(images, **kw)``; an exception raised by a user's ``--extractor module:build`` model
+    becomes one `InputError` naming it (fidkit's own extractors' errors stay tracebacks: they are bugs)."""
+    ref = getattr(ex, "user_ref", None)
+    if ref is None:
+        return ex.outputs(images, **kw)
+    try:
+        return ex.outputs(images, **kw)
+    except FidkitError:
+        raise
+    except Exception as exc:
+        raise InputError(f"--extractor {ref}: raised {type(exc).__name__} during extraction: {exc}") from None
 
 
 def _batches(src: Any, ex: Extractor, batch_size: int, workers: int, progress: bool,
@@ -104,8 +125,8 @@ def _batches(src: Any, ex: Extractor, batch_size: int, workers: int, progress: b
     with tqdm(total=len(src), unit="img", file=sys.stderr, disable=not progress,
               desc=f"{label}: {ex.name} ({ex.runtime})") as bar:
         for images, names in _prefetch(iter(src.iter_batches(batch_size, workers))):
-            out = ex.outputs(images, layout=src.layout, value_range=src.value_range,
-                             name=src.description, checked=True)
+            out = _outputs(ex, images, layout=src.layout, value_range=src.value_range,
+                           name=src.description, checked=True)
             bar.update(len(names))
             yield out, list(names)
 

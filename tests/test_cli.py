@@ -226,3 +226,23 @@ def test_score_prints_every_metric_with_intervals(capsys, tmp_path) -> None:
     assert code == 0
     for label in ("FID", "KID", "IS", "precision", "recall", "density", "coverage", "95% CI"):
         assert label in out
+
+
+def test_user_extractor_errors_are_one_line(capsys, tmp_path, mnist_weights, monkeypatch) -> None:
+    """A user's --extractor module:build raising while built, or its model raising while extracting:
+    one line naming --extractor and what it raised, exit 2 (as --generator)."""
+    (tmp_path / "bad_ex.py").write_text(
+        "def build():\n    raise RuntimeError('no such checkpoint')\n\n"
+        "def build_broken():\n    from fidkit.extraction import extractor\n"
+        f"    ex = extractor('mnist', 'numpy', weights={str(mnist_weights)!r})\n"
+        "    def boom(*a, **k):\n        raise ValueError('shape mismatch in layer 3')\n"
+        "    ex.outputs = boom\n    return ex\n")
+    monkeypatch.chdir(tmp_path)
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 256, (4, 28, 28, 3), dtype=np.uint8))
+    code, out, err = _run(capsys, "stats", "x.npy", "-o", "s.npz", "--extractor", "bad_ex:build", "--no-progress")
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "--extractor bad_ex:build: raised RuntimeError: no such checkpoint" in err
+    code, out, err = _run(capsys, "stats", "x.npy", "-o", "s.npz", "--extractor", "bad_ex:build_broken",
+                          "--no-progress")
+    assert code == 2 and "Traceback" not in err, err
+    assert "--extractor bad_ex:build_broken: raised ValueError" in err and "shape mismatch in layer 3" in err
