@@ -215,9 +215,21 @@ def explain(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Explanation
     Read with `fidkit.refstats.load`: a registered published file gets its entry's provenance. Raises
     InputError naming the file when one is missing or not statistics or features.
     """
+    return explain_stats(_load(a), _load(b), os.fspath(a), os.fspath(b))
+
+
+def _load(path: str | os.PathLike[str]) -> Stats:
+    """Statistics through `fidkit.refstats.load`; a features file's statistics carry the provenance it
+    records (`fidkit.features.load_features`), as ``fidkit fid`` reads it."""
+    from . import npfile
     from .refstats import load
 
-    return explain_stats(load(a), load(b), os.fspath(a), os.fspath(b))
+    if npfile.sniff(path).kind == "features":
+        from .features import load_features
+
+        fr = load_features(path)
+        return Stats.from_features(fr.features, fr.provenance)
+    return load(path)
 
 
 def add_cli(subparsers: argparse._SubParsersAction,

@@ -210,3 +210,17 @@ def test_cli_exit_statuses_and_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert len(err) == 2 and "missing.npz: no such file" in err[0] and "images.npy" in err[1]
     with pytest.raises(InputError):
         X.explain(tmp_path / "missing.npz", a)
+
+
+def test_a_features_file_shows_its_recorded_provenance(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file written by `fidkit features` records its provenance; explain reads it as `fidkit fid` does."""
+    from fidkit.features import FeatureResult
+
+    feats = np.random.default_rng(3).standard_normal((20, 6))
+    FeatureResult(feats, None, [str(i) for i in range(20)], BASE).save(tmp_path / "f.npz")
+    _stats(n=20).save(tmp_path / "a.npz")
+    res = X.explain(tmp_path / "a.npz", tmp_path / "f.npz")
+    assert _row(res, "extractor").b == "inception-tf2015" and _row(res, "resize_policy").b == "legacy-tensorflow"
+    assert res.verdict == "comparable"
+    assert main(["explain", str(tmp_path / "a.npz"), str(tmp_path / "f.npz"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["verdict"] == "comparable"
