@@ -25,6 +25,10 @@ from .stats import Provenance, Stats
 from .stats import load as load_stats
 
 
+#: The fix named when a metric needs features and only statistics were given.
+STATS_FIX = "pass images or a features file, or score only what statistics allow: --metrics fid"
+
+
 @dataclass(frozen=True, eq=False)
 class Operand:
     """One side of a comparison: whatever of stats, features, logits it provides, and its size."""
@@ -66,7 +70,7 @@ class Operand:
         """Returns the features; raises `InputError` naming ``metric`` when only statistics were given."""
         if self.features is None:
             raise InputError(f"{self.label}: {metric} needs features, but only mean/covariance "
-                             f"statistics were given; pass images or a features file")
+                             f"statistics were given; {STATS_FIX}")
         return self.features
 
     def need_logits(self, metric: str) -> np.ndarray:
@@ -137,10 +141,11 @@ def check_inputs(real: Any, fake: Any, metrics: Sequence[str],
     for label, kind, needed in (("real", kinds[0], need_real), ("fake", kinds[1], need_fake)):
         if needed and kind == "stats":
             wants = [m for m in metrics if get_metric(m).needs != "stats" and label in get_metric(m).inputs]
+            fix = STATS_FIX if wants else "pass images or a features file, or --bootstrap 0 (no intervals)"
             wants = wants or ["bootstrap intervals"]
             verb = "needs" if len(wants) == 1 else "need"
             raise InputError(f"{label}: {', '.join(wants)} {verb} features, but only mean/covariance "
-                             f"statistics were given; pass images or a features file")
+                             f"statistics were given; {fix}")
     return kinds, need_real, need_fake
 
 

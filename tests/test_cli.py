@@ -246,3 +246,18 @@ def test_user_extractor_errors_are_one_line(capsys, tmp_path, mnist_weights, mon
                           "--no-progress")
     assert code == 2 and "Traceback" not in err, err
     assert "--extractor bad_ex:build_broken: raised ValueError" in err and "shape mismatch in layer 3" in err
+
+
+def test_statistics_only_names_the_metrics_fix(capsys, stats_files) -> None:
+    """score of two statistics files: the error names --metrics fid (CLI and API), and --metrics fid works."""
+    from fidkit.errors import InputError
+    from fidkit.scoring import score
+
+    a, b, pa, pb = stats_files
+    code, out, err = _run(capsys, "score", pa, pb)
+    assert code == 2 and "kid" in err and "--metrics fid" in err and "Traceback" not in err, err
+    with pytest.raises(InputError, match="--metrics fid"):
+        score(str(pa), str(pb))
+    code, out, err = _run(capsys, "score", pa, pb, "--metrics", "fid", "--json")
+    assert code == 0, err
+    assert json.loads(out)["fid"] == pytest.approx(_fid_scipy(a, b), rel=1e-9)
