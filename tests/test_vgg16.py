@@ -610,3 +610,34 @@ def test_protocol_pr_without_its_weights_is_one_line(pr_dirs, tmp_path: Path, mo
     assert "pr" not in out and any("vgg16-nvidia" in n and "not computed" in n for n in out["notes"])
     with pytest.raises(InputError, match="real: --protocol stylegan computes precision/recall on vgg16-nvidia"):
         fidkit.score(*feats, "pr", protocol="stylegan", bootstrap=0)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+def test_pr_second_pass_beside_the_first(full_archive, fidkit_home, pr_dirs, tmp_path: Path) -> None:
+    """``score(..., "fid,pr", protocol="torch-fidelity")``: the first pass (the synthetic 2015 Inception under
+    torch-fidelity's file name) gives FID, the second (VGG16) PR; each equals the metric computed alone, and
+    PR equals the StyleGAN-rule count on the reference VGG16 features."""
+    import torch
+
+    import fidkit
+    from fidkit.archs.inception import inception_tf2015
+    from fidkit.archs.synthetic import write_synthetic_weights
+    from fidkit.weights import load_canonical
+
+    _, model = full_archive
+    vgg = tmp_path / "vgg16-397923af.pth"
+    torch.save(model.state_dict(), vgg)
+    npz = write_synthetic_weights(inception_tf2015(logits_bias=True), tmp_path / "tf2015.npz")
+    inception = tmp_path / "weights-inception-2015-12-05-6726825d.pth"
+    torch.save({k: torch.from_numpy(v) for k, v in load_canonical(npz).items()}, inception)
+    real, fake = str(pr_dirs["real"]), str(pr_dirs["fake"])
+    common = {"protocol": "torch-fidelity", "weights": str(inception), "pr_weights": str(vgg), "runtime": "torch",
+              "bootstrap": 0}
+    both = fidkit.score(real, fake, "fid,pr", **common)
+    assert both["fid"] == fidkit.score(real, fake, "fid", **common)["fid"]
+    assert both["pr"] == fidkit.score(real, fake, "pr", **common)["pr"]
+    ref = stylegan_pr(_reference_features(model, PR_REAL), _reference_features(model, PR_FAKE), 3)
+    assert (both["pr"]["precision"], both["pr"]["recall"]) == ref and both["fid"] > 0
+    assert both["settings"]["pr"]["extractor"] == "vgg16-torchvision"
+    assert both["provenance"]["extractor"] == "inception-tf2015"  # the first pass's, which FID used
