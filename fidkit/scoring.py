@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -15,7 +16,7 @@ from .inputs import Operand, check_inputs, operand
 from .kid import subsets_vary
 from .metrics import DEFAULT_BOOTSTRAP, METRICS, flag, get_metric, load_function, parse_metrics
 from .pipeline import DEFAULT_BATCH_SIZE, DEFAULT_WORKERS, _as_extractor, _open
-from .stats import UNKNOWN, Stats, check_provenance
+from .stats import UNKNOWN, Provenance, Stats, check_provenance
 
 
 class _Default:
@@ -172,6 +173,8 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
     given = (real, fake)  # as given: an ADM reference batch's file also holds sFID's mu_s/sigma_s
     real, fake = (load_published(v) if kind == "stats" else v for v, kind in zip(given, kinds, strict=True))
     spatial = dict(spatial or {})
+    _check_before_extraction(ex, (real, fake), kinds, main_metrics, allow_mismatch,
+                             kid_subset_size if plan is None else None)
     pr_pass = None  # (real, fake) operands of the protocol's own PR feature space
     if second_pr:
         assert plan is not None
@@ -763,6 +766,54 @@ def _check_level_early(bootstrap: int, level: float) -> None:
     if bootstrap and not 0.0 < level < 1.0:
         raise InputError(f"{flag('level')} {level!r}: expected a confidence level strictly between 0 and 1 "
                          f"(level= in Python), e.g. {flag('level')} 0.95")
+
+
+def _recorded(v: Any, kind: str) -> tuple[Provenance | None, int | None]:
+    """A non-image input's recorded provenance and sample count, read from headers where it is a file."""
+    if kind == "stats":
+        return getattr(v, "provenance", None), getattr(v, "n", None)
+    if isinstance(v, (str, os.PathLike)):
+        from . import npfile
+
+        info = npfile.sniff(v)
+        n = info.arrays[info.main].shape[0] if info.main in info.arrays else None
+        if "provenance" not in info.arrays or info.arrays["provenance"].pickled:
+            return None, n
+        text = str(npfile.read(info, ["provenance"])["provenance"])
+        return Provenance.from_json(text, str(info.path)), n
+    feats = getattr(v, "features", None)
+    return getattr(v, "provenance", None), (len(feats) if feats is not None else None)
+
+
+def _check_before_extraction(ex: Any, values: tuple[Any, Any], kinds: Sequence[str], metrics: Sequence[str],
+                             allow_mismatch: bool, kid_subset_size: int | None) -> None:
+    """Raises, before any image is decoded, what would otherwise fail after extraction: a statistics or
+    features file whose provenance the chosen extractor and resize policy contradict, sFID from an
+    extractor without spatial features, a KID ``--subset-size`` larger than a known sample count."""
+    if isinstance(ex, Extractor) and "images" in kinds:
+        if "sfid" in metrics:
+            from .sfid import require_spatial
+
+            require_spatial(ex)
+        if not allow_mismatch:
+            mine = Provenance.from_extractor(ex)
+            for v, kind in zip(values, kinds, strict=True):
+                prov = _recorded(v, kind)[0] if kind != "images" else None
+                if prov is not None:
+                    with warnings.catch_warnings():  # the unknown-field warnings come once, after extraction
+                        warnings.simplefilter("ignore", FidkitWarning)
+                        check_provenance(prov, mine)
+    if "kid" in metrics and kid_subset_size is not None:
+        known = [(n, label) for label, v, kind in zip(("real", "fake"), values, kinds, strict=True)
+                 if (n := len(v) if kind == "images" and hasattr(v, "__len__") else (
+                     _recorded(v, kind)[1] if kind != "images" else None)) is not None]
+        if known:  # the smaller sample, real first on a tie, as _kid_subset_size says it after extraction
+            n, label = min(known, key=lambda t: t[0])
+            if kid_subset_size > n:
+                opt = flag("subset_size")
+                raise InputError(f"{label}: {n} images, fewer than KID's {opt} {kid_subset_size} (subsets are "
+                                 f"drawn without replacement); pass {opt} {n} or fewer (kid_subset_size= in "
+                                 f"Python) or more images")
 
 
 def _kid_subset_size(given: int | None, n_real: int, n_fake: int, notes: list[str]) -> tuple[int, bool]:

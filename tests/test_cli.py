@@ -261,3 +261,30 @@ def test_statistics_only_names_the_metrics_fix(capsys, stats_files) -> None:
     code, out, err = _run(capsys, "score", pa, pb, "--metrics", "fid", "--json")
     assert code == 0, err
     assert json.loads(out)["fid"] == pytest.approx(_fid_scipy(a, b), rel=1e-9)
+
+
+def test_mismatches_known_before_extraction_fail_before_it(capsys, tmp_path, mnist_weights, monkeypatch) -> None:
+    """A statistics/features file's resize policy against --resize, sFID from an extractor without spatial
+    features, KID --subset-size beyond a known count: each fails with exit 2 before any image is extracted."""
+    from fidkit.extraction import Extractor
+
+    rng = np.random.default_rng(0)
+    for name in ("x", "y"):
+        np.save(tmp_path / f"{name}.npy", rng.integers(0, 256, (6, 28, 28, 3), dtype=np.uint8))
+    opts = ["--runtime", "numpy", "--weights", mnist_weights, "--no-progress"]
+    assert _run(capsys, "stats", tmp_path / "x.npy", "-o", tmp_path / "s.npz", *opts)[0] == 0
+    assert _run(capsys, "features", tmp_path / "x.npy", "-o", tmp_path / "f.npz", *opts)[0] == 0
+
+    def extracted(*a, **k):
+        raise AssertionError("extraction ran before the check")
+
+    monkeypatch.setattr(Extractor, "outputs", extracted)
+    y = tmp_path / "y.npy"
+    for argv, words in (
+            (["fid", tmp_path / "s.npz", y, "--resize", "clean"], "resize policies (mnist vs clean)"),
+            (["fid", tmp_path / "f.npz", y, "--resize", "clean"], "resize policies (mnist vs clean)"),
+            (["score", tmp_path / "x.npy", y, "--metrics", "sfid"], "spatial features"),
+            (["score", tmp_path / "f.npz", y, "--metrics", "kid", "--subset-size", "7"], "--subset-size 6 or fewer"),
+            (["score", tmp_path / "x.npy", y, "--metrics", "kid", "--subset-size", "7"], "--subset-size 6 or fewer")):
+        code, out, err = _run(capsys, *argv, *opts)
+        assert code == 2 and words in err and "Traceback" not in err, (argv, err)
