@@ -328,7 +328,7 @@ def score(real: Any, fake: Any = None, metrics: str | Sequence[str] | None = Non
             notes.append(f"n {label}: unknown (this statistics file, from another tool, does not record its "
                          "sample count)")
     result["settings"] = settings
-    result["notes"] = notes
+    result["notes"] = _computed_notes(notes, result)
     result["provenance"] = json.loads(b.provenance.to_json())
     return result
 
@@ -756,6 +756,19 @@ def _protocol_extractor(protocol: str | None, extractor: Any, runtime: Any, weig
                                 allow_mismatch=allow_mismatch)
     return ex, options["protocol"]["label"]
 _TITLES = {"pr": "precision/recall", "dc": "density/coverage"}
+
+
+def _computed_notes(notes: list[str], result: Mapping[str, Any]) -> list[str]:
+    """Returns ``notes`` less those about a metric that was not computed (a protocol's KID note when only
+    IS was asked); a note saying a metric was left out ("not computed") stays."""
+    titles = {get_metric(m).title: m for m in METRICS}
+    kept = []
+    for note in notes:
+        head = note.split(":", 1)[0].split(" ")[0]
+        if head in titles and titles[head] not in result and "not computed" not in note:
+            continue
+        kept.append(note)
+    return kept
 
 
 def _check_level_early(bootstrap: int, level: float) -> None:

@@ -288,3 +288,25 @@ def test_mismatches_known_before_extraction_fail_before_it(capsys, tmp_path, mni
             (["score", tmp_path / "x.npy", y, "--metrics", "kid", "--subset-size", "7"], "--subset-size 6 or fewer")):
         code, out, err = _run(capsys, *argv, *opts)
         assert code == 2 and words in err and "Traceback" not in err, (argv, err)
+
+
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+def test_notes_concern_only_computed_metrics(capsys, tmp_path) -> None:
+    """--protocol torch-fidelity --metrics is: no KID note (KID was not computed); with kid, its note is there."""
+    from fidkit.features import FeatureResult
+
+    prov = Provenance(extractor="inception-tf2015", resize_policy="legacy-tensorflow")
+    rng = np.random.default_rng(0)
+    for side in ("real", "fake"):
+        FeatureResult(rng.standard_normal((30, 8)), rng.standard_normal((30, 1008)), [str(i) for i in range(30)],
+                      prov).save(tmp_path / f"{side}.npz")
+    base = ["score", tmp_path / "real.npz", tmp_path / "fake.npz", "--protocol", "torch-fidelity", "--json",
+            "--bootstrap", "0"]
+    code, out, err = _run(capsys, *base, "--metrics", "is")
+    assert code == 0, err
+    res = json.loads(out)
+    assert "is" in res and "kid" not in res
+    assert res["notes"] and all(not n.startswith("KID") for n in res["notes"]), res["notes"]
+    code, out, err = _run(capsys, *base, "--metrics", "kid,is", "--allow-mismatch", "--subset-size", "10")
+    assert code == 0, err
+    assert any(n.startswith("KID") for n in json.loads(out)["notes"])
