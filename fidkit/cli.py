@@ -808,18 +808,33 @@ def _chosen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argpar
         parser = subs[0].choices[name]
 
 
+def _json_error(message: str, status: int = 2) -> None:
+    """Prints ``{"error": message, "exit_status": status}`` to stdout (the line is on stderr too)."""
+    print(json.dumps({"error": message, "exit_status": status}))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Returns the exit code of ``fidkit`` run with ``argv`` (default: the process arguments)."""
     parser = build_parser()
     raw = iter(sys.argv[1:] if argv is None else argv)
     # "--range -1,1" would read as an unknown option "-1,1" to argparse: bind the value explicitly
     argv = [f"--range={next(raw, '')}" if a == "--range" else a for a in raw]
+    import contextlib
+    import io
+
+    said = io.StringIO()
     try:
-        args, extra = parser.parse_known_args(argv)
-        if extra:  # said by the subcommand they were given to, which --help then explains
-            _chosen(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+        with contextlib.redirect_stderr(said):
+            args, extra = parser.parse_known_args(argv)
+            if extra:  # said by the subcommand they were given to, which --help then explains
+                _chosen(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
+        sys.stderr.write(said.getvalue())
+        if exc.code == 2 and "--json" in argv:  # a usage error: JSON on stdout as for any other error
+            last = said.getvalue().strip().splitlines()[-1] if said.getvalue().strip() else "usage error"
+            _json_error(last.removeprefix("fidkit: "))
         return int(exc.code or 0)
+    sys.stderr.write(said.getvalue())
     args.warnings_seen = []
     with warnings.catch_warnings():
         # the command line reports fidkit's warnings as one line each, whatever -W says
@@ -833,6 +848,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             line = says(exc)  # under torchrun: an error every rank raised alike is said by rank 0 only
             if line is not None:
                 print(line, file=sys.stderr)
+                if getattr(args, "json", False):  # scripts parsing stdout get JSON on failure too
+                    _json_error(line.removeprefix("fidkit: "))
             return 2
         except KeyboardInterrupt:
             print("fidkit: interrupted", file=sys.stderr)

@@ -310,3 +310,15 @@ def test_notes_concern_only_computed_metrics(capsys, tmp_path) -> None:
     code, out, err = _run(capsys, *base, "--metrics", "kid,is", "--allow-mismatch", "--subset-size", "10")
     assert code == 0, err
     assert any(n.startswith("KID") for n in json.loads(out)["notes"])
+
+
+def test_json_errors_are_json_on_stdout(capsys, stats_files, tmp_path) -> None:
+    """Under --json every failing subcommand prints {"error", "exit_status": 2} on stdout, the line on stderr."""
+    _, _, pa, pb = stats_files
+    missing = tmp_path / "missing.npz"
+    for argv in (["score", pa, pb], ["fid", pa, missing], ["kid", pa, pb], ["explain", pa, missing],
+                 ["fid", pa]):
+        code, out, err = _run(capsys, *argv, "--json")
+        assert code == 2, (argv, err)
+        res = json.loads(out)
+        assert res["exit_status"] == 2 and res["error"] and f"fidkit: {res['error']}" in err, (argv, out, err)
