@@ -148,7 +148,8 @@ def _pipeline() -> argparse.ArgumentParser:
                    help="compute exactly what a tool reports: its extractor, weights, resize policy and "
                         "metric conventions (see `fidkit protocols` and docs/protocols.md); an option that "
                         "contradicts it is an error unless --allow-mismatch")
-    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    g.add_argument("--no-progress", dest="progress", action="store_false",
+                   help="no progress bar (there is none when stderr is not a terminal)")
     g.add_argument("--checkpoint", metavar="DIR",
                    help="save partial results in DIR every --checkpoint-every images; a killed run "
                         "started again with the same options resumes there (docs/distributed.md)")
@@ -835,6 +836,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             _json_error(last.removeprefix("fidkit: "))
         return int(exc.code or 0)
     sys.stderr.write(said.getvalue())
+    if getattr(args, "progress", False) and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
+        args.progress = False  # stderr redirected to a log: no \r bars flooding it (tqdm's disable=None)
     args.warnings_seen = []
     with warnings.catch_warnings():
         # the command line reports fidkit's warnings as one line each, whatever -W says

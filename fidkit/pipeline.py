@@ -122,7 +122,7 @@ def _batches(src: Any, ex: Extractor, batch_size: int, workers: int, progress: b
 
     # each input's bar says which input it is (two bars reading only "mnist (numpy)" do not)
     label = label or getattr(src, "description", "") or "images"
-    with tqdm(total=len(src), unit="img", file=sys.stderr, disable=not progress,
+    with tqdm(total=len(src), unit="img", file=sys.stderr, disable=None if progress else True,  # None: TTY only
               desc=f"{label}: {ex.name} ({ex.runtime})") as bar:
         for images, names in _prefetch(iter(src.iter_batches(batch_size, workers))):
             out = _outputs(ex, images, layout=src.layout, value_range=src.value_range,

@@ -322,3 +322,21 @@ def test_json_errors_are_json_on_stdout(capsys, stats_files, tmp_path) -> None:
         assert code == 2, (argv, err)
         res = json.loads(out)
         assert res["exit_status"] == 2 and res["error"] and f"fidkit: {res['error']}" in err, (argv, out, err)
+
+
+@pytest.mark.filterwarnings("ignore::fidkit.errors.FidkitWarning")
+def test_no_progress_bars_when_stderr_is_not_a_terminal(capsys, tmp_path, mnist_weights) -> None:
+    """stderr redirected (here captured: not a TTY): no \\r progress bars, on the CLI and the API."""
+    from fidkit.pipeline import compute_stats
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(0, 256, (6, 28, 28, 3), dtype=np.uint8))
+    code, out, err = _run(capsys, "stats", tmp_path / "x.npy", "-o", tmp_path / "s.npz", "--runtime", "numpy",
+                          "--weights", mnist_weights, "--batch-size", "2")
+    assert code == 0, err
+    assert "\r" not in err and "img/s" not in err, err
+    from fidkit.extraction import extractor
+
+    ex = extractor("mnist", "numpy", weights=str(mnist_weights))
+    compute_stats(str(tmp_path / "x.npy"), ex, progress=True, batch_size=2)
+    err = capsys.readouterr().err
+    assert "\r" not in err and "img/s" not in err, err
