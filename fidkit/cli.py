@@ -315,12 +315,15 @@ def _protocol_pr_extractor(protocol: str) -> str | None:
 
 
 def _output_path(value: str, parents: bool) -> Path:
-    """Returns the file that ``-o value`` writes (".npz" appended unless it ends so, as ``numpy.savez``
-    and `fidkit.Stats.save` do), after checking, before any work, that it can be written: no folder or
+    """Returns the file that ``-o value`` writes (".npz" appended when it has no suffix, as ``numpy.savez``
+    and `fidkit.Stats.save` do; another suffix is an `InputError` naming ``-o``), after checking, before any work, that it can be written: no folder or
     device is in the way, its folder exists (or ``parents``: its nearest existing ancestor is a folder)
     and a file can be created there. Nothing is left behind by the check."""
     given = Path(value)
-    final = given if value.endswith(".npz") else Path(value + ".npz")
+    if given.suffix and given.suffix != ".npz":  # out.txt would be written as out.txt.npz
+        raise InputError(f"-o {value}: fidkit writes .npz files; name it {given.with_suffix('.npz')} "
+                         f"(or give no suffix and .npz is appended)")
+    final = given if given.suffix else Path(value + ".npz")
     for p in dict.fromkeys((given, final)):
         if p.is_dir():
             raise InputError(f"-o {value}: is a folder; -o names the file to write, e.g. "
@@ -753,8 +756,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     def output_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("-o", "--output", required=True, metavar="OUT.npz",
-                       help="file to write (.npz is appended unless the name ends so); its folder must "
-                            "exist and be writable, checked before any work")
+                       help="file to write: a name ending .npz, or with no suffix (.npz is appended); "
+                            "another suffix (out.txt) is refused; its folder must exist and be writable, "
+                            "checked before any work")
         p.add_argument("--parents", action="store_true", help="create the output's missing folders")
 
     p = sub.add_parser("stats", parents=[common, pipe], help="compute and save feature statistics")

@@ -340,3 +340,18 @@ def test_no_progress_bars_when_stderr_is_not_a_terminal(capsys, tmp_path, mnist_
     compute_stats(str(tmp_path / "x.npy"), ex, progress=True, batch_size=2)
     err = capsys.readouterr().err
     assert "\r" not in err and "img/s" not in err, err
+
+
+def test_output_suffix_other_than_npz_is_refused_before_work(capsys, tmp_path) -> None:
+    """-o out.txt: one line naming -o, exit 2, nothing written; -o out (no suffix) writes out.npz."""
+    from fidkit.features import FeatureResult
+
+    FeatureResult(_features(12, 4, 0), None, [str(i) for i in range(12)], PROV).save(tmp_path / "f.npz")
+    np.save(tmp_path / "x.npy", np.zeros((3, 28, 28, 3), np.uint8))
+    for cmd, src in (("stats", "f.npz"), ("features", "x.npy")):
+        code, out, err = _run(capsys, cmd, tmp_path / src, "-o", tmp_path / "out.txt")
+        assert code == 2 and err.startswith(f"fidkit: -o {tmp_path / 'out.txt'}:") and "out.npz" in err, err
+        assert err.count("\n") == 1 and not list(tmp_path.glob("out*")), err
+    code, out, err = _run(capsys, "stats", tmp_path / "f.npz", "-o", tmp_path / "out")
+    assert code == 0, err
+    assert load(tmp_path / "out.npz").n == 12
