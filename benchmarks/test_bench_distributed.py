@@ -27,14 +27,21 @@ from fidkit.mnist_data import load_mnist
 pytest.importorskip("torch")
 
 N = 30_000
+#: Under ``--benchmark-disable`` (CI runs every benchmark once, only so that none rots): the "full" size.
+N_SMOKE = 1_000
 
 
 @pytest.fixture(scope="module")
-def images(tmp_path_factory) -> dict[str, str]:
+def n_full(request) -> int:
+    return N_SMOKE if request.config.getoption("benchmark_disable", False) else N
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory, n_full: int) -> dict[str, str]:
     root = tmp_path_factory.mktemp("bench-dist")
     x = load_mnist()[0]
     paths = {}
-    for name, n in (("full", N), ("startup", 64)):
+    for name, n in (("full", n_full), ("startup", 64)):
         arr = np.concatenate([x] * (-(-n // len(x))))[:n]
         paths[name] = str(root / f"{name}.npy")
         np.save(paths[name], arr)
@@ -58,7 +65,7 @@ def _command(config: str, path: str, out: str) -> tuple[list[str], dict[str, str
 
 @pytest.mark.parametrize("size", ["full", "startup"])
 @pytest.mark.parametrize("config", ["torchrun-1", "torchrun-2", "plain-2-threads"])
-def test_bench_distributed_stats(benchmark, images, tmp_path, config: str, size: str) -> None:
+def test_bench_distributed_stats(benchmark, images, n_full: int, tmp_path, config: str, size: str) -> None:
     out = str(tmp_path / "s.npz")
 
     def run() -> None:
@@ -68,4 +75,4 @@ def test_bench_distributed_stats(benchmark, images, tmp_path, config: str, size:
 
     benchmark.pedantic(run, rounds=3, iterations=1)
     with np.load(out) as z:
-        assert int(z["n"]) == (N if size == "full" else 64)
+        assert int(z["n"]) == (n_full if size == "full" else 64)
