@@ -205,6 +205,8 @@ def _run_local(local: Any, ex: Extractor, out: dict[str, Any], *, features: bool
             out["names"].extend(state["names"])
             if out["acc"] is not None:
                 _restore_accumulator(out["acc"], state["arrays"])
+            if job is None or job.main:  # a resumed run says so (it would otherwise look like a fresh one)
+                print(f"fidkit: resumed from {ck.path}: {position} of {len(local)} images done", file=sys.stderr)
         from .distributed import subset
 
         todo = subset(local, position, len(local))  # also refuses a source that cannot resume

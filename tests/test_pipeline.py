@@ -230,7 +230,7 @@ class _Interrupted(Exception):
     pass
 
 
-def test_checkpointed_stats_resume_bit_identical(tmp_path, mnist_numpy, monkeypatch) -> None:
+def test_checkpointed_stats_resume_bit_identical(tmp_path, mnist_numpy, monkeypatch, capsys) -> None:
     """Interrupted after 5 batches of 4 with a checkpoint every 6 images and the accumulator flushing
     every 8 rows (so the saved state holds merged moments and pooled rows), resumed: the same bits as an
     uninterrupted run without checkpoints; another job (batch size) and a generator are refused."""
@@ -255,8 +255,12 @@ def test_checkpointed_stats_resume_bit_identical(tmp_path, mnist_numpy, monkeypa
     with np.load(tmp_path / "array.stats.rank0-of-1.npz") as z:
         saved = {k: z[k] for k in z.files}
     assert int(saved["acc_n"]) == 20 and int(saved["acc_n_merged"]) == 16 and len(saved["acc_pending"]) == 4
+    capsys.readouterr()
     resumed = compute_stats(x, mnist_numpy, batch_size=4, progress=False, checkpoint=tmp_path,
                             checkpoint_every=6)
+    # a resumed run says so, in one line: the file and how far it got
+    assert capsys.readouterr().err == (f"fidkit: resumed from {tmp_path / 'array.stats.rank0-of-1.npz'}: "
+                                       f"{int(saved['acc_n'])} of 37 images done\n")
     assert resumed.n == plain.n == 37
     np.testing.assert_array_equal(resumed.mean, plain.mean)
     np.testing.assert_array_equal(resumed.cov, plain.cov)
