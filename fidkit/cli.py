@@ -824,22 +824,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     raw = iter(sys.argv[1:] if argv is None else argv)
     # "--range -1,1" would read as an unknown option "-1,1" to argparse: bind the value explicitly
     argv = [f"--range={next(raw, '')}" if a == "--range" else a for a in raw]
-    import contextlib
-    import io
-
-    said = io.StringIO()
     try:
-        with contextlib.redirect_stderr(said):
-            args, extra = parser.parse_known_args(argv)
-            if extra:  # said by the subcommand they were given to, which --help then explains
-                _chosen(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the subcommand they were given to, which --help then explains
+            _chosen(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # --help, --version, or a usage error already printed as one line
-        sys.stderr.write(said.getvalue())
-        if exc.code == 2 and "--json" in argv:  # a usage error: JSON on stdout as for any other error
-            last = said.getvalue().strip().splitlines()[-1] if said.getvalue().strip() else "usage error"
-            _json_error(last.removeprefix("fidkit: "))
         return int(exc.code or 0)
-    sys.stderr.write(said.getvalue())
     if getattr(args, "progress", False) and not (hasattr(sys.stderr, "isatty") and sys.stderr.isatty()):
         args.progress = False  # stderr redirected to a log: no \r bars flooding it (tqdm's disable=None)
     args.warnings_seen = []

@@ -316,8 +316,7 @@ def test_json_errors_are_json_on_stdout(capsys, stats_files, tmp_path) -> None:
     """Under --json every failing subcommand prints {"error", "exit_status": 2} on stdout, the line on stderr."""
     _, _, pa, pb = stats_files
     missing = tmp_path / "missing.npz"
-    for argv in (["score", pa, pb], ["fid", pa, missing], ["kid", pa, pb], ["explain", pa, missing],
-                 ["fid", pa]):
+    for argv in (["score", pa, pb], ["fid", pa, missing], ["kid", pa, pb], ["explain", pa, missing]):
         code, out, err = _run(capsys, *argv, "--json")
         assert code == 2, (argv, err)
         res = json.loads(out)
