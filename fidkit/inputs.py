@@ -24,7 +24,6 @@ from .pipeline import _as_extractor, compute_features, compute_stats
 from .stats import Provenance, Stats
 from .stats import load as load_stats
 
-
 #: The fix named when a metric needs features and only statistics were given.
 STATS_FIX = "pass images or a features file, or score only what statistics allow: --metrics fid"
 
