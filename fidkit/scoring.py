@@ -802,12 +802,17 @@ def _check_before_extraction(ex: Any, values: tuple[Any, Any], kinds: Sequence[s
                              allow_mismatch: bool, kid_subset_size: int | None) -> None:
     """Raises, before any image is decoded, what would otherwise fail after extraction: a statistics or
     features file whose provenance the chosen extractor and resize policy contradict, sFID from an
-    extractor without spatial features, a KID ``--subset-size`` larger than a known sample count."""
+    extractor without spatial features, IS from one without logits, a KID ``--subset-size`` larger than
+    a known sample count."""
     if isinstance(ex, Extractor) and "images" in kinds:
         if "sfid" in metrics:
             from .sfid import require_spatial
 
             require_spatial(ex)
+        if "is" in metrics and kinds[1] == "images" and ex.logits_dim is None:
+            raise InputError(f"fake: IS needs classifier logits, and extractor {ex.name!r} gives none; pass "
+                             f"--extractor with logits, e.g. inception-tf2015 (extractor= in Python), or drop "
+                             f"is from --metrics")
         if not allow_mismatch:
             mine = Provenance.from_extractor(ex)
             for v, kind in zip(values, kinds, strict=True):

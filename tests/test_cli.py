@@ -278,8 +278,16 @@ def test_mismatches_known_before_extraction_fail_before_it(capsys, tmp_path, mni
     def extracted(*a, **k):
         raise AssertionError("extraction ran before the check")
 
+    (tmp_path / "nologits.py").write_text(
+        "def build():\n    from fidkit.extraction import extractor\n"
+        f"    ex = extractor('mnist', 'numpy', weights={str(mnist_weights)!r})\n"
+        "    ex.logits_dim = None\n    return ex\n")
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(Extractor, "outputs", extracted)
     y = tmp_path / "y.npy"
+    code, out, err = _run(capsys, "score", tmp_path / "x.npy", y, "--metrics", "is", "--extractor", "nologits:build",
+                          "--no-progress")
+    assert code == 2 and "IS needs classifier logits" in err and "Traceback" not in err, err
     for argv, words in (
             (["fid", tmp_path / "s.npz", y, "--resize", "clean"], "resize policies (mnist vs clean)"),
             (["fid", tmp_path / "f.npz", y, "--resize", "clean"], "resize policies (mnist vs clean)"),
