@@ -638,8 +638,11 @@ def _protocol_metrics(p: Any, xr: np.ndarray, xf: np.ndarray, logits: np.ndarray
                 mean, std = inception_score(logits, splits=splits, name="fake", **extra)
                 values["is_mean"] = mean
                 values["is_std"] = None if p.inception_score.std_ddof is None else std
+    if "pr" not in skipped and opts["pr"].get("extractor"):
+        skipped["pr"] = (f"{p.tool} computes PR on {opts['pr']['extractor']} features (a second network); "
+                         f"`fidkit score --protocol {p.name} --metrics pr` computes it")
     if "pr" not in skipped:
-        pr = precision_recall(xr, xf, k=opts["pr"]["k"])
+        pr = precision_recall(xr, xf, k=opts["pr"]["k"], radius_inclusive=opts["pr"].get("radius_inclusive", False))
         values["precision"], values["recall"] = float(pr.precision), float(pr.recall)
     if p.seeds:
         notes.append(f"{p.tool} reports {p.aggregate} over seeds {', '.join(map(str, p.seeds))}; this row is "

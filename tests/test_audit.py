@@ -396,6 +396,16 @@ def test_each_protocol_row_is_the_protocol_computed_by_hand(inception_audit: dic
         else:
             want_is = fidkit.inception_score(f["fake_logits"], **opts["is"])
             assert row.is_mean == pytest.approx(want_is[0], rel=1e-12), p.name
+        pr = opts.get("pr")
+        if pr is None:
+            assert row.precision is None
+        elif pr.get("extractor"):  # StyleGAN's / torch-fidelity's VGG16: not on these features
+            assert row.precision is None and pr["extractor"] in row.skipped_metrics["pr"], p.name
+        else:  # ADM: k-NN radii on pool3, a point on a radius counted inside (<=)
+            d = ((xf[:, None] - xr[None]) ** 2).sum(-1)
+            rr = np.sort(((xr[:, None] - xr[None]) ** 2).sum(-1), axis=1)[:, pr["k"]]
+            want_precision = float(np.mean((d <= rr[None] if pr["radius_inclusive"] else d < rr[None]).any(1)))
+            assert row.precision == pytest.approx(want_precision, abs=0), p.name
 
 
 @pytest.mark.skipif("protocol" not in __import__("inspect").signature(fidkit.score).parameters,
