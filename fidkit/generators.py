@@ -152,12 +152,13 @@ def sample(fn: Generator, ex: Extractor, num: int, seed: int, *, batch_size: int
 
     from tqdm import tqdm
 
+    from .pipeline import _outputs  # a user extractor's exception: one line naming --extractor
     from .sfid import Collector
 
     name = name or _describe(fn)
     col = Collector(ex, f"generated (seed {seed})", rows=rows, spatial=spatial)
     seeds = image_seeds(seed, num)
-    with tqdm(total=num, unit="img", file=_sys.stderr, disable=not progress,
+    with tqdm(total=num, unit="img", file=_sys.stderr, disable=None if progress else True,
               desc=f"seed {seed}: {ex.name} ({ex.runtime})") as bar:
         for start in range(0, num, batch_size):
             batch = seeds[start:start + batch_size]
@@ -173,7 +174,7 @@ def sample(fn: Generator, ex: Extractor, num: int, seed: int, *, batch_size: int
                 got = f"shape {tuple(shape)}" if shape is not None else f"a {type(images).__name__}"
                 raise InputError(f"{FLAG} {name}: returned {got} for {len(batch)} seeds; expected "
                                  f"{len(batch)} images, (n, H, W, C) or (n, C, H, W), one per seed")
-            out = ex.outputs(images, layout=layout, value_range=value_range,
+            out = _outputs(ex, images, layout=layout, value_range=value_range,
                              name=f"{FLAG} {name} (seed {seed}, images {start}..{start + len(batch) - 1})")
             col.add(out, (f"seed{seed}/{int(s)}" for s in batch))
             bar.update(len(batch))
