@@ -265,6 +265,38 @@ def test_progress_bars_name_their_input(work: Path) -> None:
     rng = np.random.default_rng(3)
     np.save(work / "real.npy", rng.integers(0, 256, (6, 28, 28, 3), dtype=np.uint8))
     np.save(work / "fake.npy", rng.integers(0, 256, (6, 28, 28, 3), dtype=np.uint8))
+    # bars are drawn only when stderr is a terminal (a redirected log gets none): give it a pseudo-terminal
+    import fcntl
+    import pty
+    import struct
+    import termios
+    import threading
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # tqdm sizes bars to it
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:  # the other end closed
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    proc = subprocess.run([str(FIDKIT), "fid", "real.npy", "fake.npy", "--runtime", "numpy"], cwd=work,
+                          stdout=subprocess.PIPE, stderr=slave, env={**os.environ, "FIDKIT_OFFLINE": "1"},
+                          timeout=600, check=False)
+    os.close(slave)
+    reader.join(timeout=10)
+    os.close(master)
+    err = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, err
+    assert "real.npy: mnist (numpy)" in err and "fake.npy: mnist (numpy)" in err
+    # and redirected to a file or pipe: no bars at all
     r = fidkit_cli("fid", "real.npy", "fake.npy", "--runtime", "numpy", cwd=work)
-    assert r.returncode == 0, r.stderr
-    assert "real.npy: mnist (numpy)" in r.stderr and "fake.npy: mnist (numpy)" in r.stderr
+    assert r.returncode == 0 and "mnist (numpy)" not in r.stderr and "\r" not in r.stderr, r.stderr
