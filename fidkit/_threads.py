@@ -45,7 +45,7 @@ def progress_bar(total: int, desc: str, enabled: bool, unit: str = "it") -> Any:
     """Returns a tqdm bar on stderr (disabled unless ``enabled``), for steps longer than a few seconds."""
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=None if enabled else True, leave=False)  # None: TTY only
+    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, disable=not enabled, leave=False)
 
 
 def cores() -> int:

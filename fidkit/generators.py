@@ -158,7 +158,7 @@ def sample(fn: Generator, ex: Extractor, num: int, seed: int, *, batch_size: int
     name = name or _describe(fn)
     col = Collector(ex, f"generated (seed {seed})", rows=rows, spatial=spatial)
     seeds = image_seeds(seed, num)
-    with tqdm(total=num, unit="img", file=_sys.stderr, disable=None if progress else True,
+    with tqdm(total=num, unit="img", file=_sys.stderr, disable=not progress,
               desc=f"seed {seed}: {ex.name} ({ex.runtime})") as bar:
         for start in range(0, num, batch_size):
             batch = seeds[start:start + batch_size]

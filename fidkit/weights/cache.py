@@ -160,7 +160,7 @@ def _fetch(url: str, dest: Path, name: str, *, progress: bool, timeout: float, a
             with resp:
                 if bar is None:
                     bar = stack.enter_context(tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024,
-                                                   desc=name, file=sys.stderr, disable=None if progress else True,
+                                                   desc=name, file=sys.stderr, disable=not progress,
                                                    leave=False))
                 resumed = have > 0 and resp.status == 206 and \
                     resp.headers.get("Content-Range", "").startswith(f"bytes {have}-")
